@@ -1,0 +1,3 @@
+from mbmt.cli import main
+
+raise SystemExit(main())

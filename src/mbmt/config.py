@@ -1,0 +1,122 @@
+"""Load, merge and validate the workflow parameters (params.yaml plus optional presets).
+
+Presets (config/*.yaml) are partial files merged over params.yaml exactly as Snakemake merges
+``--configfile`` over ``configfile:`` (nested mappings merge, everything else is replaced), and
+the result is validated against one JSON schema, so both front ends accept the same files.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from mbmt.errors import ParamsError
+from mbmt.paths import PARAMS_FILE
+
+SCHEMA_RESOURCE = "schemas/params.schema.yaml"
+
+
+def schema() -> dict:
+    return yaml.safe_load(resources.files("mbmt").joinpath(SCHEMA_RESOURCE).read_text())
+
+
+def deep_merge(base: Mapping, overlay: Mapping) -> dict:
+    """``overlay`` over ``base``: mappings merge recursively, other values replace."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: parameter file not found (run from the project root, or pass --params FILE)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: the top level must be a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def load_params(files: Sequence[str | Path] | None = None) -> dict:
+    """Merge ``files`` in order (default: params.yaml) and validate the result."""
+    files = [Path(f) for f in (files or [PARAMS_FILE])]
+    params: dict = {}
+    for path in files:
+        params = deep_merge(params, read_yaml(path))
+    validate(params, source=" + ".join(str(f) for f in files))
+    return params
+
+
+def _key(path: Sequence) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One sentence naming the key, the value and the fix."""
+    key = _key(error.absolute_path)
+    value = error.instance
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
+        where = f"{key}." if error.absolute_path else ""
+        names = ", ".join(f"'{where}{u}'" for u in unknown)
+        hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key {names}{hint}"
+    if error.validator == "required":
+        return f"{key}: {error.message} (add it; see params.yaml for the paper's value)"
+    if error.validator == "type" and isinstance(value, str) and error.validator_value in ("number", "integer"):
+        hint = ""
+        try:
+            float(value)
+            hint = " — YAML reads 1e-4 as a string; write 1.0e-4"
+        except ValueError:
+            pass
+        return f"{key}: {value!r} is a string, expected a {error.validator_value}{hint}"
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # Report the alternative that got furthest rather than jsonschema's generic sentence.
+        # The "or null" alternative is never the informative one for a non-null value.
+        context = [e for e in error.context if not (e.validator == "type" and e.validator_value == "null")]
+        best = jsonschema.exceptions.best_match(context or error.context)
+        return f"{key}: {value!r} is not allowed ({best.message})"
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    detail = f" ({description})" if description else ""
+    return f"{key}: {error.message}{detail}"
+
+
+def validate(params: Mapping, source: str = str(PARAMS_FILE)) -> None:
+    """Raise ParamsError naming every invalid key of ``params`` (read from ``source``)."""
+    validator = jsonschema.Draft7Validator(schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    if errors:
+        lines = "\n  ".join(_describe(e) for e in errors)
+        raise ParamsError(f"{source}: invalid parameters:\n  {lines}")
+
+
+def model_params(params: Mapping, name: str) -> dict:
+    try:
+        return dict(params["models"][name])
+    except KeyError:
+        raise ParamsError(f"unknown model {name!r}; models in params: {', '.join(params['models'])}") from None
+
+
+def fingerprint(obj: Any) -> str:
+    """A short, stable hash of JSON-serialisable settings (used to key resumable state)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

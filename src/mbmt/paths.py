@@ -1,0 +1,46 @@
+"""Where every stage reads and writes, relative to the project root (the working directory).
+
+Snakemake rules and dvc.yaml stages declare exactly these paths; stage commands take none of
+them as arguments, so the two front ends run identical commands.
+"""
+
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+DATA_DIR = Path("data")
+DOWNLOAD_DIR = DATA_DIR / "downloads"  # partial downloads live here so a retry resumes; not a stage output
+RAW_DIR = DATA_DIR / "raw"  # fetch: the dataset in MTAN's one-.npy-per-sample layout
+PROCESSED_DIR = DATA_DIR / "processed"  # preprocess: one HDF5 file per split + manifest.json
+MODELS_DIR = Path("models")
+RUNS_DIR = Path("runs")  # resumable training state, keyed by a hash of the run's settings; not versioned
+METRICS_DIR = Path("metrics")
+REPORTS_DIR = Path("reports")
+
+SPLITS = ("train", "test")
+REAL_SPLIT = "real"  # the NYU raw-form images of data.real_images, if set
+
+
+def split_file(split: str) -> Path:
+    return PROCESSED_DIR / f"{split}.h5"
+
+
+def manifest_file() -> Path:
+    return PROCESSED_DIR / "manifest.json"
+
+
+def model_dir(name: str) -> Path:
+    return MODELS_DIR / name
+
+
+def model_file(name: str) -> Path:
+    """The trained weights and the settings that built them (see mbmt.training.checkpoint)."""
+    return model_dir(name) / "model.pt"
+
+
+def live_dir(name: str) -> Path:
+    """The model's DVCLive training log (metrics.json, plots/metrics/**.tsv)."""
+    return model_dir(name) / "live"
+
+
+def metrics_file(name: str) -> Path:
+    return METRICS_DIR / f"{name}.json"

@@ -1,0 +1,1 @@
+"""Thin stage commands: parse arguments, load params, call the library, write outputs."""
