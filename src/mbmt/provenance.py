@@ -1,0 +1,61 @@
+"""Where a number came from: code revision, configuration, hardware and software versions."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import subprocess
+from pathlib import Path
+
+
+def git_revision(root: str | Path = ".") -> str:
+    """The commit checked out in ``root``, with "-dirty" if tracked files differ; "unknown" outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        revision = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return revision + ("-dirty" if dirty else "")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: str = "cpu") -> str:
+    """A one-line description of the machine, e.g. "NVIDIA H100 80GB HBM3 (1 GPU); AMD EPYC ... (16 cores)"."""
+    import os
+
+    import torch
+
+    cpu = f"{cpu_name()} ({os.cpu_count()} cores)"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} ({torch.cuda.device_count()} GPU); {cpu}"
+    return f"CPU only; {cpu}"
+
+
+def collect(params: dict, device: str = "cpu") -> dict:
+    """Provenance recorded with every trained model, metrics file and report."""
+    import timm
+    import torch
+
+    return {
+        "profile": params["profile"],
+        "dataset": params["data"]["source"],
+        "git_revision": git_revision(),
+        "hardware": hardware(device),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
