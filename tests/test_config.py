@@ -1,0 +1,92 @@
+"""params.yaml, presets and the schema: what is accepted, and how a mistake is reported."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from mbmt.config import deep_merge, fingerprint, load_params, validate
+from mbmt.errors import ParamsError
+
+from conftest import REPO
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_paper_params_and_presets_are_valid():
+    paper = load_params([REPO / "params.yaml"])
+    assert paper["data"]["source"] == "nyuv2"
+    assert (paper["data"]["height"], paper["data"]["width"]) == (288, 384)
+    assert paper["train"]["lr"] == 1.0e-4 and paper["train"]["epochs"] == 200
+    demo = load_params([REPO / "params.yaml", REPO / "config" / "demo.yaml"])
+    assert demo["data"]["source"] == "synthetic" and demo["profile"] == "demo"
+    # A preset only overrides what it names; the rest stays the paper's.
+    assert demo["models"]["mtnet"]["backbone"] == paper["models"]["mtnet"]["backbone"]
+    assert demo["models"]["mtnet"]["pretrained"] is False
+
+
+def test_deep_merge_matches_snakemake_configfile_semantics():
+    from snakemake.utils import update_config
+
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    overlay = {"a": {"c": [3], "e": {"f": 2}}, "d": None}
+    expected = yaml.safe_load(yaml.safe_dump(base))
+    update_config(expected, overlay)
+    assert deep_merge(base, overlay) == expected == {"a": {"b": 1, "c": [3], "e": {"f": 2}}, "d": None}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}  # inputs untouched
+
+
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        ("train: {lrr: 0.1}", "unknown key 'train.lrr'"),
+        ("train: {lr: 1e-4}", "train.lr: '1e-4' is a string, expected a number — YAML reads 1e-4 as a string; write 1.0e-4"),
+        ("data: {height: 100}", "data.height: 100 is not a multiple of 32"),
+        ("data: {source: kitti}", "data.source: 'kitti' is not one of ['nyuv2', 'synthetic']"),
+        ("data: {nyuv2: {sha256: abc}}", "data.nyuv2.sha256: 'abc' is not allowed ('abc' does not match"),
+        ("models: {mbmt_partial: {init_from: [st_xx]}}", "models.mbmt_partial.init_from: ['st_xx'] is not allowed ('st_xx' is not one of"),
+        ("train: {epochs: 0}", "train.epochs: 0 is less than the minimum of 1"),
+        ("models: {mtan: {filters: [64, 128]}}", "models.mtan.filters: [64, 128] is too short"),
+    ],
+)
+def test_invalid_params_name_the_key_and_the_fix(tmp_path, overlay, message):
+    preset = write(tmp_path / "bad.yaml", overlay)
+    with pytest.raises(ParamsError) as info:
+        load_params([REPO / "params.yaml", preset])
+    text = str(info.value)
+    assert message in text
+    assert str(preset) in text  # which files were merged
+
+
+def test_every_error_is_reported_at_once(tmp_path):
+    preset = write(tmp_path / "bad.yaml", "train: {lrr: 1, epochs: -1}\nseed: x\n")
+    with pytest.raises(ParamsError) as info:
+        load_params([REPO / "params.yaml", preset])
+    assert len(str(info.value).splitlines()) == 4  # header + three problems
+
+
+def test_missing_file_and_broken_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="parameter file not found"):
+        load_params([tmp_path / "nope.yaml"])
+    broken = write(tmp_path / "broken.yaml", "train: [1, 2\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params([broken])
+    listing = write(tmp_path / "list.yaml", "- 1\n")
+    with pytest.raises(ParamsError, match="top level must be a mapping"):
+        load_params([listing])
+
+
+def test_missing_key_is_named():
+    params = load_params([REPO / "params.yaml"])
+    del params["train"]["batch_size"]
+    with pytest.raises(ParamsError, match="'batch_size' is a required property"):
+        validate(params)
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    a = {"lr": 1.0e-4, "epochs": 200}
+    assert fingerprint(a) == fingerprint({"epochs": 200, "lr": 1.0e-4})
+    assert fingerprint(a) != fingerprint({"lr": 2.0e-4, "epochs": 200})
