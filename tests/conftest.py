@@ -34,6 +34,36 @@ def real_images() -> Path:
 
 
 @pytest.fixture
+def make_mtan_root():
+    """Factory: ``make(root, counts={"train": 3, "test": 2}, height=64, width=64, seed=0)`` writes random
+    valid samples (some depth and normals missing) in MTAN's .npy layout under ``root`` and returns
+    them as {split: [canonical sample, ...]}."""
+    import numpy as np
+
+    from mbmt.data import mtan_layout
+
+    def make(root, counts=None, height=64, width=64, seed=0) -> dict:
+        rng = np.random.default_rng(seed)
+        samples = {}
+        for split, count in (counts or {"train": 3, "test": 2}).items():
+            samples[split] = []
+            for index in range(count):
+                normal = rng.normal(size=(height, width, 3))
+                normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+                missing = rng.random((height, width)) < 0.1
+                sample = {
+                    "image": rng.random((height, width, 3)).astype(np.float32),
+                    "semantic": rng.integers(-1, 13, (height, width)),
+                    "depth": np.where(missing, 0, rng.uniform(0.5, 10, (height, width))).astype(np.float32),
+                    "normal": np.where(missing[..., None], 0, normal).astype(np.float32),
+                }
+                mtan_layout.write_sample(mtan_layout.split_dir(root, split), index, sample)
+                samples[split].append(sample)
+        return samples
+    return make
+
+
+@pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """An empty project directory (cwd) holding params.yaml and the tiny preset merged into it."""
     import yaml
@@ -45,3 +75,24 @@ def project(tmp_path, monkeypatch) -> Path:
     shutil.copy(TINY_PRESET, tmp_path / "tiny.yaml")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def processed_data():
+    """Factory: ``make(root=".")`` writes data/processed/{train,test}.h5 under ``root`` from its
+    params.yaml (data.synthetic sizes and seed, data.height/width), with the synthetic scene generator."""
+    from mbmt.config import load_params
+    from mbmt.data.hdf5 import MODALITIES, RENDERED, SplitWriter
+    from mbmt.data.synthetic import generate
+
+    def make(root: Path | str = ".") -> None:
+        root = Path(root)
+        params = load_params([root / "params.yaml"])
+        synthetic, height, width = params["data"]["synthetic"], params["data"]["height"], params["data"]["width"]
+        for split in ("train", "test"):
+            count = synthetic[f"{split}_size"]
+            with SplitWriter(root / "data" / "processed" / f"{split}.h5", count, height, width, split=split,
+                             source="synthetic", modalities=dict.fromkeys(MODALITIES, RENDERED)) as writer:
+                for index, sample in enumerate(generate(count, height, width, synthetic["seed"], split=split)):
+                    writer.add(sample, f"synthetic {split}[{index}]")
+    return make

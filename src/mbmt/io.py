@@ -26,6 +26,9 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp create owner-only (0600/0700) paths; give the output the mode a plain
+    # open()/mkdir() would, so shared project directories stay readable by the group.
+    tmp.chmod((0o777 if directory else 0o666) & ~_umask())
     try:
         yield tmp
         if directory and path.exists():
@@ -42,6 +45,12 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, obj, *, indent: int = 2) -> None:
