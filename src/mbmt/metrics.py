@@ -1,0 +1,209 @@
+"""Evaluation metrics of the three tasks, streamed over a split, in the paper's units.
+
+`MetricAccumulator` takes one batch at a time (`update`), keeps only sums and counts as tensors
+(so DDP ranks can add theirs with `all_reduce`), and gives the set's metrics with `compute`:
+
+| task | keys | unit |
+| --- | --- | --- |
+| semantic | loss, miou, pix_acc | cross-entropy; percent; percent |
+| depth | loss, abs_err, rel_err | metres; metres; fraction of the true depth |
+| normal | loss, mean, median, within_11_25, within_22_5, within_30 | 1 - cosine; degrees; degrees; percent |
+
+Only valid pixels count (label != -1, depth != 0, normal not all-zero; see `mbmt.losses`).
+The angle error is acos(clip(n_pred . n_true, -1, 1)) of the two normals scaled to unit length.
+
+Two averaging conventions for the losses, the depth errors and the normal errors:
+
+- ``"pixel"`` (the default): every valid pixel of the whole set weighs the same: a loss or error
+  is its sum over all valid pixels divided by their number; the median and the "within" rates
+  are those of all the set's angle errors.
+- ``"batch"``: MTAN's convention: the value of each batch (its mean over its own valid pixels,
+  the median and "within" rates of its own angles) averaged over the batches, so it depends on
+  the batch size and on how many valid pixels each batch has. A batch without a valid pixel for
+  a task is left out of that task's average (MTAN would get NaN).
+
+mIoU and pixel accuracy come in both conventions from one 13x13 confusion matrix accumulated
+over the whole set (as in MTAN's current code): IoU_c = TP / (TP + FP + FN), averaged over the
+classes that occur in the ground truth or the predictions of the set (a class occurring in
+neither has no IoU); pixel accuracy = correct labelled pixels / labelled pixels.
+
+The set's median angle comes from a histogram of ANGLE_BIN_DEG = 0.001 degree bins: each angle
+is read as its bin's centre, so the median is within 0.0005 degrees of the exact one (the mean
+and the rates are exact). A metric with no valid pixel in the whole set is None (JSON null).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from mbmt.losses import LOSS_TERMS, cosine, depth_valid, normal_valid, semantic_valid
+from mbmt.tasks import NUM_CLASSES, TASKS
+
+AVERAGINGS = ("pixel", "batch")
+ANGLE_BIN_DEG = 1e-3
+ANGLE_BINS = round(180 / ANGLE_BIN_DEG)
+WITHIN_DEG = {"within_11_25": 11.25, "within_22_5": 22.5, "within_30": 30.0}
+# The quantities averaged per pixel ("sums", divided by "count") and per batch ("batch_sums",
+# divided by "batches"), in this order.
+PIXEL_MEANS = {"semantic": ("loss",), "depth": ("loss", "abs_err", "rel_err"), "normal": ("loss", "mean")}
+BATCH_MEANS = {
+    "semantic": ("loss",),
+    "depth": ("loss", "abs_err", "rel_err"),
+    "normal": ("loss", "mean", "median", *WITHIN_DEG),
+}
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, scale: float = 1.0) -> float | None:
+    return None if float(denominator) == 0 else float(numerator) / float(denominator) * scale
+
+
+def median_of(values: torch.Tensor) -> torch.Tensor:
+    """The median as numpy defines it: the mean of the two middle values of an even count."""
+    n = values.numel()
+    lower = values.kthvalue((n + 1) // 2).values
+    upper = values.kthvalue(n // 2 + 1).values
+    return (lower + upper) / 2
+
+
+def histogram_median(histogram: torch.Tensor, bin_width: float) -> float | None:
+    """`median_of` for values known only by their bin, each read as its bin's centre."""
+    cumulative = histogram.cumsum(0)
+    n = int(cumulative[-1])
+    if n == 0:
+        return None
+    ranks = torch.tensor([(n - 1) // 2 + 1, n // 2 + 1], dtype=cumulative.dtype)  # 1-based middle ranks
+    bins = torch.searchsorted(cumulative, ranks)  # the first bin holding that many values
+    return float((bins.double() + 0.5).mean()) * bin_width
+
+
+def miou_and_accuracy(confusion: torch.Tensor) -> tuple[float | None, float | None]:
+    """(mIoU, pixel accuracy) in percent from a confusion matrix (rows: truth, columns: prediction)."""
+    confusion = confusion.double()
+    hits = confusion.diag()
+    union = confusion.sum(0) + confusion.sum(1) - hits
+    present = union > 0
+    miou = float((hits[present] / union[present]).mean()) * 100 if present.any() else None
+    return miou, _ratio(hits.sum(), confusion.sum(), 100)
+
+
+class MetricAccumulator:
+    """Streaming metrics of ``tasks`` (see the module docstring for definitions and conventions).
+
+    The state lives on the device of the first batch's outputs; `compute` reads it back.
+    """
+
+    def __init__(self, tasks: Iterable[str], *, num_classes: int = NUM_CLASSES):
+        tasks = tuple(tasks)
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; expected some of {TASKS}")
+        self.tasks = tuple(t for t in TASKS if t in tasks)
+        self.num_classes = num_classes
+        self.state: dict[str, torch.Tensor] = {}
+        for task in self.tasks:
+            self.state[f"{task}.sums"] = torch.zeros(len(PIXEL_MEANS[task]), dtype=torch.float64)
+            self.state[f"{task}.count"] = torch.zeros((), dtype=torch.int64)
+            self.state[f"{task}.batch_sums"] = torch.zeros(len(BATCH_MEANS[task]), dtype=torch.float64)
+            self.state[f"{task}.batches"] = torch.zeros((), dtype=torch.int64)
+        if "semantic" in self.tasks:
+            self.state["semantic.confusion"] = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        if "normal" in self.tasks:
+            self.state["normal.within"] = torch.zeros(len(WITHIN_DEG), dtype=torch.int64)
+            self.state["normal.histogram"] = torch.zeros(ANGLE_BINS, dtype=torch.int64)
+
+    def _to(self, device: torch.device) -> None:
+        for name, value in self.state.items():
+            self.state[name] = value.to(device)
+
+    @torch.no_grad()
+    def update(self, outputs: dict[str, torch.Tensor], batch: dict) -> None:
+        """Add one batch: ``outputs`` as the model returns them, ``batch`` with the targets."""
+        for task in self.tasks:
+            prediction = outputs[task]
+            if self.state[f"{task}.count"].device != prediction.device:
+                self._to(prediction.device)
+            target = batch[task].to(prediction.device)
+            loss_sum, count = LOSS_TERMS[task](prediction, target)
+            sums, batch_values = getattr(self, f"_{task}")(prediction, target, loss_sum.double(), count)
+            self.state[f"{task}.sums"] += sums
+            self.state[f"{task}.count"] += count
+            # Sync-free: a batch without a valid pixel adds zeros and is not counted.
+            self.state[f"{task}.batch_sums"] += torch.where(count > 0, batch_values, 0.0)
+            self.state[f"{task}.batches"] += (count > 0).long()
+
+    # Each task's update returns (the sums of PIXEL_MEANS, this batch's values of BATCH_MEANS).
+
+    def _semantic(self, logits, target, loss_sum, count) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.num_classes
+        valid = semantic_valid(target)
+        # Unlabelled pixels go to an overflow cell that is dropped: no boolean indexing, no sync.
+        cells = torch.where(valid, target * n + logits.argmax(dim=1), n * n)
+        self.state["semantic.confusion"] += torch.bincount(cells.flatten(), minlength=n * n + 1)[:-1].view(n, n)
+        sums = loss_sum[None]
+        return sums, sums / count.clamp(min=1)
+
+    def _depth(self, pred, target, loss_sum, count) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = depth_valid(target)
+        pred, target = pred.double(), target.double()
+        error = torch.where(valid, (pred - target).abs(), 0.0)
+        relative = torch.where(valid, error / torch.where(valid, target, 1.0), 0.0)
+        sums = torch.stack([loss_sum, error.sum(), relative.sum()])
+        return sums, sums / count.clamp(min=1)
+
+    def _normal(self, pred, target, loss_sum, count) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = normal_valid(target)
+        angle = torch.rad2deg(torch.acos(cosine(pred.double(), target.double()).clamp(-1, 1)))
+        # A NaN angle (a diverged model) is binned as the worst, 180 degrees, not as an invalid index.
+        binned = torch.nan_to_num(angle, nan=180.0) / ANGLE_BIN_DEG
+        bins = torch.where(valid, binned.long().clamp(max=ANGLE_BINS - 1), ANGLE_BINS)
+        self.state["normal.histogram"] += torch.bincount(bins.flatten(), minlength=ANGLE_BINS + 1)[:-1]
+        thresholds = torch.tensor(list(WITHIN_DEG.values()), dtype=angle.dtype, device=angle.device)
+        within = (angle[..., None] < thresholds) & valid[..., None]
+        self.state["normal.within"] += within.flatten(0, -2).sum(0)
+        sums = torch.stack([loss_sum, torch.where(valid, angle, 0.0).sum()])
+        # MTAN's per-batch median needs the batch's angles themselves (boolean indexing syncs).
+        angles = angle[valid]
+        if angles.numel() == 0:
+            return sums, torch.zeros(len(BATCH_MEANS["normal"]), dtype=torch.float64, device=angle.device)
+        rates = (angles[:, None] < thresholds).double().mean(0) * 100
+        return sums, torch.cat([torch.stack([loss_sum / angles.numel(), angles.mean(), median_of(angles)]), rates])
+
+    def all_reduce(self) -> None:
+        """Sum the state over the ranks of torch.distributed, if initialised; call once, after the last update."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        # NCCL reduces CUDA tensors only; other backends take them where they are.
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+        for name, value in self.state.items():
+            value = value.to(device) if device is not None else value
+            dist.all_reduce(value)
+            self.state[name] = value
+
+    def compute(self, averaging: str = "pixel") -> dict[str, dict[str, float | None]]:
+        """The metrics of everything added so far, per task, in the paper's units."""
+        if averaging not in AVERAGINGS:
+            raise ValueError(f"averaging must be one of {AVERAGINGS}, not {averaging!r}")
+        state = {name: value.cpu() for name, value in self.state.items()}
+        results = {}
+        for task in self.tasks:
+            if averaging == "pixel":
+                names, sums, count = PIXEL_MEANS[task], state[f"{task}.sums"], state[f"{task}.count"]
+            else:
+                names, sums, count = BATCH_MEANS[task], state[f"{task}.batch_sums"], state[f"{task}.batches"]
+            means = {name: _ratio(total, count) for name, total in zip(names, sums)}
+            if task == "semantic":
+                miou, pix_acc = miou_and_accuracy(state["semantic.confusion"])
+                results[task] = {"loss": means["loss"], "miou": miou, "pix_acc": pix_acc}
+            elif task == "depth":
+                results[task] = means
+            elif averaging == "pixel":
+                rates = {name: _ratio(hits, count, 100) for name, hits in zip(WITHIN_DEG, state["normal.within"])}
+                median = histogram_median(state["normal.histogram"], ANGLE_BIN_DEG)
+                results[task] = {"loss": means["loss"], "mean": means["mean"], "median": median, **rates}
+            else:
+                results[task] = means
+        return results

@@ -1,0 +1,1 @@
+"""Training: the epoch loop, resumable checkpoints, DDP helpers and the multi-task loss weighting."""
