@@ -6,6 +6,9 @@ import os
 
 # Before timm/huggingface_hub are imported anywhere: a stray hub download would retry for ~50 s.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tiny tensors on 2 cores: one thread per process is faster and immune to OpenMP spin-waits when
+# processes (DataLoader workers, DDP ranks, Snakemake jobs) share the cores. Subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import shutil
 from pathlib import Path

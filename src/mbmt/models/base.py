@@ -1,0 +1,50 @@
+"""What every model is to the rest of the package: image in, one dense map per task out."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MIN_DEPTH_M = 1.0e-3  # softplus can round to 0 in float32/bf16; depth must stay strictly positive
+NORM_EPS = 1.0e-12
+
+
+def positive_depth(x: torch.Tensor) -> torch.Tensor:
+    return F.softplus(x) + MIN_DEPTH_M
+
+
+def unit_normal(x: torch.Tensor) -> torch.Tensor:
+    """L2-normalise over channels. An all-zero vector (e.g. MTAN at a pixel where its ReLU features
+    are all 0: its biases start at 0) becomes +z without gradient, where plain normalisation would
+    give 0 (or NaN) with a gradient of 1/eps."""
+    norm = x.norm(dim=1, keepdim=True)
+    fallback = torch.zeros_like(x)
+    fallback[:, -1] = 1.0
+    return torch.where(norm > NORM_EPS, x / norm.clamp_min(NORM_EPS), fallback)
+
+
+def logits(x: torch.Tensor) -> torch.Tensor:
+    """Identity: a head's raw output as it is."""
+    return x
+
+
+# task -> what turns a head's raw output into the task's prediction
+OUTPUT_ACTIVATIONS = {"semantic": logits, "depth": positive_depth, "normal": unit_normal}
+
+
+class TaskModel(nn.Module):
+    """``forward(image)``: RGB (B, 3, H, W) in [0, 1] -> {task: (B, C, H, W)} for ``tasks``.
+
+    semantic: 13 logits; depth: 1 channel, positive metres; normal: 3 channels, unit length.
+    Input normalisation happens inside the model.
+    """
+
+    tasks: tuple[str, ...]
+
+
+def resize_like(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize to ``size`` (H, W); a 2x downsampling equals 2 x 2 average pooling."""
+    if x.shape[-2:] == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)

@@ -1,0 +1,324 @@
+"""Models: output contracts, backbones by name, freezing, ST-encoder loading, model files, counts."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from mbmt.config import load_params
+from mbmt.errors import MbmtError
+from mbmt.models import count_parameters, create_model, load_model, save_model
+from mbmt.models.base import unit_normal
+from mbmt.models.efficientps import TwoWayFPN
+from mbmt.models.encoder import Encoder, backbone_layout
+from mbmt.paper import PARAMETERS
+from mbmt.paths import model_file
+from mbmt.tasks import TASK_CHANNELS
+
+from conftest import REPO
+
+SIZE = 64
+
+
+@pytest.fixture
+def image() -> torch.Tensor:
+    return torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+
+
+def with_model(params: dict, name: str, **changes) -> dict:
+    """``params`` with ``changes`` merged into model ``name``'s entry."""
+    params = copy.deepcopy(params)
+    params["models"][name].update(changes)
+    return params
+
+
+def step(model: torch.nn.Module, image: torch.Tensor, lr: float = 1e-2) -> None:
+    """One Adam step on a loss that involves every output."""
+    model.train()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    outputs = model(image)
+    loss = sum(((o - 0.5) ** 2).mean() for o in outputs.values())
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def tensors_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", ["st_de", "mtnet", "mbmt_partial", "mtan"])
+def test_outputs_follow_the_task_contract(tiny_params, image, name):
+    model = create_model(name, tiny_params, load_init=False).eval()
+    with torch.no_grad():
+        outputs = model(image)
+    assert set(outputs) == set(model.tasks)
+    for task, out in outputs.items():
+        assert out.shape == (2, TASK_CHANNELS[task], SIZE, SIZE)
+        assert torch.isfinite(out).all()
+    if "depth" in outputs and name != "mtan":  # MTAN's depth is a raw convolution, as in MTAN
+        assert (outputs["depth"] > 0).all()
+    if "normal" in outputs:
+        torch.testing.assert_close(outputs["normal"].norm(dim=1), torch.ones(2, SIZE, SIZE))
+
+
+def test_unit_normals_survive_an_all_zero_prediction():
+    raw = torch.randn(1, 3, 2, 2)
+    raw[0, :, 1, 1] = 0.0
+    raw.requires_grad_(True)
+    normal = unit_normal(raw)
+    torch.testing.assert_close(normal.norm(dim=1), torch.ones(1, 2, 2))
+    torch.testing.assert_close(normal[0, :, 0, 0], raw[0, :, 0, 0] / raw[0, :, 0, 0].norm())
+    normal.sum().backward()
+    assert torch.isfinite(raw.grad).all() and not raw.grad[0, :, 1, 1].any()
+
+
+def test_the_seed_alone_decides_the_initial_weights(tiny_params):
+    backbone_layout.cache_clear()  # the first build of a backbone probes its layout; later ones use the cache
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        weights.append(create_model("mtnet", tiny_params, load_init=False).state_dict())
+    assert tensors_equal(*weights)
+
+
+def test_single_task_nets_have_one_head(tiny_params):
+    for name, task in [("st_ss", "semantic"), ("st_de", "depth"), ("st_snp", "normal")]:
+        assert create_model(name, tiny_params, load_init=False).tasks == (task,)
+    assert create_model("mtnet", tiny_params, load_init=False).tasks == ("semantic", "depth", "normal")
+
+
+def test_two_way_fpn_mixes_every_level_both_ways():
+    torch.manual_seed(0)
+    fpn = TwoWayFPN([3, 5, 7, 9], 4, norm="batchnorm").eval()
+    features = [torch.randn(1, c, 32 // 2**i, 32 // 2**i) for i, c in enumerate([3, 5, 7, 9])]
+    base = fpn(features)
+    assert [tuple(p.shape) for p in base] == [(1, 4, 32 // 2**i, 32 // 2**i) for i in range(4)]
+    finest, coarsest = [f.clone() for f in features], [f.clone() for f in features]
+    finest[0] += 1.0  # reaches stride 32 only through the bottom-up path
+    coarsest[3] += 1.0  # reaches stride 4 only through the top-down path
+    assert not torch.allclose(fpn(finest)[3], base[3])
+    assert not torch.allclose(fpn(coarsest)[0], base[0])
+
+
+def test_any_timm_backbone_plugs_in(tiny_params, image):
+    convnext = Encoder("test_convnext", head_conv=True)  # 4 levels, no head conv to use
+    assert convnext.channels == (24, 32, 48, 64) and not convnext.uses_head_conv
+    effnet = Encoder("test_efficientnet", head_conv=True)
+    assert effnet.uses_head_conv and effnet.channels[-1] == effnet.head[0].out_channels != 64
+    assert [f.shape[-1] for f in effnet(image)] == [SIZE // s for s in (4, 8, 16, 32)]
+
+    params = with_model(tiny_params, "st_de", backbone="test_convnext")
+    params = with_model(params, "mbmt_full_scratch", backbones=["test_convnext", "test_efficientnet"],
+                        extra_backbone="test_convnext")
+    for name in ("st_de", "mbmt_full_scratch"):  # MBMT fuses backbones of different widths
+        outputs = create_model(name, params, load_init=False).eval()(image)
+        assert outputs["depth"].shape == (2, 1, SIZE, SIZE)
+
+
+def test_backbone_without_the_needed_strides_is_a_clear_error():
+    with pytest.raises(MbmtError, match=r"strides \[16, 16"):
+        Encoder("test_vit", head_conv=False)
+    with pytest.raises(MbmtError, match="no_such_net"):
+        Encoder("no_such_net", head_conv=False)
+
+
+def test_partial_mbmt_keeps_encoders_and_their_batchnorm_statistics(tiny_params, image):
+    model = create_model("mbmt_partial", tiny_params, load_init=False)
+    backbones = model.encoder.backbones
+    frozen = copy.deepcopy(backbones.state_dict())  # weights and BN running statistics
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    fpn_stats = model.fpn.outputs[0][1][1].running_mean.clone()
+
+    step(model, image)
+
+    assert not any(m.training for m in backbones.modules())  # eval mode survived model.train()
+    assert model.fpn.training
+    assert tensors_equal(backbones.state_dict(), frozen)
+    assert not any(p.requires_grad for p in backbones.parameters())
+    assert all(not torch.equal(p, trainable[n]) for n, p in model.named_parameters() if p.requires_grad)
+    assert not torch.equal(model.fpn.outputs[0][1][1].running_mean, fpn_stats)
+    counts = count_parameters(model)
+    assert counts["total"] - counts["trainable"] == sum(p.numel() for p in backbones.parameters())
+
+
+def test_full_mbmt_trains_everything(tiny_params, image):
+    model = create_model("mbmt_full_pretrained", tiny_params, load_init=False)
+    assert model.encoder.extra is not None
+    counts = count_parameters(model)
+    assert counts["trainable"] == counts["total"]
+    before = copy.deepcopy(model.encoder.state_dict())
+    step(model, image)
+    after = model.encoder.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert all(any(k.startswith(f"{prefix}.") for k in changed) for prefix in ("backbones.0", "backbones.2", "extra"))
+
+
+def save_st_models(params: dict) -> dict[str, torch.nn.Module]:
+    models = {}
+    for name in ("st_ss", "st_de", "st_snp"):
+        models[name] = create_model(name, params, load_init=False)
+        save_model(model_file(name), models[name], name=name, params=params)
+    return models
+
+
+def test_mbmt_encoders_start_from_the_st_models(project, tiny_params):
+    st_models = save_st_models(tiny_params)
+    model = create_model("mbmt_partial", tiny_params)
+    for encoder, source in zip(model.encoder.backbones, ("st_ss", "st_de", "st_snp")):
+        assert tensors_equal(encoder.state_dict(), st_models[source].encoder.state_dict())
+    assert not tensors_equal(model.encoder.backbones[0].state_dict(), model.encoder.backbones[1].state_dict())
+
+
+def test_mbmt_without_st_models_is_a_clear_error(project, tiny_params):
+    with pytest.raises(MbmtError, match=r"models/st_ss/model.pt not found; train st_ss first"):
+        create_model("mbmt_partial", tiny_params)
+    create_model("mbmt_partial", tiny_params, load_init=False)  # counting needs no ST model
+
+
+def test_mbmt_with_a_mismatched_st_model_is_a_clear_error(project, tiny_params):
+    save_st_models(tiny_params)
+    other = with_model(tiny_params, "st_de", backbone="test_convnext")
+    save_model(model_file("st_de"), create_model("st_de", other, load_init=False), name="st_de", params=other)
+    with pytest.raises(MbmtError, match=r"init_from: models/st_de/model.pt holds a 'st' model with backbones \['test_convnext'\]"):
+        create_model("mbmt_partial", tiny_params)
+    save_model(model_file("st_de"), create_model("mtan", tiny_params, load_init=False), name="mtan", params=tiny_params)
+    with pytest.raises(MbmtError, match="holds a 'mtan' model"):
+        create_model("mbmt_partial", tiny_params)
+
+
+@pytest.mark.parametrize("name", ["st_de", "mbmt_partial", "mtan"])
+def test_model_file_round_trip(tmp_path, monkeypatch, tiny_params, image, name):
+    model = create_model(name, tiny_params, load_init=False).train()
+    with torch.no_grad():
+        model(image)  # BN statistics away from their initial values
+    model.eval()
+    path = tmp_path / "model.pt"
+    save_model(path, model, name=name, params=tiny_params, extra={"epochs": 2})
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the file alone defines the model
+    loaded, meta = load_model(path)
+    assert meta["name"] == name and meta["model"] == tiny_params["models"][name]
+    assert meta["decoder"] == tiny_params["decoder"] and meta["extra"] == {"epochs": 2}
+    assert tuple(meta["tasks"]) == model.tasks == loaded.tasks
+    assert count_parameters(loaded) == count_parameters(model)  # freezing is rebuilt too
+    with torch.no_grad():
+        expected, actual = model(image), loaded.eval()(image)
+    assert all(torch.equal(expected[t], actual[t]) for t in model.tasks)
+
+
+def test_load_model_rejects_other_files(tmp_path):
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(MbmtError, match="not an mbmt model file"):
+        load_model(tmp_path / "other.pt")
+
+
+def test_imagenet_weights_come_from_a_local_file(tmp_path, tiny_params):
+    import timm
+
+    reference = timm.create_model("test_efficientnet")
+    torch.save(reference.state_dict(), tmp_path / "weights.pth")
+    params = with_model(tiny_params, "st_ss", pretrained=True)
+    params["backbone_weights"] = {"test_efficientnet": str(tmp_path / "weights.pth")}
+    encoder = create_model("st_ss", params).encoder
+    torch.testing.assert_close(encoder.body.conv_stem.weight, reference.conv_stem.weight, rtol=0, atol=0)
+    torch.testing.assert_close(encoder.head[0].weight, reference.conv_head.weight, rtol=0, atol=0)
+
+    params["backbone_weights"] = {"test_efficientnet": str(tmp_path / "absent.pth")}
+    with pytest.raises(MbmtError, match="backbone_weights.test_efficientnet: .*absent.pth is not a file"):
+        create_model("st_ss", params)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """Empty Hugging Face and torch hub caches."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "hf"
+
+
+def test_imagenet_weights_come_from_timms_cache(hub_cache, tiny_params):
+    import safetensors.torch
+    import timm
+
+    # The hub cache layout: models--<org>--<name>/snapshots/<revision>/<file>, refs/main = revision
+    repo = hub_cache / "models--timm--test_efficientnet.r160_in1k"
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    reference = timm.create_model("test_efficientnet")
+    safetensors.torch.save_file(reference.state_dict(), repo / "snapshots" / "abc123" / "model.safetensors")
+    encoder = create_model("mtnet", with_model(tiny_params, "mtnet", pretrained=True)).encoder
+    torch.testing.assert_close(encoder.body.blocks[1][0].conv_pwl.weight, reference.blocks[1][0].conv_pwl.weight,
+                               rtol=0, atol=0)
+
+
+def test_missing_imagenet_weights_say_how_to_fix(hub_cache, tiny_params):
+    params = with_model(tiny_params, "mtnet", pretrained=True)
+    with pytest.raises(MbmtError, match="set backbone_weights.test_efficientnet to a local weight file, "
+                                        "or pretrained: false"):
+        create_model("mtnet", params)
+
+
+def test_groupnorm_decoder_has_the_same_parameter_count(tiny_params, image):
+    params = copy.deepcopy(tiny_params)
+    params["decoder"]["norm"] = "groupnorm"
+    model = create_model("st_snp", params, load_init=False)
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+    assert count_parameters(model) == count_parameters(create_model("st_snp", tiny_params, load_init=False))
+    assert model.eval()(image[:1])["normal"].shape == (1, 3, SIZE, SIZE)  # per-sample norm: batch of 1
+
+
+# --- Parameter counts at the paper's size, against the layer arithmetic of docs/architecture.md ---
+
+def conv_norm(c_in: int, c_out: int, k: int = 1) -> int:
+    return c_in * c_out * k * k + 2 * c_out  # no bias; norm weight and bias
+
+
+def separable(c_in: int, c_out: int) -> int:
+    return conv_norm(1, c_in, 3) + conv_norm(c_in, c_out)  # depthwise 3x3 + pointwise 1x1
+
+
+B2_FEATURES, B2_CHANNELS = 7_202_562, (24, 48, 120, 1408)  # timm features_only; 1408 after conv_head
+B5_FEATURES, B5_CHANNELS = 27_288_112, (40, 64, 176, 2048)
+B2_HEAD_CONV, B5_HEAD_CONV = conv_norm(352, 1408), conv_norm(512, 2048)
+FPN, HEAD = 256, 128
+
+
+def fpn(channels) -> int:
+    return sum(2 * conv_norm(c, FPN) for c in channels) + 4 * separable(FPN, FPN)
+
+
+def head(task: str) -> int:
+    context = 5 * separable(FPN, FPN) + conv_norm(5 * FPN, HEAD)
+    detail = separable(FPN, HEAD) + separable(HEAD, HEAD)
+    correction = 2 * separable(HEAD, HEAD)
+    out = TASK_CHANNELS[task]
+    predict = 4 * HEAD * out + out if task == "semantic" else (4 * HEAD * 9 * FPN + FPN) + (FPN * out + out)
+    return 2 * context + 2 * detail + 2 * correction + predict
+
+
+def test_paper_size_counts_match_the_layer_arithmetic():
+    params = load_params([REPO / "params.yaml"])
+    b2 = B2_FEATURES + B2_HEAD_CONV
+    counts = {name: count_parameters(create_model(name, params, load_init=False))
+              for name in ("st_ss", "st_de", "st_snp", "mtnet", "mbmt_partial")}
+    for name, task in [("st_ss", "semantic"), ("st_de", "depth"), ("st_snp", "normal")]:
+        assert counts[name]["total"] == b2 + fpn(B2_CHANNELS) + head(task) == counts[name]["trainable"]
+    heads = head("semantic") + head("depth") + head("normal")
+    assert counts["mtnet"]["total"] == B5_FEATURES + B5_HEAD_CONV + fpn(B5_CHANNELS) + heads
+    fusion = 3 * sum(conv_norm(c, FPN) for c in B2_CHANNELS) + 4 * conv_norm(3 * FPN, FPN)
+    assert counts["mbmt_partial"] == {"trainable": fusion + fpn([FPN] * 4) + heads, "total": fusion + fpn([FPN] * 4) + heads + 3 * b2}
+    # The paper's single-task nets differ by exactly these amounts, which fixed the prediction layers.
+    assert counts["st_de"]["total"] - counts["st_ss"]["total"] == PARAMETERS["st_de"]["total"] - PARAMETERS["st_ss"]["total"]
+    assert counts["st_snp"]["total"] - counts["st_de"]["total"] == PARAMETERS["st_snp"]["total"] - PARAMETERS["st_de"]["total"]
+
+
+def test_mtan_count_is_the_papers_without_mtans_uncertainty_weights():
+    params = load_params([REPO / "params.yaml"])
+    counts = count_parameters(create_model("mtan", params, load_init=False))
+    # MTAN's SegNet also holds `logsigma` (3 task-uncertainty weights, unused by DWA), counted in the paper.
+    assert counts["total"] == counts["trainable"] == PARAMETERS["mtan"]["total"] - 3 == 44_229_073
