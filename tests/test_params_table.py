@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-import torch
-
 from mbmt.cli import main
 from mbmt.models import count_parameters, create_model
 from mbmt.stages.params import format_table
