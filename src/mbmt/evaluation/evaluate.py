@@ -1,0 +1,92 @@
+"""Metrics of a model over a split: used for validation curves in training and by `mbmt evaluate`.
+
+Evaluation runs in float32 (no autocast) under torch.inference_mode, on the whole split in
+order, without augmentation. The metrics file holds DESIGN §3's blocks under the averaging of
+params evaluate.averaging, the other averaging's blocks beside them under "<other>_averaged",
+and a "context" block saying what was evaluated, how, and where.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from mbmt.errors import MbmtError
+from mbmt.metrics import AVERAGINGS, MetricAccumulator
+
+
+def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool = False) -> dict[str, Any]:
+    """A loader batch's tensors on ``device``, copied without blocking (loaders pin memory on CUDA)."""
+    moved = {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
+             for key, value in batch.items()}
+    if channels_last:
+        moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
+    return moved
+
+
+def accumulate_metrics(model: torch.nn.Module, loader: Iterable[dict], tasks: Iterable[str], *,
+                       device: torch.device, channels_last: bool = False) -> MetricAccumulator:
+    """Run ``model`` (in eval mode, restored afterwards) over ``loader``; the filled accumulator."""
+    accumulator = MetricAccumulator(tasks)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                batch = to_device(batch, device, channels_last)
+                outputs = model(batch["image"])
+                accumulator.update({task: out.float() for task, out in outputs.items()}, batch)
+    finally:
+        model.train(was_training)
+    return accumulator
+
+
+def evaluate_model_file(path: str | Path, params: dict) -> dict[str, Any]:
+    """The metrics JSON of the model file ``path`` on split params evaluate.split."""
+    from mbmt.data.dataset import NYUv2Dataset
+    from mbmt.models import load_model
+    from mbmt.paths import split_file
+    from mbmt.provenance import collect
+    from mbmt.training.checkpoint import sha256_file
+    from mbmt.training.distributed import resolve_device
+
+    path = Path(path)
+    if not path.is_file():
+        raise MbmtError(f"{path}: trained model not found; run `mbmt train {path.parent.name}` first")
+    settings = params["evaluate"]
+    split, averaging = settings["split"], settings["averaging"]
+    device = resolve_device(params["train"]["device"])
+    channels_last = bool(params["train"]["channels_last"])
+
+    model, meta = load_model(path, map_location="cpu")
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    dataset = NYUv2Dataset(split_file(split))
+    loader = DataLoader(dataset, batch_size=settings["batch_size"], shuffle=False,
+                        num_workers=params["train"]["num_workers"], pin_memory=device.type == "cuda")
+    accumulator = accumulate_metrics(model, loader, model.tasks, device=device, channels_last=channels_last)
+
+    other = next(a for a in AVERAGINGS if a != averaging)
+    return {
+        **accumulator.compute(averaging),
+        f"{other}_averaged": accumulator.compute(other),
+        "context": {
+            "model": meta["name"],
+            "tasks": list(model.tasks),
+            "dataset": dataset.attrs["source"],
+            "split": split,
+            "images": len(dataset),
+            "resolution": [int(dataset.attrs["height"]), int(dataset.attrs["width"])],
+            "checkpoint": str(path),
+            "checkpoint_sha256": sha256_file(path),
+            "averaging": averaging,
+            "batch_size": settings["batch_size"],
+            "units": "percent: miou, pix_acc, within_*; metres: depth loss, abs_err; rel_err: fraction of "
+                     "the true depth; normal loss: 1 - cosine; degrees: normal mean, median",
+            "provenance": collect(params, str(device)),
+            "training_provenance": (meta.get("extra") or {}).get("provenance"),
+        },
+    }

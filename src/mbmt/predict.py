@@ -1,0 +1,237 @@
+"""Run a trained model on RGB images; colour maps for segmentation, depth and normals.
+
+The colourisation functions are shared with the report's qualitative figure, so a prediction
+looks the same wherever it is shown:
+
+- segmentation: one fixed colour per NYUv2 class (`SEMANTIC_PALETTE`, `CLASS_NAMES` order),
+  unlabelled (-1) black;
+- depth: matplotlib's perceptually uniform "viridis" over [vmin, vmax] metres, missing (<= 0) black;
+- normals: the unit vector's components mapped from [-1, 1] to [0, 255] as (R, G, B) = (x, y, z),
+  missing (all-zero) black.
+
+Images are resized (bilinear, antialiased) to the resolution the model was trained at, which
+the model file records; the outputs are at that resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mbmt.errors import DataError, MbmtError
+from mbmt.io import atomic_path
+from mbmt.tasks import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES
+
+# One colour per class of CLASS_NAMES (bed, books, ceiling, chair, floor, furniture, objects,
+# picture, sofa, table, tv, wall, window): distinct hues, none black (unlabelled) or white (paper).
+SEMANTIC_PALETTE = np.array([
+    (0, 114, 178),    # bed
+    (230, 159, 0),    # books
+    (190, 190, 190),  # ceiling
+    (213, 94, 0),     # chair
+    (120, 80, 40),    # floor
+    (0, 158, 115),    # furniture
+    (240, 228, 66),   # objects
+    (204, 121, 167),  # picture
+    (86, 180, 233),   # sofa
+    (160, 60, 60),    # table
+    (40, 40, 120),    # tv
+    (150, 150, 110),  # wall
+    (150, 230, 230),  # window
+], dtype=np.uint8)
+MISSING_COLOUR = np.zeros(3, dtype=np.uint8)
+DEPTH_COLORMAP = "viridis"
+DEPTH_RANGE_M = (0.0, 10.0)  # NYUv2's Kinect range; widened when a prediction goes beyond it
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+COLOUR_MODES = ("RGB", "RGBA", "P", "CMYK", "YCbCr")
+
+
+def colorize_semantic(ids: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -1..12 -> (H, W, 3) uint8; unlabelled (-1) black."""
+    ids = np.asarray(ids)
+    if ids.min(initial=0) < IGNORE_LABEL or ids.max(initial=0) >= NUM_CLASSES:
+        raise ValueError(f"class ids span [{ids.min()}, {ids.max()}], expected {IGNORE_LABEL}..{NUM_CLASSES - 1}")
+    table = np.vstack([SEMANTIC_PALETTE, MISSING_COLOUR])  # index -1 reads the last row
+    return table[ids]
+
+
+def colorize_depth(depth: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """(H, W) metres -> (H, W, 3) uint8 through DEPTH_COLORMAP over [vmin, vmax]; missing (<= 0) black."""
+    import matplotlib
+
+    depth = np.asarray(depth, dtype=np.float64)
+    scaled = np.clip((depth - vmin) / max(vmax - vmin, 1e-12), 0.0, 1.0)
+    rgb = matplotlib.colormaps[DEPTH_COLORMAP](scaled, bytes=True)[..., :3]
+    rgb[~(np.isfinite(depth) & (depth > 0))] = MISSING_COLOUR
+    return rgb
+
+
+def colorize_normal(normal: np.ndarray) -> np.ndarray:
+    """(H, W, 3) unit vectors -> (H, W, 3) uint8, (x, y, z) in [-1, 1] as (R, G, B); all-zero black."""
+    normal = np.asarray(normal, dtype=np.float64)
+    rgb = np.rint((np.clip(normal, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+    rgb[~np.any(normal != 0, axis=-1)] = MISSING_COLOUR
+    return rgb
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """``images`` (B, 3, H, W) RGB in [0, 1] -> the model's tasks as numpy arrays on the host:
+    semantic (B, H, W) int64 class ids, depth (B, H, W) float32 metres, normal (B, H, W, 3) float32.
+    """
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.inference_mode():
+        outputs = model(images.to(device))
+    result = {}
+    for task, out in outputs.items():
+        out = out.float().cpu()
+        if task == "semantic":
+            result[task] = out.argmax(dim=1).numpy()
+        elif task == "depth":
+            result[task] = out[:, 0].numpy()
+        else:
+            result[task] = out.permute(0, 2, 3, 1).numpy()
+    return result
+
+
+def find_images(inputs: Iterable[str | Path]) -> list[Path]:
+    """Image files named in ``inputs``; a folder contributes its colour images (depth and label
+    maps, single-channel, are skipped), in name order."""
+    from PIL import Image, UnidentifiedImageError
+
+    def is_colour(path: Path) -> bool:
+        try:
+            with Image.open(path) as image:
+                return image.mode in COLOUR_MODES
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{path}: not a readable image ({exc})") from None
+
+    found: list[Path] = []
+    for entry in map(Path, inputs):
+        if entry.is_dir():
+            candidates = sorted(p for p in entry.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            colour = [path for path in candidates if is_colour(path)]
+            if not colour:
+                raise DataError(f"{entry}: no colour image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            found.extend(colour)
+        elif entry.is_file():
+            found.append(entry)
+        else:
+            raise DataError(f"{entry}: no such image file or folder")
+    found = list({p.resolve(): p for p in found}.values())  # a file named twice (alone, in its folder) counts once
+    stems = [p.stem for p in found]
+    duplicates = sorted({s for s in stems if stems.count(s) > 1})
+    if duplicates:
+        raise DataError(f"several inputs are named {', '.join(duplicates)}; their outputs would overwrite each other "
+                        f"(pass them in separate runs with different --out folders)")
+    return found
+
+
+def read_image(path: Path, size: tuple[int, int]) -> torch.Tensor:
+    """An image file as (3, height, width) float32 RGB in [0, 1], resized to ``size`` (height, width)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+    height, width = size
+    if rgb.size != (width, height):
+        rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def _figure(rgb: np.ndarray, title: str):
+    import matplotlib.pyplot as plt
+
+    height, width = rgb.shape[:2]
+    fig, ax = plt.subplots(figsize=(3 + 6 * width / max(height, width), 1 + 6 * height / max(height, width)), dpi=100)
+    ax.imshow(rgb, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_axis_off()
+    return fig, ax
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)
+
+
+def write_semantic_png(ids: np.ndarray, path: Path, title: str) -> None:
+    """The segmentation with a legend of the class names."""
+    from matplotlib.patches import Patch
+
+    fig, ax = _figure(colorize_semantic(ids), title)
+    handles = [Patch(facecolor=SEMANTIC_PALETTE[i] / 255, edgecolor="black", linewidth=0.3, label=name)
+               for i, name in enumerate(CLASS_NAMES)]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+    _save(fig, path)
+
+
+def write_depth_png(depth: np.ndarray, path: Path, title: str) -> None:
+    """The depth map with a colour bar in metres."""
+    import matplotlib
+    from matplotlib.cm import ScalarMappable
+
+    vmin, vmax = DEPTH_RANGE_M[0], max(DEPTH_RANGE_M[1], float(np.nanmax(depth)))
+    fig, ax = _figure(colorize_depth(depth, vmin, vmax), title)
+    mappable = ScalarMappable(norm=matplotlib.colors.Normalize(vmin, vmax), cmap=DEPTH_COLORMAP)
+    fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04, label="depth (m)")
+    _save(fig, path)
+
+
+def write_normal_png(normal: np.ndarray, path: Path, title: str) -> None:
+    """The normals RGB-encoded, (R, G, B) = (x, y, z)."""
+    fig, _ = _figure(colorize_normal(normal), f"{title}\nRGB = (x, y, z) from [-1, 1]")
+    _save(fig, path)
+
+
+WRITERS = {"semantic": write_semantic_png, "depth": write_depth_png, "normal": write_normal_png}
+
+
+def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
+                  npy: bool = False, device: str = "auto", batch_size: int = 4) -> list[Path]:
+    """Predict every image of ``inputs`` with the model file ``checkpoint``; the files written to ``out``.
+
+    Per image and task: ``<stem>_<task>.png`` (and ``<stem>_<task>.npy`` with ``npy``).
+    """
+    import matplotlib
+
+    from mbmt.models import load_model
+    from mbmt.training.distributed import resolve_device
+
+    matplotlib.use("Agg")
+    checkpoint, out = Path(checkpoint), Path(out)
+    if batch_size < 1:
+        raise MbmtError(f"--batch-size {batch_size}: give at least 1 image per forward pass")
+    if not checkpoint.is_file():
+        raise MbmtError(f"{checkpoint}: model file not found (train one with `mbmt train MODEL`)")
+    images = find_images(inputs)
+    model, meta = load_model(checkpoint, map_location="cpu")
+    size = (meta.get("extra") or {}).get("input_size")
+    if not size:
+        raise MbmtError(f"{checkpoint}: the model file does not record the input size it was trained at "
+                        f"(extra.input_size); save it with `mbmt train`")
+    model.to(resolve_device(device))
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        results = predict(model, torch.stack([read_image(p, tuple(size)) for p in chunk]))
+        for i, path in enumerate(chunk):
+            for task, arrays in results.items():
+                png = out / f"{path.stem}_{task}.png"
+                WRITERS[task](arrays[i], png, f"{path.name}: {task} ({meta['name']})")
+                written.append(png)
+                if npy:
+                    written.append(out / f"{path.stem}_{task}.npy")
+                    with atomic_path(written[-1]) as tmp, open(tmp, "wb") as f:
+                        np.save(f, arrays[i])
+    return written

@@ -1,0 +1,33 @@
+"""Evaluate a trained model on params evaluate.split and write metrics/MODEL.json.
+
+The whole split, in order, batched by evaluate.batch_size, without augmentation. The file holds
+the paper's metric blocks (semantic, depth, normal: those of the model's tasks) under
+evaluate.averaging ("pixel": over all valid pixels of the split; "batch": MTAN's mean of
+per-batch values), the other averaging's blocks under "<other>_averaged", and a "context" block
+(dataset, split, image count, checkpoint and its sha256, provenance).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a model name of params.yaml `models`; reads models/MODEL/model.pt")
+
+
+def main(args: argparse.Namespace) -> int:
+    from mbmt.config import load_params, model_params
+
+    params = load_params(args.params)
+    model_params(params, args.model)
+
+    from mbmt.evaluation import evaluate_model_file
+    from mbmt.io import write_json
+    from mbmt.paths import metrics_file, model_file
+
+    metrics = evaluate_model_file(model_file(args.model), params)
+    write_json(metrics_file(args.model), metrics)
+    print(f"{metrics_file(args.model)}: {args.model} on {metrics['context']['images']} "
+          f"{metrics['context']['split']} images")
+    return 0

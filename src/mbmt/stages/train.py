@@ -1,0 +1,33 @@
+"""Train one model of params.yaml (ST-Net, MT-Net, an MBMT-Net variant or MTAN) with MTAN's protocol.
+
+Writes models/MODEL/model.pt and models/MODEL/live/ (the DVCLive log: per-epoch losses, task
+weights, learning rate and validation metrics). The resumable state lives in
+runs/MODEL/FINGERPRINT/, keyed by a hash of every setting that determines the result: running
+the same command again resumes an interrupted run from its last epoch, and republishes a
+finished one without training. Started by torchrun (WORLD_SIZE > 1) it trains with DDP, e.g.
+    torchrun --standalone --nproc-per-node 4 -m mbmt train mtnet
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a model name of params.yaml `models` (e.g. st_ss, mtnet, mbmt_partial, mtan)")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the saved state of this run's settings and train from scratch "
+                        "(e.g. after a code change that alters results)")
+    parser.add_argument("--no-progress", action="store_true", help="no per-step progress bar (one line per epoch remains)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from mbmt.config import load_params, model_params
+
+    params = load_params(args.params)
+    model_params(params, args.model)  # an unknown name fails here, before torch is imported
+
+    from mbmt.training.trainer import train
+
+    train(args.model, params, restart=args.restart, progress=not args.no_progress)
+    return 0

@@ -1,0 +1,150 @@
+"""Resumable training state: where a run lives, what identifies it, and its checkpoint file.
+
+A run directory is ``runs/<model>/<fingerprint>/``; the fingerprint hashes everything that
+determines the trained weights (seed, training settings, the model's architecture entry, the
+dataset's manifest, the checkpoints it starts from), so a params change starts a fresh run and
+an interrupted run with the same settings resumes. ``runs/`` is not a stage output: DVC and
+Snakemake delete a stage's outputs before running it, and the state must survive that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mbmt import __version__
+from mbmt.config import fingerprint, model_params
+from mbmt.errors import DataError, MbmtError
+from mbmt.io import atomic_path, write_json
+from mbmt.paths import RUNS_DIR, manifest_file, model_file, split_file
+from mbmt.training.weighting import WEIGHTINGS
+
+CHECKPOINT_FILE = "checkpoint.pt"
+SETTINGS_FILE = "settings.json"
+CHECKPOINT_FORMAT = 1
+
+# train.* keys that change the weights or the published log. num_workers does not (augmentation
+# randomness depends only on seed, epoch and index) and device/amp/channels_last enter as the
+# effective values of the process (see run_settings).
+RESULT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "lr_step", "lr_gamma", "augment",
+               "steps_per_epoch", "val_every")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_identity() -> dict[str, str]:
+    """The processed dataset's identity: its manifest's hash, or the split files' hashes without one."""
+    manifest = manifest_file()
+    if manifest.is_file():
+        return {manifest.name: sha256_file(manifest)}
+    files = [split_file(split) for split in ("train", "test")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise DataError(f"{', '.join(missing)}: processed split not found (run `mbmt preprocess` or `mbmt synth` first)")
+    return {f.name: sha256_file(f) for f in files}
+
+
+def init_checkpoints(name: str, params: dict) -> dict[str, str]:
+    """sha256 of each trained model this model starts from (MBMT-Net's init_from), by model name."""
+    hashes = {}
+    for source in model_params(params, name).get("init_from") or ():
+        path = model_file(source)
+        if not path.is_file():
+            raise MbmtError(f"{path}: model {name!r} starts from the trained {source!r}; run `mbmt train {source}` first")
+        hashes[source] = sha256_file(path)
+    return hashes
+
+
+def run_settings(name: str, params: dict, *, tasks: tuple[str, ...], device_type: str, world_size: int) -> dict:
+    """Everything that determines a run's result, as JSON (its fingerprint names the run directory)."""
+    train = params["train"]
+    weighting = train["weighting"] if len(tasks) > 1 else "equal"  # one task: weight 1
+    cuda = device_type == "cuda"
+    return {
+        "mbmt": __version__,
+        "model": name,
+        "seed": params["seed"],
+        "train": {
+            **{key: train[key] for key in RESULT_KEYS},
+            "weighting": {"name": weighting,
+                          **{key: train[key] for key in WEIGHTINGS[weighting].params_keys.values()}},
+            "amp_bf16": bool(train["amp"] and cuda),
+            "channels_last": train["channels_last"],
+        },
+        "device": device_type,
+        "world_size": world_size,
+        "architecture": model_params(params, name),
+        "decoder": params["decoder"],
+        "backbone_weights": params["backbone_weights"],
+        "dataset": dataset_identity(),
+        "init_checkpoints": init_checkpoints(name, params),
+    }
+
+
+def run_directory(name: str, settings: dict, root: str | Path = RUNS_DIR) -> Path:
+    return Path(root) / name / fingerprint(settings)
+
+
+def write_settings(run_dir: Path, settings: dict) -> None:
+    """The settings beside the state, so a human can tell run directories apart."""
+    path = run_dir / SETTINGS_FILE
+    if not path.is_file():
+        write_json(path, settings)
+
+
+def rng_state() -> dict[str, Any]:
+    """The process's random generators, in types torch.load(weights_only=True) accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "cached": cached},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically: a crash leaves the previous checkpoint in place."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which and what to do
+        raise MbmtError(f"{path}: unreadable training checkpoint ({type(exc).__name__}: {exc}); "
+                        f"delete its run directory {path.parent} to start the run afresh") from None
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise MbmtError(f"{path}: checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}; "
+                        f"delete {path.parent} to start the run afresh")
+    return state

@@ -1,0 +1,375 @@
+"""Train any model of params.yaml with one loop: MTAN's protocol, resumable, on 1..N processes.
+
+Every model, single- or multi-task, goes through the same steps: Adam over the trainable
+parameters, StepLR per epoch, a task-weighting strategy (DWA or equal; a single task gets
+weight 1), a validation pass every ``train.val_every`` epochs, a checkpoint after every epoch.
+
+Reproducibility: the model is built after seeding, the sample order of epoch e comes from a
+generator seeded with (seed, e) (DistributedSampler), and augmentation depends only on
+(seed, epoch, index), so on CPU two runs with the same settings give identical weights, and a
+run resumed from a checkpoint (which holds every generator's state) continues exactly as if it
+had never stopped. On CUDA cuDNN picks the fastest, not bitwise reproducible, kernels.
+
+Distributed: started by torchrun with WORLD_SIZE > 1, each process takes train.batch_size /
+WORLD_SIZE samples per step, gradients are averaged by DistributedDataParallel, losses and
+metrics are summed over ranks, and rank 0 alone writes. The log replays, on resume, from the
+history stored in the checkpoint, so it always matches the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from mbmt.data.dataset import NYUv2Dataset
+from mbmt.errors import MbmtError
+from mbmt.evaluation import accumulate_metrics, to_device
+from mbmt.io import atomic_path
+from mbmt.losses import LOSS_TERMS
+from mbmt.models import create_model, save_model
+from mbmt.paths import RUNS_DIR, model_dir, split_file
+from mbmt.training import distributed
+from mbmt.training.checkpoint import (
+    CHECKPOINT_FILE,
+    load_checkpoint,
+    rng_state,
+    run_directory,
+    run_settings,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+    write_settings,
+)
+from mbmt.training.distributed import DistributedContext, ShardSampler
+from mbmt.training.weighting import build_weighting, weighting_from_params
+
+LIVE_DIR = "live"
+# Validation curves use the pixel averaging: it does not depend on how the split is batched or
+# sharded over ranks, so the curves are the same on 1 or N processes (evaluate reports both).
+VAL_AVERAGING = "pixel"
+
+
+class NonFiniteLossError(MbmtError):
+    """A task loss became NaN or infinite; training stopped before the update."""
+
+
+@dataclass
+class EpochStats:
+    """One epoch's training numbers, reduced over ranks."""
+
+    mean_losses: dict[str, float]  # unweighted, per task: the mean of the step losses
+    total_loss: float  # the weighted sum the optimiser saw, averaged over steps
+    images: int
+    seconds: float
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A generator for epoch ``epoch`` alone (DataLoader worker seeds), independent of resumption."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+class Trainer:
+    """Train model ``name`` of ``params`` in this process (one rank of ``context``).
+
+    ``fit()`` trains the remaining epochs of the run directory (resuming its checkpoint) and,
+    on rank 0, publishes models/<name>/{model.pt, live/}. ``run_root`` is where run
+    directories live (default runs/).
+    """
+
+    def __init__(self, name: str, params: dict, context: DistributedContext, *,
+                 run_root: str | Path = RUNS_DIR, restart: bool = False, progress: bool = True):
+        self.name, self.params, self.context, self.progress = name, params, context, progress
+        train = params["train"]
+        self.train_params = train
+        self.seed = params["seed"]
+        self.epochs = train["epochs"]
+        self.local_batch = distributed.per_rank_batch_size(train["batch_size"], context.world_size)
+        self.amp = bool(train["amp"] and context.cuda)
+        self.channels_last = bool(train["channels_last"])
+        if context.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
+
+        seed_everything(self.seed)  # same initial weights on every rank and in every run
+        self.model = create_model(name, params)
+        self.tasks: tuple[str, ...] = tuple(self.model.tasks)
+
+        settings = None
+        if context.is_main:
+            settings = run_settings(name, params, tasks=self.tasks, device_type=context.device.type,
+                                    world_size=context.world_size)
+        self.settings = distributed.broadcast_object(settings, context)
+        self.run_dir = run_directory(name, self.settings, run_root)
+        self.checkpoint_path = self.run_dir / CHECKPOINT_FILE
+        if context.is_main:
+            if restart and self.run_dir.exists():
+                shutil.rmtree(self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_settings(self.run_dir, self.settings)
+        distributed.barrier(context)
+
+        self.model.to(context.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        self.module = self.model  # the bare model: state dicts, validation, publishing
+        if context.distributed:
+            if context.cuda:
+                from timm.layers import convert_sync_batchnorm  # also converts timm's BatchNormAct2d
+
+                self.module = self.model = convert_sync_batchnorm(self.model)
+            self.model = DistributedDataParallel(self.module, device_ids=[context.device.index] if context.cuda else None)
+
+        # A single task weighs 1 whatever the strategy; learnable weightings bring their parameters.
+        self.weighting = (weighting_from_params(self.tasks, train) if len(self.tasks) > 1
+                          else build_weighting("equal", self.tasks))
+        trainable = [p for p in self.module.parameters() if p.requires_grad] + list(self.weighting.parameters())
+        self.optimizer = torch.optim.Adam(trainable, lr=train["lr"], weight_decay=train["weight_decay"])
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=train["lr_step"], gamma=train["lr_gamma"])
+
+        self.train_set = NYUv2Dataset(split_file("train"), augment=train["augment"], seed=self.seed)
+        self.train_sampler = DistributedSampler(self.train_set, num_replicas=context.world_size, rank=context.rank,
+                                                shuffle=True, seed=self.seed, drop_last=False)
+        self.val_set = NYUv2Dataset(split_file("test")) if train["val_every"] else None
+
+        self.epoch = 0  # completed epochs
+        self.history: list[dict[str, Any]] = []  # per epoch: the logged metrics
+        self.summary: dict[str, Any] | None = None
+        self.train_seconds = 0.0  # training and validation, summed over resumptions
+        seed_everything(self.seed + context.rank)  # per-rank streams (dropout) from here on
+        if self.checkpoint_path.is_file():
+            self.load_state_dict(load_checkpoint(self.checkpoint_path))
+
+    # -- state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs; RNG states of every rank, in rank order."""
+        return {
+            "epoch": self.epoch,
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "weighting": self.weighting.state_dict(),
+            "rng": distributed.all_gather_object(rng_state(), self.context),
+            "history": self.history,
+            "settings": self.settings,
+            "summary": self.summary,
+            "train_seconds": self.train_seconds,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.weighting.load_state_dict(state["weighting"])
+        set_rng_state(state["rng"][self.context.rank])
+        self.epoch, self.history, self.summary = state["epoch"], list(state["history"]), state["summary"]
+        self.train_seconds = state["train_seconds"]
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.epochs
+
+    # -- loops ---------------------------------------------------------------------------
+
+    def train_loader(self, epoch: int) -> DataLoader:
+        self.train_sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)
+        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=self.train_sampler,
+                          num_workers=self.train_params["num_workers"], persistent_workers=False,
+                          pin_memory=self.context.cuda, generator=epoch_generator(self.seed, epoch))
+
+    def steps_in_epoch(self) -> int:
+        steps = math.ceil(len(self.train_sampler) / self.local_batch)
+        cap = self.train_params["steps_per_epoch"]
+        return min(steps, cap) if cap else steps
+
+    def train_step(self, batch: dict[str, Any], epoch: int) -> torch.Tensor:
+        """Forward, loss, backward, update; returns the task losses summed over ranks (on the host).
+
+        Raises NonFiniteLossError (on every rank alike) before the update if a loss is not finite.
+        """
+        batch = to_device(batch, self.context.device, self.channels_last)
+        with torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            outputs = self.model(batch["image"])
+        losses = self.global_batch_losses(outputs, batch)
+        values = torch.stack([losses[task].detach() for task in self.tasks])
+        values = distributed.all_reduce_sum(values, self.context).cpu()  # one host sync per step
+        if not torch.isfinite(values).all():
+            return values
+        total = self.weighting.total_loss(losses, epoch)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        return values
+
+    def global_batch_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Each task's loss over the valid pixels of the global batch (all ranks' shares together).
+
+        A rank's loss is its sum over its valid pixels divided by the valid pixels of every rank,
+        times the world size: DDP averages gradients over ranks, so the update is that of the
+        global batch on one process (exact up to float summation order), even when ranks hold
+        different numbers of valid pixels. On one process it is mbmt.losses' per-batch mean.
+        """
+        terms = {task: LOSS_TERMS[task](outputs[task], batch[task]) for task in self.tasks}
+        counts = distributed.all_reduce_sum(torch.stack([count for _, count in terms.values()]), self.context)
+        world = self.context.world_size
+        return {task: total / count.clamp(min=1) * world for (task, (total, _)), count in zip(terms.items(), counts)}
+
+    def train_epoch(self, epoch: int, weights: dict[str, float]) -> EpochStats:
+        self.model.train()
+        steps = self.steps_in_epoch()
+        loss_sum = torch.zeros(len(self.tasks), dtype=torch.float64)
+        images, start = 0, time.perf_counter()
+        bar = tqdm(total=steps, desc=f"{self.name} epoch {epoch + 1}/{self.epochs}", unit="step",
+                   disable=not (self.progress and self.context.is_main), leave=False, dynamic_ncols=True)
+        with bar:
+            for step, batch in enumerate(self.train_loader(epoch)):
+                if step == steps:
+                    break
+                values = self.train_step(batch, epoch) / self.context.world_size
+                self.check_finite(values, epoch, step, steps)
+                loss_sum += values.double()
+                images += len(batch["index"]) * self.context.world_size
+                total = sum(weights[task] * float(v) for task, v in zip(self.tasks, values))
+                bar.set_postfix(loss=f"{total:.4f}", img_s=f"{images / (time.perf_counter() - start):.1f}", refresh=False)
+                bar.update(1)
+        mean = (loss_sum / steps).tolist()
+        mean_losses = dict(zip(self.tasks, mean))
+        return EpochStats(mean_losses=mean_losses,
+                          total_loss=sum(weights[task] * mean_losses[task] for task in self.tasks),
+                          images=images, seconds=time.perf_counter() - start)
+
+    def check_finite(self, values: torch.Tensor, epoch: int, step: int, steps: int) -> None:
+        if torch.isfinite(values).all():
+            return
+        task, value = next((t, float(v)) for t, v in zip(self.tasks, values) if not math.isfinite(v))
+        kept = (f"the last good checkpoint {self.checkpoint_path} (after epoch {self.epoch}) is kept"
+                if self.checkpoint_path.is_file() else "no checkpoint had been written yet")
+        raise NonFiniteLossError(
+            f"model {self.name}: the {task} loss is {value} at epoch {epoch + 1} of {self.epochs}, step {step + 1} "
+            f"of {steps}; training stopped before that update and {kept}. Check the data or lower train.lr, "
+            f"then re-run `mbmt train {self.name}` to resume (add --restart to start over)"
+        )
+
+    def validate(self) -> dict[str, dict[str, float]]:
+        """Metrics of the test split (DESIGN §3 keys), summed over ranks' shards."""
+        sampler = ShardSampler(len(self.val_set), self.context.rank, self.context.world_size)
+        loader = DataLoader(self.val_set, batch_size=self.local_batch, sampler=sampler,
+                            num_workers=self.train_params["num_workers"], pin_memory=self.context.cuda,
+                            generator=torch.Generator().manual_seed(self.seed))  # never the global RNG
+        accumulator = accumulate_metrics(self.module, loader, self.tasks, device=self.context.device,
+                                         channels_last=self.channels_last)
+        accumulator.all_reduce()
+        return accumulator.compute(averaging=VAL_AVERAGING)
+
+    # -- the run -------------------------------------------------------------------------
+
+    def epoch_record(self, epoch: int, weights: dict[str, float], lr: float, stats: EpochStats,
+                     val: dict[str, dict[str, float]] | None) -> dict[str, float]:
+        record = {f"train/loss/{task}": loss for task, loss in stats.mean_losses.items()}
+        record["train/loss/total"] = stats.total_loss
+        record.update({f"train/weight/{task}": weight for task, weight in weights.items()})
+        record["train/lr"] = lr
+        record["train/images_per_second"] = stats.images / stats.seconds
+        for task, metrics in (val or {}).items():
+            # A metric without a single valid pixel in the split is None: nothing to plot.
+            record.update({f"val/{task}/{key}": value for key, value in metrics.items() if value is not None})
+        return record
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs, publish the model, return the training summary."""
+        live = self.open_live() if self.context.is_main else None
+        for epoch in range(self.epoch, self.epochs):
+            start = time.perf_counter()
+            weights = self.weighting.weights(epoch)
+            lr = self.scheduler.get_last_lr()[0]
+            stats = self.train_epoch(epoch, weights)
+            self.weighting.record(epoch, stats.mean_losses)
+            self.scheduler.step()
+            every = self.train_params["val_every"]
+            val = self.validate() if every and (epoch + 1) % every == 0 else None
+            record = self.epoch_record(epoch, weights, lr, stats, val)
+            self.history.append({"epoch": epoch, "metrics": record})
+            self.epoch = epoch + 1
+            self.train_seconds += time.perf_counter() - start
+            if self.finished and self.context.is_main:
+                self.summary = self.training_summary()
+            state = self.state_dict()  # collective (RNG states of every rank)
+            if live is not None:
+                log_epoch(live, record)
+                save_checkpoint(self.checkpoint_path, state)
+                tqdm.write(describe_epoch(self.name, epoch, self.epochs, record))
+        if live is not None:
+            live.end()
+            self.publish()
+        distributed.barrier(self.context)
+        return self.summary
+
+    def open_live(self):
+        """The run's DVCLive log, rebuilt from the checkpoint's history (so it matches the weights)."""
+        from dvclive import Live
+
+        # dvcyaml=False, save_dvc_exp=False: parallel jobs must not touch dvc.yaml or take DVC's lock.
+        live = Live(str(self.run_dir / LIVE_DIR), dvcyaml=False, save_dvc_exp=False, resume=False)
+        for entry in self.history:
+            log_epoch(live, entry["metrics"])
+        return live
+
+    def training_summary(self) -> dict[str, Any]:
+        from mbmt.provenance import collect
+
+        attrs = self.train_set.attrs
+        summary = {
+            "input_size": [int(attrs["height"]), int(attrs["width"])],
+            "epochs": self.epochs,
+            "train_seconds": round(self.train_seconds, 1),
+            "final": self.history[-1]["metrics"],
+            "run": {"directory": str(self.run_dir), "settings": self.settings},
+            "world_size": self.context.world_size,
+            "provenance": collect(self.params, str(self.context.device)),
+        }
+        # Plain JSON types only (torch.__version__ is a str subclass): files load with weights_only.
+        return json.loads(json.dumps(summary))
+
+    def publish(self) -> None:
+        """models/<name>/{model.pt, live/}, replaced together in one rename."""
+        with atomic_path(model_dir(self.name), directory=True) as tmp:
+            save_model(tmp / "model.pt", self.module, name=self.name, params=self.params, extra=self.summary)
+            shutil.copytree(self.run_dir / LIVE_DIR, tmp / LIVE_DIR)
+
+
+def log_epoch(live, record: dict[str, float]) -> None:
+    for key, value in record.items():
+        live.log_metric(key, value)
+    live.next_step()
+
+
+def describe_epoch(name: str, epoch: int, epochs: int, record: dict[str, float]) -> str:
+    losses = ", ".join(f"{key.rsplit('/', 1)[1]} {value:.4f}" for key, value in record.items()
+                       if key.startswith("train/loss/") and not key.endswith("/total"))
+    line = (f"{name} epoch {epoch + 1}/{epochs}: loss {record['train/loss/total']:.4f} ({losses}), "
+            f"lr {record['train/lr']:.3g}, {record['train/images_per_second']:.1f} img/s")
+    val = [f"{key[4:]} {value:.4g}" for key, value in record.items()
+           if key.startswith("val/") and key.split("/")[-1] in ("miou", "abs_err", "mean")]
+    return line + (f"; val {', '.join(val)}" if val else "")
+
+
+def train(name: str, params: dict, *, restart: bool = False, progress: bool = True,
+          run_root: str | Path = RUNS_DIR) -> dict[str, Any]:
+    """Train (or resume, or just republish) model ``name``; returns its training summary."""
+    context = distributed.setup(params["train"]["device"])
+    try:
+        trainer = Trainer(name, params, context, run_root=run_root, restart=restart, progress=progress)
+        return trainer.fit()
+    finally:
+        distributed.teardown(context)

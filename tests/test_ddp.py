@@ -1,0 +1,79 @@
+"""Distributed training: torchrun with 2 gloo processes equals 1 process with the same global batch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from mbmt import cli
+from mbmt.errors import ParamsError
+from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from mbmt.training.distributed import ShardSampler, per_rank_batch_size
+
+MODEL = "mtnet"
+LR = 1.0e-6
+# GroupNorm everywhere (decoder and timm's GroupNorm test backbone): a sample's forward pass does
+# not depend on the other samples of its rank's batch, so only float summation order differs.
+# Adam's first update of an element is lr * sign(gradient); where the true gradient is ~0 (e.g.
+# parameters just before a normalisation) float noise picks the sign, so such elements may differ
+# by up to 2 * lr per step. A tiny lr keeps that far below what a wrong sample, augmentation or
+# loss normalisation would change (the losses of different samples differ by > 1e-2).
+COUNTED = ("miou", "pix_acc", "median", "within_11_25", "within_22_5", "within_30")
+PRESET = {"decoder": {"norm": "groupnorm"}, "models": {MODEL: {"backbone": "test_efficientnet_gn"}},
+          "train": {"lr": LR}}
+
+
+def checkpoint_of(root) -> dict:
+    [path] = (root / "runs" / MODEL).glob(f"*/{CHECKPOINT_FILE}")
+    return load_checkpoint(path)
+
+
+def test_two_gloo_processes_match_one_process(project, processed_data, tmp_path_factory, monkeypatch):
+    (project / "ddp.yaml").write_text(yaml.safe_dump(PRESET))
+    processed_data()
+    single = tmp_path_factory.mktemp("single")
+    for name in ("params.yaml", "ddp.yaml"):
+        shutil.copy(project / name, single / name)
+    shutil.copytree(project / "data", single / "data")
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "mbmt", "train", MODEL, "--no-progress", "-p", "params.yaml", "-p", "ddp.yaml"]
+    result = subprocess.run(command, cwd=project, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    monkeypatch.chdir(single)
+    assert cli.main(["train", MODEL, "--no-progress", "-p", "params.yaml", "-p", "ddp.yaml"]) == 0
+
+    two, one = checkpoint_of(project), checkpoint_of(single)
+    assert two["settings"]["world_size"] == 2 and one["settings"]["world_size"] == 1
+    assert len(two["rng"]) == 2 and len(one["rng"]) == 1  # every rank's generators are resumable
+    steps = 2 * 4  # 2 epochs of 8 images in global batches of 2
+    for epoch_two, epoch_one in zip(two["history"], one["history"], strict=True):
+        for key, value in epoch_one["metrics"].items():
+            if key == "train/images_per_second":
+                continue
+            # Pixel counts (mIoU, accuracy, "within" rates, the median's histogram) may move by a
+            # pixel or two whose class or angle sits on a boundary: 0.05 points is ~8 of 16384 pixels.
+            counted = key.split("/")[-1] in COUNTED
+            assert epoch_two["metrics"][key] == pytest.approx(value, rel=1e-4, abs=0.05 if counted else 0), key
+    for key, value in one["model"].items():
+        if value.is_floating_point():
+            assert (two["model"][key] - value).abs().max() <= 2 * LR * steps, key
+
+
+def test_global_batch_must_divide_over_processes():
+    assert per_rank_batch_size(8, 4) == 2
+    with pytest.raises(ParamsError, match="train.batch_size 6 .* 4 processes"):
+        per_rank_batch_size(6, 4)
+
+
+def test_evaluation_shards_cover_every_image_once():
+    shards = [list(ShardSampler(10, rank, 3)) for rank in range(3)]
+    assert sorted(i for shard in shards for i in shard) == list(range(10))
+    assert [len(s) for s in shards] == [4, 3, 3]

@@ -1,0 +1,81 @@
+"""`mbmt evaluate`: the metrics JSON of a model file on a whole split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mbmt import cli
+from mbmt.config import load_params
+from mbmt.models import create_model, save_model
+from mbmt.paths import metrics_file, model_file
+from mbmt.training.checkpoint import sha256_file
+
+
+def save_untrained(name: str) -> None:
+    """A model file as `mbmt train` writes it, with random weights (evaluation does not care)."""
+    params = load_params()
+    torch.manual_seed(0)
+    model = create_model(name, params, load_init=False)
+    save_model(model_file(name), model, name=name, params=params, extra={"input_size": [64, 64]})
+
+
+def set_evaluate(**settings) -> None:
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["evaluate"].update(settings)
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+
+
+def evaluate(name: str) -> dict:
+    assert cli.main(["evaluate", name]) == 0
+    return json.loads(metrics_file(name).read_text())
+
+
+def test_metrics_blocks_averagings_and_context(project, processed_data):
+    processed_data()
+    save_untrained("mtnet")
+    save_untrained("st_de")
+
+    # One batch holding the whole split: per-pixel and per-batch averages are the same numbers.
+    set_evaluate(batch_size=4, averaging="pixel")
+    whole = evaluate("mtnet")
+    assert list(whole) == ["semantic", "depth", "normal", "batch_averaged", "context"]
+    for task in ("semantic", "depth", "normal"):
+        for key, value in whole[task].items():
+            assert whole["batch_averaged"][task][key] == pytest.approx(value, rel=1e-9, abs=1e-3 if key == "median" else 0)
+
+    # Batches of one image: the per-pixel metrics do not change (but for float32 differences of the
+    # forward pass at another batch size), MTAN's per-batch ones do.
+    set_evaluate(batch_size=1, averaging="batch")
+    single = evaluate("mtnet")
+    assert single["context"]["averaging"] == "batch" and single["context"]["batch_size"] == 1
+    for task in ("semantic", "depth", "normal"):
+        for key, value in whole[task].items():
+            assert single["pixel_averaged"][task][key] == pytest.approx(value, rel=1e-5), (task, key)
+    assert single["depth"]["abs_err"] != pytest.approx(whole["depth"]["abs_err"], rel=1e-6)
+    assert single["semantic"]["miou"] == pytest.approx(whole["semantic"]["miou"], rel=1e-5)  # one confusion matrix
+
+    context = single["context"]
+    assert context["split"] == "test" and context["images"] == 4 and context["dataset"] == "synthetic"
+    assert context["checkpoint"] == str(model_file("mtnet"))
+    assert context["checkpoint_sha256"] == sha256_file(model_file("mtnet"))
+    assert context["provenance"]["profile"] == "tiny"
+
+    # A single-task model reports its task only; the split is a parameter.
+    set_evaluate(split="train")
+    depth_only = evaluate("st_de")
+    assert set(depth_only) == {"depth", "pixel_averaged", "context"}
+    assert set(depth_only["pixel_averaged"]) == {"depth"}
+    assert depth_only["context"]["split"] == "train" and depth_only["context"]["images"] == 8
+
+
+def test_missing_model_file_is_one_clear_error(project, processed_data, capsys):
+    processed_data()
+    assert cli.main(["evaluate", "mtan"]) == 2
+    error = capsys.readouterr().err
+    assert "models/mtan/model.pt" in error and "mbmt train mtan" in error
+    assert not metrics_file("mtan").exists()

@@ -1,0 +1,78 @@
+"""A training process killed after its first epoch resumes to exactly the uninterrupted result."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from mbmt import cli
+from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+MODEL = "mtnet"  # multi-task: the DWA weights of epoch 3 depend on the recorded losses of epochs 1 and 2
+# Long enough epochs that the process is surely killed inside epoch 2, not after it.
+SETTINGS = {"epochs": 3, "train_size": 24}
+
+
+def write_params(root: Path) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["epochs"] = SETTINGS["epochs"]
+    params["data"]["synthetic"]["train_size"] = SETTINGS["train_size"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def published(root: Path) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
+    """The model file's weights and the DVCLive log (every metric but the timing) of ``root``."""
+    weights = torch.load(root / "models" / MODEL / "model.pt", weights_only=True)["state_dict"]
+    log = {}
+    for tsv in sorted((root / "models" / MODEL / "live" / "plots" / "metrics").rglob("*.tsv")):
+        if tsv.stem != "images_per_second":
+            with open(tsv) as f:
+                log[str(tsv.relative_to(root))] = [row for row in csv.reader(f, delimiter="\t")]
+    return weights, log
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(project, processed_data, tmp_path_factory, monkeypatch):
+    write_params(project)
+    processed_data()
+    reference = tmp_path_factory.mktemp("uninterrupted")
+    shutil.copy(project / "params.yaml", reference / "params.yaml")
+    shutil.copytree(project / "data", reference / "data")
+
+    # Interrupted: a real `mbmt train` process, killed (SIGKILL, no clean-up) as soon as the
+    # checkpoint of epoch 1 appears.
+    process = subprocess.Popen([sys.executable, "-m", "mbmt", "train", MODEL, "--no-progress"], cwd=project,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = None
+    while process.poll() is None and checkpoint is None:
+        checkpoint = next((project / "runs" / MODEL).glob(f"*/{CHECKPOINT_FILE}"), None)
+        time.sleep(0.01)
+    process.kill()
+    _, stderr = process.communicate()
+    assert checkpoint is not None, f"the training process ended without a checkpoint: {stderr.decode()[-2000:]}"
+    assert load_checkpoint(checkpoint)["epoch"] == 1, "killed too late: make the epochs longer"
+    assert not (project / "models" / MODEL).exists()
+
+    # Resumed in this process, from epoch 2.
+    assert cli.main(["train", MODEL, "--no-progress"]) == 0
+    state = load_checkpoint(checkpoint)
+    assert state["epoch"] == 3 and [e["epoch"] for e in state["history"]] == [0, 1, 2]
+    assert state["history"][2]["metrics"]["train/weight/semantic"] != 1.0  # DWA was active after resuming
+
+    monkeypatch.chdir(reference)
+    assert cli.main(["train", MODEL, "--no-progress"]) == 0
+
+    resumed_weights, resumed_log = published(project)
+    weights, log = published(reference)
+    assert resumed_weights.keys() == weights.keys()
+    assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
+    assert len(log["models/mtnet/live/plots/metrics/val/normal/mean.tsv"]) == 1 + 3  # header + 3 epochs
+    assert resumed_log == log

@@ -1,0 +1,187 @@
+"""`mbmt train`: every model trains, run directories, republishing, determinism, non-finite losses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mbmt import cli
+from mbmt.paths import live_dir, metrics_file, model_file
+from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, sha256_file
+
+# Dependency order: the MBMT-Nets with init_from start from the trained ST-Nets.
+MODELS = ("st_ss", "st_de", "st_snp", "mtnet", "mbmt_partial", "mbmt_full_pretrained", "mbmt_full_scratch", "mtan")
+TASK_METRICS = {
+    "semantic": ("loss", "miou", "pix_acc"),
+    "depth": ("loss", "abs_err", "rel_err"),
+    "normal": ("loss", "mean", "median", "within_11_25", "within_22_5", "within_30"),
+}
+
+
+def train(*args: str) -> int:
+    return cli.main(["train", *args, "--no-progress"])
+
+
+def live_column(name: str, metric: str) -> list[float]:
+    """One metric's per-epoch values from the published DVCLive log."""
+    with open(live_dir(name) / "plots" / "metrics" / f"{metric}.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert [int(r["step"]) for r in rows] == list(range(len(rows)))
+    return [float(r[metric.rsplit("/", 1)[1]]) for r in rows]
+
+
+def run_dirs(name: str) -> list[Path]:
+    return sorted(p for p in (Path("runs") / name).iterdir() if p.is_dir())
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def set_train(**settings) -> None:
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["train"].update(settings)
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+
+
+def check_metrics(name: str, tasks: tuple[str, ...]) -> None:
+    """metrics/<name>.json: the model's task blocks (pixel averaging), the batch-averaged ones, the context."""
+    metrics = json.loads(metrics_file(name).read_text())
+    assert set(metrics) == {*tasks, "batch_averaged", "context"}, name
+    for block in (metrics, metrics["batch_averaged"]):
+        assert set(block) >= set(tasks)
+        for task in tasks:
+            values = block[task]
+            assert tuple(values) == TASK_METRICS[task], (name, task)
+            assert all(math.isfinite(v) and v >= 0 for v in values.values()), (name, task, values)
+        if "semantic" in tasks:
+            assert block["semantic"]["miou"] <= 100 and block["semantic"]["pix_acc"] <= 100
+        if "normal" in tasks:
+            n = block["normal"]
+            assert n["mean"] <= 180 and n["median"] <= 180
+            assert n["within_11_25"] <= n["within_22_5"] <= n["within_30"] <= 100
+    context = metrics["context"]
+    assert context["images"] == 4 and context["split"] == "test" and context["averaging"] == "pixel"
+    assert context["checkpoint_sha256"] == sha256_file(model_file(name))
+    assert context["tasks"] == list(tasks)
+
+
+def test_every_model_trains_and_evaluates(project, processed_data):
+    processed_data()
+    for name in MODELS:
+        assert train(name) == 0, name
+        record = torch.load(model_file(name), weights_only=True)
+        tasks = tuple(record["tasks"])
+        assert record["extra"]["input_size"] == [64, 64] and record["extra"]["epochs"] == 2
+        total = live_column(name, "train/loss/total")
+        assert len(total) == 2 and total[1] < total[0], f"{name}: training loss did not fall: {total}"
+        assert live_column(name, f"train/weight/{tasks[0]}") == [1.0, 1.0]  # DWA: 1 in epochs 0 and 1
+        assert live_column(name, "train/lr") == [1.0e-3, 0.5e-3]  # StepLR(lr_step=1, gamma=0.5)
+        assert len(live_column(name, f"val/{tasks[0]}/loss")) == 2
+        assert json.loads((live_dir(name) / "metrics.json").read_text())["step"] == 1  # `dvc metrics` summary
+        assert cli.main(["evaluate", name]) == 0, name
+        check_metrics(name, tasks)
+
+    # mbmt_partial trained its fusion and decoder only: its encoders are still the ST-Nets'
+    # (BatchNorm statistics included), and they hold nothing an optimiser touched.
+    partial = weights(model_file("mbmt_partial"))
+    for i, source in enumerate(("st_ss", "st_de", "st_snp")):
+        encoder = {k.removeprefix("encoder."): v for k, v in weights(model_file(source)).items() if k.startswith("encoder.")}
+        frozen = {k.removeprefix(f"encoder.backbones.{i}."): v for k, v in partial.items()
+                  if k.startswith(f"encoder.backbones.{i}.")}
+        assert_same_weights(frozen, encoder)
+
+
+def test_finished_run_is_republished_identical_rerun_and_params_change(project, processed_data, monkeypatch):
+    from mbmt.training.trainer import Trainer
+
+    processed_data()
+    assert train("st_de") == 0
+    first = weights(model_file("st_de"))
+    first_val = live_column("st_de", "val/depth/abs_err")
+    [run] = run_dirs("st_de")
+
+    # DVC and Snakemake delete a stage's outputs before re-running it: a finished run republishes
+    # them from its final checkpoint without training.
+    shutil.rmtree("models")
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "train_epoch", lambda *a: pytest.fail("a finished run was trained again"))
+        assert train("st_de") == 0
+    assert_same_weights(weights(model_file("st_de")), first)
+    assert live_column("st_de", "val/depth/abs_err") == first_val
+
+    # Determinism: training again from scratch with the same seed gives the same weights and metrics,
+    # also with DataLoader workers (augmentation depends on seed, epoch and index only), which is
+    # why num_workers does not enter the run's fingerprint.
+    set_train(num_workers=2)
+    assert train("st_de", "--restart") == 0
+    assert run_dirs("st_de") == [run]
+    assert_same_weights(weights(model_file("st_de")), first)
+    assert live_column("st_de", "val/depth/abs_err") == first_val
+
+    # A setting that changes the result gets a run directory of its own; the first one is kept.
+    set_train(lr=2.0e-3)
+    assert train("st_de") == 0
+    assert len(run_dirs("st_de")) == 2 and run in run_dirs("st_de")
+    assert load_checkpoint(run / CHECKPOINT_FILE)["epoch"] == 2
+    assert not torch.equal(weights(model_file("st_de"))["encoder.body.conv_stem.weight"],
+                           first["encoder.body.conv_stem.weight"])
+
+
+def test_non_finite_loss_stops_with_one_error_and_keeps_the_checkpoint(project, processed_data, monkeypatch, capsys):
+    """A NaN depth output at epoch 2, step 2: one error naming task, epoch and step; epoch 1's checkpoint stays."""
+    import mbmt.training.trainer as trainer_module
+
+    processed_data()
+    create_model = trainer_module.create_model
+    calls = {"train": 0}
+
+    def nan_at_sixth_training_step(module, inputs, outputs):
+        if module.training:
+            calls["train"] += 1
+            if calls["train"] == 6:  # 4 steps per epoch: epoch 2, step 2
+                outputs["depth"] = torch.full_like(outputs["depth"], float("nan"))
+        return outputs
+
+    def create_with_hook(*args, **kwargs):
+        model = create_model(*args, **kwargs)
+        model.register_forward_hook(nan_at_sixth_training_step)
+        return model
+
+    monkeypatch.setattr(trainer_module, "create_model", create_with_hook)
+    assert train("mtnet") == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1, error
+    assert "depth loss is nan at epoch 2 of 2, step 2 of 4" in error[0]
+    assert "semantic loss" not in error[0] and "normal loss" not in error[0]
+    assert not model_file("mtnet").exists()
+
+    [run] = run_dirs("mtnet")
+    kept = load_checkpoint(run / CHECKPOINT_FILE)
+    assert kept["epoch"] == 1 and len(kept["history"]) == 1
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+
+    # The kept checkpoint resumes: without the fault the run finishes from epoch 2.
+    monkeypatch.setattr(trainer_module, "create_model", create_model)
+    calls["train"] = 0
+    assert train("mtnet") == 0
+    assert load_checkpoint(run / CHECKPOINT_FILE)["epoch"] == 2
+    assert len(live_column("mtnet", "train/loss/depth")) == 2
+
+
+def test_unknown_model_is_one_clear_error(project, capsys):
+    assert train("st_xx") == 2
+    assert "unknown model 'st_xx'" in capsys.readouterr().err
