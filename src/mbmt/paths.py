@@ -44,3 +44,11 @@ def live_dir(name: str) -> Path:
 
 def metrics_file(name: str) -> Path:
     return METRICS_DIR / f"{name}.json"
+
+
+# The report (mbmt report): the index a reader opens, the paper's tables (Markdown and CSV),
+# the figures, and where every number came from.
+REPORT_INDEX = REPORTS_DIR / "README.md"
+REPORT_TABLES_DIR = REPORTS_DIR / "tables"
+REPORT_FIGURES_DIR = REPORTS_DIR / "figures"
+REPORT_PROVENANCE = REPORTS_DIR / "provenance.json"

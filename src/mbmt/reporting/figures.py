@@ -1,0 +1,152 @@
+"""The report's figures: training curves from the DVCLive logs, and predictions beside the ground truth.
+
+Predictions are coloured with mbmt.predict's functions, so they look as `mbmt predict` draws them.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mbmt.predict import SEMANTIC_PALETTE, colorize_depth, colorize_normal, colorize_semantic
+from mbmt.reporting.sources import Samples
+from mbmt.tasks import CLASS_NAMES, TASK_ABBREVIATIONS, TASKS
+
+# Each task's validation curve: the metric the paper leads with.
+HEADLINE = {"semantic": ("miou", "mIoU (%)"), "depth": ("abs_err", "abs error (m)"),
+            "normal": ("mean", "mean angle error (deg)")}
+TASK_NAMES = {"semantic": "semantic segmentation", "depth": "depth", "normal": "surface normals"}
+
+
+def read_curve(live_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(epochs, values) of DVCLive metric ``metric`` (e.g. "train/loss/semantic"), or None if not logged."""
+    path = Path(live_dir) / "plots" / "metrics" / f"{metric}.tsv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    column = metric.rsplit("/", 1)[-1]
+    # DVCLive counts steps from 0; the trainer takes one step per epoch.
+    return np.array([int(r["step"]) + 1 for r in rows]), np.array([float(r[column]) for r in rows])
+
+
+def training_curves(task: str, live_dirs: Mapping[str, Path], titles: Mapping[str, str], path: Path) -> None:
+    """Training loss and the validation headline metric of ``task`` per epoch, one line per model."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    key, unit = HEADLINE[task]
+    panels = ((f"train/loss/{task}", f"training loss ({TASK_ABBREVIATIONS[task]})"),
+              (f"val/{task}/{key}", f"validation {unit}"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    for ax, (metric, ylabel) in zip(axes, panels):
+        for name, live_dir in live_dirs.items():
+            curve = read_curve(live_dir, metric)
+            if curve is not None:
+                ax.plot(*curve, marker="o" if len(curve[0]) < 30 else None, markersize=3, label=titles.get(name, name))
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="best")
+    fig.suptitle(f"Training curves: {TASK_NAMES[task]}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _depth_range(samples: Samples, index: int, predictions: Sequence[np.ndarray]) -> tuple[float, float]:
+    """One colour scale per image: from 0 to the farthest valid ground-truth depth (or prediction)."""
+    depth = samples.depth[index]
+    valid = depth[depth > 0]
+    far = float(valid.max()) if valid.size else max((float(p.max()) for p in predictions), default=1.0)
+    return 0.0, max(far, 1e-3)
+
+
+def _panel(ax, rgb: np.ndarray | None, title: str = "", note: str = "") -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if rgb is not None:
+        ax.imshow(rgb, interpolation="nearest")
+    if title:
+        ax.set_title(title, fontsize=8)
+    if note:
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=7, color="white"
+                if rgb is not None else "black")
+
+
+def colour(task: str, array: np.ndarray, depth_range: tuple[float, float], predicted: bool = True) -> np.ndarray:
+    """One map of ``task`` as (H, W, 3) uint8, coloured as `mbmt predict` colours it."""
+    if task == "semantic":
+        return colorize_semantic(array)
+    if task == "depth":
+        # 0 marks a missing measurement in the ground truth only; a model that predicts <= 0 m
+        # (MTAN's depth is not forced positive) is drawn at the near end of the scale, not as missing.
+        return colorize_depth(np.maximum(array, np.nextafter(0, 1)) if predicted else array, *depth_range)
+    return colorize_normal(array)
+
+
+def _ground_truth(samples: Samples, task: str, index: int) -> np.ndarray:
+    return {"semantic": samples.semantic, "depth": samples.depth, "normal": samples.normal}[task][index]
+
+
+def _legend(fig) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=SEMANTIC_PALETTE[i] / 255, edgecolor="black", linewidth=0.3, label=name)
+               for i, name in enumerate(CLASS_NAMES)]
+    fig.legend(handles=handles, loc="outside lower center", ncol=7, fontsize=7, frameon=False)
+
+
+def qualitative(samples: Samples, predictions: Mapping[str, np.ndarray], model_title: str, path: Path) -> None:
+    """Each image of ``samples`` in a row: RGB, then ground truth and prediction for every task."""
+    import matplotlib.pyplot as plt
+
+    n = len(samples)
+    height, width = samples.image.shape[1:3]
+    fig, axes = plt.subplots(n, 1 + 2 * len(TASKS), squeeze=False, layout="constrained",
+                             figsize=(1.7 * (1 + 2 * len(TASKS)) * width / height, 1.7 * n + 0.9))
+    for i in range(n):
+        depth_range = _depth_range(samples, i, [predictions["depth"][i]])
+        _panel(axes[i, 0], samples.image[i], "RGB" if i == 0 else "")
+        for t, task in enumerate(TASKS):
+            absent = samples.modalities.get(task) == "absent"
+            truth = None if absent else colour(task, _ground_truth(samples, task, i), depth_range, predicted=False)
+            _panel(axes[i, 1 + 2 * t], truth, f"{TASK_ABBREVIATIONS[task]} truth" if i == 0 else "",
+                   "no ground truth" if absent else "")
+            _panel(axes[i, 2 + 2 * t], colour(task, predictions[task][i], depth_range),
+                   f"{TASK_ABBREVIATIONS[task]} predicted" if i == 0 else "")
+    _legend(fig)
+    fig.suptitle(f"{model_title} on {samples.split} images ({samples.source}); depth 0 m (dark) to the "
+                 f"farthest true depth (yellow) per image; normals (x, y, z) as RGB", fontsize=9)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def comparison(samples: Samples, rows: Sequence[tuple[str, Mapping[str, np.ndarray]]], path: Path,
+               index: int = 0) -> None:
+    """Image ``index`` of ``samples``: the ground truth, then one row per model (its tasks only)."""
+    import matplotlib.pyplot as plt
+
+    height, width = samples.image.shape[1:3]
+    depth_range = _depth_range(samples, index, [r["depth"][index] for _, r in rows if "depth" in r])
+    fig, axes = plt.subplots(1 + len(rows), 1 + len(TASKS), squeeze=False, layout="constrained",
+                             figsize=(1.9 * (1 + len(TASKS)) * width / height, 1.6 * (1 + len(rows)) + 0.9))
+    _panel(axes[0, 0], samples.image[index], "RGB")
+    for t, task in enumerate(TASKS):
+        absent = samples.modalities.get(task) == "absent"
+        truth = None if absent else colour(task, _ground_truth(samples, task, index), depth_range, predicted=False)
+        _panel(axes[0, 1 + t], truth, f"{TASK_ABBREVIATIONS[task]} truth", "no ground truth" if absent else "")
+    for r, (title, predictions) in enumerate(rows, start=1):
+        _panel(axes[r, 0], None, note=title)
+        for t, task in enumerate(TASKS):
+            rgb = colour(task, predictions[task][index], depth_range) if task in predictions else None
+            _panel(axes[r, 1 + t], rgb)
+    _legend(fig)
+    fig.suptitle(f"Every model on {samples.split} image {index} ({samples.source})", fontsize=9)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,132 @@
+"""What the report reads, and where each of its numbers came from.
+
+Every number comes from a pipeline file: metrics/<model>.json (evaluate), models/<model>/
+{model.pt, live/} (train), data/processed/{test,real}.h5 and manifest.json (preprocess). Each
+file is named with its md5, the hash DVC 3 records for it in dvc.lock, so a number can be tied
+to the pipeline revision that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mbmt import paths
+from mbmt.errors import MbmtError
+from mbmt.io import read_json
+
+
+def file_digests(path: str | Path, chunk: int = 1 << 20) -> dict[str, str]:
+    """{"path", "md5", "sha256"} of a file: md5 is DVC's hash of it, sha256 what evaluate records."""
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            md5.update(block)
+            sha256.update(block)
+    return {"path": str(path), "md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
+
+
+def require(path: Path, produced_by: str) -> Path:
+    if not path.exists():
+        raise MbmtError(f"{path}: not found; the report needs it (run `{produced_by}` first)")
+    return path
+
+
+@dataclass
+class Samples:
+    """The first images of a split with their ground truth, channel-last (the figures' layout)."""
+
+    split: str
+    image: np.ndarray  # (N, H, W, 3) RGB in [0, 1]
+    semantic: np.ndarray  # (N, H, W) class ids, -1 unlabelled
+    depth: np.ndarray  # (N, H, W) metres, 0 missing
+    normal: np.ndarray  # (N, H, W, 3), all-zero missing
+    modalities: dict[str, str]  # modality -> ground_truth | derived | absent | rendered
+    source: str
+    file: dict[str, str]  # file_digests of the split file
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+
+def read_samples(split: str, count: int) -> Samples:
+    """The first ``count`` samples of data/processed/<split>.h5."""
+    import h5py
+
+    from mbmt.data.hdf5 import MODALITIES, decode, read_attrs
+
+    path = require(paths.split_file(split), "mbmt preprocess")
+    attrs = read_attrs(path)
+    with h5py.File(path, "r") as f:
+        n = min(count, len(f["image"]))
+        decoded = [decode({m: f[m][i] for m in MODALITIES}) for i in range(n)]
+    stack = {m: np.stack([d[m] for d in decoded]) for m in MODALITIES}
+    return Samples(split=split, image=stack["image"].transpose(0, 2, 3, 1), semantic=stack["semantic"],
+                   depth=stack["depth"][:, 0], normal=stack["normal"].transpose(0, 2, 3, 1),
+                   modalities=attrs["modalities"], source=attrs["source"], file=file_digests(path))
+
+
+@dataclass
+class ModelResult:
+    """One model as the report sees it: its metrics, its file's record, its size and predictions."""
+
+    name: str
+    metrics: dict[str, Any]  # metrics/<name>.json
+    meta: dict[str, Any]  # the model file's record without the weights (name, model, tasks, backbones, extra)
+    parameters: dict[str, int]  # trainable, total
+    files: dict[str, dict[str, str]]  # "metrics" / "model" -> file_digests
+    predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # split -> task -> (N, ...)
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.meta["tasks"])
+
+    def provenance(self) -> dict[str, Any]:
+        """Where this model's numbers came from: files, evaluation, training."""
+        context = self.metrics.get("context", {})
+        training = self.meta.get("extra") or {}
+        return {
+            "metrics_file": {k: self.files["metrics"][k] for k in ("path", "md5")},
+            "model_file": {k: self.files["model"][k] for k in ("path", "md5")},
+            # The metrics were computed from the model file now in place (evaluate records its sha256).
+            "metrics_match_model_file": context.get("checkpoint_sha256") == self.files["model"]["sha256"],
+            "evaluation": {key: context.get(key) for key in
+                           ("dataset", "split", "images", "resolution", "averaging", "batch_size", "provenance")},
+            "training": {key: training.get(key) for key in
+                         ("input_size", "epochs", "train_seconds", "world_size", "provenance")},
+            "parameters": self.parameters,
+        }
+
+
+def read_model(name: str, samples: list[Samples]) -> ModelResult:
+    """Load model ``name``'s metrics and file, count its parameters, predict ``samples`` on the CPU."""
+    import torch
+
+    from mbmt.models import count_parameters, load_model
+    from mbmt.predict import predict
+
+    metrics_path = require(paths.metrics_file(name), f"mbmt evaluate {name}")
+    model_path = require(paths.model_file(name), f"mbmt train {name}")
+    model, meta = load_model(model_path, map_location="cpu")
+    predictions = {s.split: predict(model, torch.from_numpy(s.image.transpose(0, 3, 1, 2).copy())) for s in samples}
+    return ModelResult(name=name, metrics=read_json(metrics_path), meta=meta, parameters=count_parameters(model),
+                       files={"metrics": file_digests(metrics_path), "model": file_digests(model_path)},
+                       predictions=predictions)
+
+
+def read_dataset() -> dict[str, Any]:
+    """The processed dataset's description (manifest.json) and its md5."""
+    path = require(paths.manifest_file(), "mbmt preprocess")
+    manifest = read_json(path)
+    return {
+        "manifest": {k: file_digests(path)[k] for k in ("path", "md5")},
+        "source": manifest["source"].get("source"),
+        "origin": manifest["source"].get("origin"),
+        "resolution": [manifest["height"], manifest["width"]],
+        "splits": {split: {"file": entry["file"], "count": entry["count"], "modalities": entry["modalities"]}
+                   for split, entry in manifest["splits"].items()},
+    }

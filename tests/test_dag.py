@@ -1,0 +1,108 @@
+"""The Snakefile and dvc.yaml describe the same DAG, as each tool loads them: the same stages,
+commands, dependencies, outputs and params keys (and values). Nothing is executed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from test_workflow_project import copy_project, dvc_view, snakemake_view
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    """A copy of the project with the paper's params.yaml, as a DVC repository."""
+    from dvc.repo import Repo
+
+    root = copy_project(tmp_path_factory.mktemp("dag") / "project", preset=None)
+    Repo.init(str(root), no_scm=True).close()
+    return root
+
+
+@pytest.fixture(scope="module")
+def snakemake_jobs(root):
+    return snakemake_view(root)
+
+
+@pytest.fixture(scope="module")
+def dvc_stages(root):
+    return dvc_view(root)
+
+
+def test_same_stages(snakemake_jobs, dvc_stages):
+    assert sorted(snakemake_jobs) == sorted(dvc_stages)
+    assert len(dvc_stages) == 2 + 8 + 8 + 1  # fetch, preprocess, 8 trainings, 8 evaluations, report
+
+
+def test_same_commands(snakemake_jobs, dvc_stages):
+    for name, stage in dvc_stages.items():
+        assert snakemake_jobs[name].cmd == stage.cmd, name
+    assert dvc_stages["train_from_st@mbmt_partial"].cmd == "mbmt train mbmt_partial"
+
+
+def test_same_dependencies(snakemake_jobs, dvc_stages):
+    for name, stage in dvc_stages.items():
+        assert snakemake_jobs[name].deps == stage.deps, name
+
+
+def test_same_outputs(snakemake_jobs, dvc_stages):
+    for name, stage in dvc_stages.items():
+        assert snakemake_jobs[name].outs == stage.outs, name
+
+
+def test_same_params(snakemake_jobs, dvc_stages):
+    for name, stage in dvc_stages.items():
+        assert snakemake_jobs[name].params == stage.params, name
+    # Key granularity: a model's training depends on its own entry, not the others'.
+    keys = set(dvc_stages["train@st_ss"].params)
+    assert "models.st_ss" in keys and "models.st_de" not in keys and "train.num_workers" not in keys
+
+
+def test_every_output_has_one_owner(dvc_stages):
+    owners: dict[str, str] = {}
+    for name, stage in dvc_stages.items():
+        for out in stage.outs:
+            assert out not in owners, f"{out} is an output of {owners.get(out)} and {name}"
+            owners[out] = name
+    paths = sorted(owners)
+    for a, b in zip(paths, paths[1:]):
+        assert not b.startswith(a + "/"), f"{b} ({owners[b]}) lies inside {a} ({owners[a]})"
+
+
+def test_mbmt_variants_train_after_their_st_models(snakemake_jobs, root):
+    models = yaml.safe_load((root / "params.yaml").read_text())["models"]
+    for name, entry in models.items():
+        st_models = {f"models/{st}/model.pt" for st in entry.get("init_from") or []}
+        job = snakemake_jobs.get(f"train_from_st@{name}") or snakemake_jobs[f"train@{name}"]
+        assert {d for d in job.deps if d.endswith("/model.pt")} == st_models, name
+    assert snakemake_jobs["train_from_st@mbmt_partial"].deps >= {"models/st_ss/model.pt", "models/st_snp/model.pt"}
+
+
+def test_rules_log_benchmark_and_request_resources(snakemake_jobs):
+    for name, view in snakemake_jobs.items():
+        job = view.job
+        assert len(job.log) == 1 and job.benchmark, name
+        if name.split("@")[0] in ("train", "train_from_st", "evaluate"):
+            assert job.resources["gpu"] == 1 and job.rule.resources["_cores"] != 1, name
+
+
+def test_preset_reaches_the_commands(root):
+    """With --configfile, every command reads params.yaml and the preset, in Snakemake's order."""
+    (root.parent / "shared" / "data" / "nyuv2-test10").mkdir(parents=True)  # the demo's real_images
+    jobs = snakemake_view(root, configfiles=(root / "config" / "demo.yaml",))
+    for name, view in jobs.items():
+        assert view.cmd.endswith(" --params params.yaml --params config/demo.yaml"), name
+    # The demo imports the real NYUv2 frames: preprocess writes real.h5 and the report reads it.
+    assert "data/processed/real.h5" in jobs["preprocess"].outs
+    assert "data/processed/real.h5" in jobs["report"].deps
+    demo = yaml.safe_load((root / "config" / "demo.yaml").read_text())
+    assert jobs["train@st_ss"].params["train.epochs"] == demo["train"]["epochs"] != 200  # not the paper's
+
+
+def test_config_overrides_are_refused(root):
+    """--config would change what Snakemake schedules but not what the commands read."""
+    from snakemake.exceptions import WorkflowError
+
+    with pytest.raises(WorkflowError, match="--configfile"):
+        snakemake_view(root, config={"seed": 1})

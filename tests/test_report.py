@@ -1,0 +1,150 @@
+"""The report's tables against hand-computed values and the paper's own numbers; its figures and index.
+
+(The report of a real pipeline run is checked end to end in test_workflow.py.)
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from mbmt import paper
+from mbmt.reporting import document, figures, tables
+from mbmt.reporting.sources import Samples
+from mbmt.reporting.tables import Num, relative_improvement
+
+
+def paper_metrics() -> dict[str, dict]:
+    """The paper's results laid out as our metrics files would hold them (one file per model)."""
+    st = paper.RESULTS["efficientps_st"]
+    metrics = {"st_ss": {"semantic": st["semantic"]}, "st_de": {"depth": st["depth"]}, "st_snp": {"normal": st["normal"]}}
+    metrics |= {name: copy.deepcopy(paper.RESULTS[name]) for name in ("mtnet", "mbmt_partial", "mtan")}
+    return metrics
+
+
+def test_relative_improvement_by_hand():
+    # mIoU vs MTAN: (24.84 - 17.15) / 17.15 = 44.84 %; higher is better.
+    assert relative_improvement(24.84, 17.15, True) == pytest.approx(44.8396, abs=1e-4)
+    # abs err vs MTAN: lower is better, ours is larger: -(0.6076 - 0.5906) / 0.5906 = -2.878 %.
+    assert relative_improvement(0.6076, 0.5906, False) == pytest.approx(-2.8784, abs=1e-4)
+    assert relative_improvement(2.0, 4.0, False) == 50.0 and relative_improvement(2.0, 4.0, True) == -50.0
+    assert str(Num(relative_improvement(0.2569, 0.2569, False), 2, "%")) == "0.00%"  # not "-0.00%"
+    assert relative_improvement(None, 1.0, True) is None and relative_improvement(1.0, 0.0, True) is None
+
+
+def test_relative_improvements_reproduce_the_papers_table():
+    """Fed the paper's own results and parameter counts, the table's "ours" column is the paper's."""
+    table = tables.improvement_table(paper_metrics(), paper.PARAMETERS, ["mbmt_partial"])
+    ours, published = table.column("MBMT-Net DWA (partial) (ours)"), table.column("MBMT-Net DWA (partial) (paper)")
+    rows = {(row[0], row[1]): (o, p) for row, o, p in zip(table.rows, ours, published)}
+    assert len(rows) == 3 * 14
+    for (versus, quantity), (o, p) in rows.items():
+        if quantity == "Total #P" and versus != tables.TITLES["efficientps_st"]:
+            continue  # the paper's total-parameter column does not follow from its own counts
+        assert (o is None) == (p is None), (versus, quantity)
+        if o is not None:
+            assert round(o.value, 2) == pytest.approx(p.value, abs=1e-9), (versus, quantity)
+    # Total parameters vs MTAN from the paper's counts: (44,229,076 - 32,063,398) / 44,229,076.
+    total_vs_mtan = rows[(tables.TITLES["mtan"], "Total #P")][0].value
+    assert total_vs_mtan == pytest.approx(27.506, abs=1e-3)
+
+
+def test_results_table_merges_the_st_nets_into_the_efficientps_column():
+    metrics = paper_metrics()
+    metrics["mbmt_full_scratch"] = copy.deepcopy(metrics["mbmt_partial"])
+    metrics["mbmt_full_scratch"]["semantic"]["miou"] = 30.0
+    table = tables.results_table(metrics)
+    ours = dict(zip((row[1] for row in table.rows), table.column("EfficientPS (ST-Nets) (ours)")))
+    assert ours["mIoU (%) ↑"].value == 21.23 and ours["Abs err (m) ↓"].value == 0.6861 and ours["Mean angle (deg) ↓"].value == 32.8582
+    mtan_paper = table.column("MTAN DWA (paper)")
+    assert mtan_paper[0] is None and mtan_paper[1].value == 17.15  # MTAN's loss was not published
+    extra = table.column("MBMT-Net full, from scratch (ours)")
+    assert extra[1].value == 30.0 and extra[4].value == 0.6076
+    assert table.columns[-1] == "MBMT-Net full, from scratch (ours)"  # not a paper column: no "(paper)" beside it
+    markdown, csv = tables.to_markdown(table), tables.to_csv(table)
+    assert "| SS | SS loss ↓ | 2.1877 | 2.1877 |" in markdown and "| 17.15 |" in markdown
+    assert "SS,mIoU (%) ↑,21.23,21.23," in csv
+
+
+def test_headline_table_sums_the_st_nets():
+    table = tables.headline_table(paper_metrics(), paper.PARAMETERS)
+    assert [row[0] for row in table.rows] == ["EfficientPS (ST-Nets)", "MT-Net DWA", "MBMT-Net DWA (partial)", "MTAN DWA"]
+    st = table.rows[0]
+    assert st[1].value == st[2].value == 21.23 and st[5].value == st[6].value == 32.8582
+    # 10,094,853 + 11,268,345 + 11,268,859 trainable parameters for the three tasks.
+    assert st[7].value == st[8].value == 32_632_057
+    assert str(table.rows[2][7]) == "8,722,196"
+
+
+def test_parameter_table_beside_the_paper():
+    counts = {"mbmt_partial": {"trainable": 8_722_196 // 2, "total": 32_063_398}, "mbmt_full_scratch": {"trainable": 5, "total": 7}}
+    table = tables.parameter_table(counts)
+    assert [str(c) for c in table.rows[0][1:]] == ["4,361,098", "8,722,196", "0.500", "32,063,398", "32,063,398", "1.000"]
+    assert table.rows[1][2] is None and table.rows[1][3] is None  # not in the paper
+    assert tables.to_csv(table).splitlines()[1] == "MBMT-Net DWA (partial),4361098,8722196,0.5,32063398,32063398,1.0"
+
+
+def test_architecture_table_from_model_files():
+    meta = {"mbmt_full_pretrained": {"backbones": ["efficientnet_b2"] * 3 + ["efficientnet_b5"], "tasks": ["semantic", "depth", "normal"], "model": {}},
+            "mtan": {"backbones": [], "tasks": ["semantic", "depth", "normal"], "model": {"filters": [64, 128, 256, 512, 512]}}}
+    rows = tables.architecture_table(meta).rows
+    assert rows[0][5] == "3x efficientnet_b2 + 1x efficientnet_b5" and rows[0][1] is None
+    assert rows[1][1] == "MTAN" and rows[1][6] == "SS+DE+SNP" and "SegNet" in rows[1][5]
+
+
+def test_read_curve_from_a_dvclive_log(tmp_path):
+    from dvclive import Live
+
+    live = Live(str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False)
+    for value in (2.5, 2.0, 1.75):
+        live.log_metric("train/loss/semantic", value)
+        live.next_step()
+    live.end()
+    epochs, values = figures.read_curve(tmp_path / "live", "train/loss/semantic")
+    assert epochs.tolist() == [1, 2, 3] and values.tolist() == [2.5, 2.0, 1.75]
+    assert figures.read_curve(tmp_path / "live", "val/semantic/miou") is None
+
+
+def samples(n=2, h=32, w=48, absent_normals=False) -> Samples:
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(n, h, w, 3))
+    return Samples(split="real" if absent_normals else "test", image=rng.random((n, h, w, 3)),
+                   semantic=rng.integers(-1, 13, (n, h, w)), depth=rng.random((n, h, w)) * 5,
+                   normal=np.zeros((n, h, w, 3)) if absent_normals else normal / np.linalg.norm(normal, axis=-1, keepdims=True),
+                   modalities={"normal": "absent" if absent_normals else "rendered"}, source="nyuv2-raw", file={})
+
+
+def test_prediction_figures_draw_every_panel(tmp_path):
+    """Ground truth absent for a task (the real frames' normals) is labelled, not drawn black."""
+    import matplotlib.image
+
+    data = samples(absent_normals=True)
+    predictions = {"semantic": np.zeros((2, 32, 48), int), "depth": np.ones((2, 32, 48)), "normal": np.ones((2, 32, 48, 3)) / 3**0.5}
+    figures.qualitative(data, predictions, "MBMT-Net", tmp_path / "q.png")
+    figures.comparison(data, [("ST-Nets", {"depth": predictions["depth"]}), ("MBMT-Net", predictions)], tmp_path / "c.png")
+    for name in ("q.png", "c.png"):
+        image = matplotlib.image.imread(tmp_path / name)
+        assert image.shape[0] > 200 and image.shape[1] > 400
+
+
+def test_predicted_depth_at_or_below_zero_is_not_drawn_as_missing():
+    from mbmt.predict import MISSING_COLOUR, colorize_depth
+
+    depth = np.array([[-0.5, 0.0, 5.0]])
+    assert (figures.colour("depth", depth, (0.0, 5.0), predicted=False)[0, :2] == MISSING_COLOUR).all()
+    predicted = figures.colour("depth", depth, (0.0, 5.0))
+    assert (predicted[0, :2] == colorize_depth(np.array([[1e-9]]), 0.0, 5.0)[0, 0]).all()
+    assert (predicted[0, 2] == colorize_depth(np.array([[5.0]]), 0.0, 5.0)[0, 0]).all()
+
+
+def test_index_warns_unless_paper_setting():
+    summary = {"profiles": ["demo"], "evaluation": "test split, 16 images, batch size 8", "averaging": "pixel",
+               "training_hardware": ["CPU only"], "evaluation_hardware": ["CPU only"], "git_revision": "abc", "date": "d",
+               "dataset": {"source": "synthetic", "origin": "generator", "resolution": [96, 128],
+                           "splits": {"test": {"count": 16}}, "manifest": {"path": "m", "md5": "0" * 32}}}
+    index = document.render(summary, [tables.parameter_table({})], [("Training curves", "cap", "figures/x.png")], {}, {})
+    assert "Not the paper's setting" in index and "![cap](figures/x.png)" in index and "### Parameters" in index
+    summary |= {"profiles": ["paper"], "dataset": {**summary["dataset"], "source": "nyuv2"}}
+    assert "Not the paper's setting" not in document.render(summary, [], [], {}, {})

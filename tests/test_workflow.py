@@ -1,0 +1,181 @@
+"""End to end on the tiny configuration, in a git + DVC copy of the project.
+
+The whole DAG runs once under Snakemake (one module-scoped run, ~2 min on 2 cores) and is
+recorded with `dvc commit --no-relink`; each test then works on a copy of that finished project:
+a params change re-runs exactly the changed model's training, its evaluation and the report (with
+Snakemake and with `dvc repro`), the results round-trip through a DVC remote, and the report
+holds every table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from mbmt import paper
+from test_workflow_project import SNAKEMAKE_FAST, commit, copy_project, dry_run_jobs, dvc_view, init_git_dvc, run
+
+pytestmark = pytest.mark.slow
+
+# Modules that decide how a stage runs, not what it computes; no stage lists them as a dependency
+# (STAGE_CODE in workflow/rules/common.smk).
+INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/errors.py", "mbmt/io.py",
+                  "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py", "mbmt/stages/config.py"}
+# A change to the paper's MBMT-Net alone, and what it must re-run.
+CHANGED_MODEL = "mbmt_partial"
+AFFECTED_STAGES = {f"train_from_st@{CHANGED_MODEL}", f"evaluate@{CHANGED_MODEL}", "report"}
+AFFECTED_OUTPUTS = {f"models/{CHANGED_MODEL}/model.pt", f"models/{CHANGED_MODEL}/live", f"metrics/{CHANGED_MODEL}.json",
+                    "reports/README.md", "reports/tables", "reports/figures", "reports/provenance.json"}
+TIMESTAMP = ".snakemake_timestamp"  # Snakemake's marker in directory outputs; .dvcignore'd
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The project after `snakemake` and `dvc commit --no-relink`, committed to git."""
+    root = copy_project(tmp_path_factory.mktemp("workflow") / "project")
+    init_git_dvc(root)
+    # Each stage's log then lists every module it imported (test_stages_depend_on_the_code_they_import).
+    run(["snakemake", *SNAKEMAKE_FAST], root, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    run(["dvc", "commit", "--no-relink", "--force", "--quiet"], root)
+    commit(root, "results")
+    return root
+
+
+@pytest.fixture
+def project(finished, tmp_path) -> Path:
+    """A copy of the finished project (modification times kept) that a test may change."""
+    return Path(shutil.copytree(finished, tmp_path / "project", symlinks=True))
+
+
+def outputs(root: Path) -> list[str]:
+    return sorted(out for stage in dvc_view(root).values() for out in stage.outs)
+
+
+def files_of(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(f for f in path.rglob("*") if f.is_file() and f.name != TIMESTAMP)
+    return [path]
+
+
+def written(root: Path) -> dict[str, int]:
+    """Each output's latest modification time (ns): what a run rewrote."""
+    return {out: max(f.stat().st_mtime_ns for f in files_of(root / out)) for out in outputs(root)}
+
+
+def contents(root: Path, out: str) -> dict[str, str]:
+    return {str(f.relative_to(root)): hashlib.md5(f.read_bytes()).hexdigest() for f in files_of(root / out)}
+
+
+def planned(root: Path) -> set[str]:
+    """The jobs `snakemake --dry-run` would run, named as DVC stages."""
+    return set(dry_run_jobs(run(["snakemake", "--dry-run", "--cores", "1"], root).stdout)) - {"all"}
+
+
+def dvc_changed(root: Path) -> set[str]:
+    return set(json.loads(run(["dvc", "status", "--json"], root).stdout))
+
+
+def change_param(root: Path) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    entry = params["models"][CHANGED_MODEL]
+    entry["fusion"] = "sum" if entry["fusion"] == "concat" else "concat"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_both_front_ends_see_the_run_as_up_to_date(finished):
+    assert run(["dvc", "status"], finished).stdout.strip() == "Data and pipelines are up to date."
+    assert planned(finished) == set()
+
+
+def test_stages_depend_on_the_code_they_import(finished):
+    """Every mbmt module a stage imported while it ran (python -X importtime, in its log) is one of
+    its declared dependencies, apart from the infrastructure modules."""
+    view = dvc_view(finished)
+    for log in sorted((finished / "logs").rglob("*.log")):
+        parts = log.relative_to(finished / "logs").with_suffix("").parts  # ("fetch",) or ("train", "st_ss")
+        name = parts[0] if len(parts) == 1 else next(
+            s for s in (f"{parts[0]}@{parts[1]}", f"{parts[0]}_from_st@{parts[1]}") if s in view)
+        imported = {m.replace(".", "/") for m in re.findall(r"^import time:.*\|\s+(mbmt(?:\.\w+)*)$", log.read_text(), re.M)}
+        files = {f"{m}.py" if (finished / "src" / f"{m}.py").is_file() else f"{m}/__init__.py" for m in imported}
+        # The CLI loads the stage module with importlib.import_module, which -X importtime does not list.
+        files.add(f"mbmt/stages/{name.split('@')[0].removesuffix('_from_st')}.py")
+        assert "mbmt/data/hdf5.py" in files, f"{log}: no import times logged"
+        declared = {dep.removeprefix("src/") for dep in view[name].deps if dep.startswith("src/")}
+        assert not files - INFRASTRUCTURE - declared, f"{name} ran code it does not depend on"
+
+
+def test_report_holds_every_table(finished):
+    reports = finished / "reports"
+    index = (reports / "README.md").read_text()
+    for name, rows in {"headline": 6, "architectures": 8, "parameters": 8, "results": 12, "relative_improvements": 3 * 14}.items():
+        table = (reports / "tables" / f"{name}.md").read_text()
+        title = table.splitlines()[0].removeprefix("## ")
+        assert title in index and f"tables/{name}.csv" in index
+        csv_rows = (reports / "tables" / f"{name}.csv").read_text().splitlines()
+        assert len(csv_rows) == 1 + rows, name
+    results = (reports / "tables" / "results.csv").read_text().splitlines()
+    assert "MBMT-Net DWA (partial) (ours)" in results[0] and "MBMT-Net DWA (partial) (paper)" in results[0]
+    # Every measured value of the paper's MBMT-Net column is the metrics file's, to its last digit.
+    header = results[0].split(",")
+    ours = header.index("MBMT-Net DWA (partial) (ours)")
+    metrics = json.loads((finished / "metrics" / f"{CHANGED_MODEL}.json").read_text())
+    measured = [float(row.split(",")[ours]) for row in results[1:]]
+    expected = [metrics[task][key] for task, key, _, _ in paper.METRICS]
+    assert measured == pytest.approx(expected, rel=1e-12)
+    for figure in ("training_semantic", "training_depth", "training_normal", "qualitative_test", "comparison_test"):
+        assert (reports / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"figures/{figure}.png" in index
+    # Provenance: every number's files, by the md5 dvc.lock records for them.
+    provenance = json.loads((reports / "provenance.json").read_text())
+    lock = (finished / "dvc.lock").read_text()
+    for name, entry in provenance["models"].items():
+        assert entry["metrics_match_model_file"], name
+        assert entry["metrics_file"]["md5"] in lock and entry["model_file"]["md5"] in lock, name
+    assert provenance["profiles"] == ["tiny"]
+
+
+def test_params_change_reruns_one_model_with_snakemake(project):
+    change_param(project)
+    assert planned(project) == AFFECTED_STAGES
+    assert dvc_changed(project) == {f"train_from_st@{CHANGED_MODEL}"}  # DVC sees the same cause
+    before = written(project)
+    run(["snakemake", *SNAKEMAKE_FAST], project)
+    after = written(project)
+    assert {out for out in after if after[out] != before[out]} == AFFECTED_OUTPUTS
+    assert dvc_changed(project) == AFFECTED_STAGES  # DVC sees exactly what Snakemake re-ran
+    run(["dvc", "commit", "--no-relink", "--force", "--quiet"], project)
+    assert dvc_changed(project) == set() and planned(project) == set()
+
+
+def test_params_change_reruns_one_model_with_dvc(project):
+    change_param(project)
+    before = written(project)
+    output = run(["dvc", "repro"], project).stdout
+    assert set(re.findall(r"Running stage '([^']+)'", output)) == AFFECTED_STAGES
+    after = written(project)
+    assert {out for out in after if after[out] != before[out]} == AFFECTED_OUTPUTS
+    assert dvc_changed(project) == set()
+
+
+def test_remote_round_trip_restores_everything(project, tmp_path):
+    """push; a fresh clone pulls every output byte for byte, DVC has nothing to reproduce, and after
+    the documented adoption step Snakemake has nothing to run either (and tracks params again)."""
+    run(["dvc", "remote", "add", "--default", "shared", str(tmp_path / "remote")], project)
+    commit(project, "remote")
+    run(["dvc", "push", "--quiet"], project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "--quiet", str(project), str(clone)], tmp_path)
+    run(["dvc", "pull", "--quiet"], clone)
+    for out in outputs(project):
+        assert contents(clone, out) == contents(project, out), out
+    assert dvc_changed(clone) == set()
+    # DVC does not keep modification times: Snakemake adopts the pulled outputs (docs/workflow.md).
+    run(["sh", "-c", "dvc status --quiet && snakemake --touch --forceall --cores 1"], clone)
+    assert planned(clone) == set()
+    change_param(clone)
+    assert planned(clone) == AFFECTED_STAGES

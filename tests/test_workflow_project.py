@@ -1,0 +1,169 @@
+"""Helpers for the workflow tests (no tests here): a project copy, and each front end's view of the DAG.
+
+A job is named as DVC names its stage: the rule, "@" and the model for a per-model rule
+(train@st_ss), so Snakemake's jobs and DVC's stages can be compared one to one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "tiny.yaml"
+# What a checkout of the project holds that the workflow needs (outputs and caches excluded).
+PROJECT_FILES = ("Snakefile", "workflow", "profiles", "dvc.yaml", ".dvcignore", ".gitignore", "config", "src")
+TO_LOG = " > {log} 2>&1"  # what the Snakefile appends to every stage command (workflow/rules/common.smk)
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    "HF_HUB_OFFLINE": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org",
+    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.org",
+}
+# Two cores, every job on one thread, two "GPUs": jobs run two at a time (each is mostly imports).
+SNAKEMAKE_FAST = ["--cores", "2", "--resources", "gpu=2", "--set-threads",
+                  "preprocess=1", "train=1", "train_from_st=1", "evaluate=1", "report=1"]
+
+
+def copy_project(dest: Path, preset: Path | None = TINY) -> Path:
+    """The project's workflow files and code in ``dest``, with ``preset`` merged into its params.yaml."""
+    from mbmt.config import load_params
+
+    dest.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=ignore)
+        else:
+            shutil.copy2(source, dest / name)
+    params = load_params([REPO / "params.yaml", *([preset] if preset else [])])
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+def run(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def init_git_dvc(root: Path) -> None:
+    """git + DVC repository with everything committed (what a collaborator would clone)."""
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["dvc", "init", "-q"], root)
+    commit(root, "project")
+
+
+def commit(root: Path, message: str) -> None:
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "--allow-empty", "-m", message], root)
+
+
+@dataclass
+class StageView:
+    """One job/stage as a front end declares it."""
+
+    cmd: str
+    deps: set[str]
+    outs: set[str]
+    params: dict[str, object]  # params key -> value
+    job: object = None  # Snakemake's Job (logs, benchmark, resources), for Snakemake's view
+
+
+def canonical(value):
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+def snakemake_view(root: Path, configfiles: tuple[Path, ...] = (), config: dict | None = None) -> dict[str, StageView]:
+    """Every job of the Snakefile in ``root`` as Snakemake builds its DAG (all jobs, as with --forceall).
+
+    Uses the Snakemake API to load the workflow and its DAG building (private in 9.x; the version is
+    pinned in pyproject.toml): the jobs' formatted shell commands, inputs, outputs and params.
+    """
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
+
+    jobs = {}
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow_api = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=list(configfiles), config=config or {}),
+            snakefile=root / "Snakefile", workdir=root)
+        workflow_api.dag(DAGSettings(forceall=True))
+        workflow = workflow_api._workflow
+        workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
+        workflow._build_dag()
+        for job in workflow.dag.jobs:
+            if job.rule.norun:  # the target rule "all"
+                continue
+            name = job.rule.name + (f"@{job.wildcards_dict['model']}" if "model" in job.wildcards_dict else "")
+            shellcmd = job.shellcmd
+            suffix = TO_LOG.format(log=job.log[0])
+            assert shellcmd.endswith(suffix), f"{name}: {shellcmd!r} does not end with the log redirection"
+            jobs[name] = StageView(
+                cmd=shellcmd[: -len(suffix)],
+                deps={os.path.normpath(f) for f in job.input},
+                outs={os.path.normpath(f) for f in job.output},
+                params=canonical(dict(job.params.tracked)),
+                job=job,
+            )
+    return jobs
+
+
+def dvc_view(root: Path) -> dict[str, StageView]:
+    """Every stage of dvc.yaml as DVC loads it (foreach expanded). A dependency on a source folder
+    (one no stage writes) stands for the files DVC hashes in it (.dvcignore applied)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        stages = list(repo.index.stages)
+        outs = {os.path.normpath(o.def_path) for stage in stages for o in stage.outs}
+        view = {}
+        for stage in stages:
+            deps, params = set(), {}
+            for dep in stage.deps:
+                if isinstance(dep, ParamsDependency):
+                    params.update(canonical(dep.read_params()))
+                    continue
+                path = os.path.normpath(dep.def_path)
+                if (root / path).is_dir() and path not in outs:
+                    deps |= {os.path.relpath(f, root) for f in repo.dvcignore.find(repo.fs, str(root / path))}
+                else:
+                    deps.add(path)
+            view[stage.name] = StageView(cmd=stage.cmd, deps=deps,
+                                               outs={os.path.normpath(o.def_path) for o in stage.outs},
+                                               params=params)
+    return view
+
+
+def dry_run_jobs(output: str) -> dict[str, dict[str, str]]:
+    """The jobs a `snakemake --dry-run` output plans, named as DVC stages, with the resources it
+    prints for each ("local": "yes" added for a local rule under a cluster executor)."""
+    jobs = {}
+    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", output):
+        header = re.search(r"^(local)?rule (\w+):", block, re.MULTILINE)
+        if not header:
+            continue
+        model = re.search(r"wildcards: model=(\w+)", block)
+        name = header[2] + (f"@{model[1]}" if model else "")
+        resources = re.search(r"resources: (.*)", block)
+        jobs[name] = dict(item.split("=", 1) for item in resources[1].split(", ")) if resources else {}
+        if header[1]:
+            jobs[name]["local"] = "yes"
+    return jobs

@@ -1,0 +1,147 @@
+# Shared by the rules: the stage command line, the params keys and the code each stage
+# depends on, and the input functions. dvc.yaml declares the same commands, keys and code (tests/test_dag.py compares).
+
+import os
+import shlex
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from mbmt import paths
+
+# The MBMT-Net variants whose encoders start from trained ST-Nets (params init_from) train after
+# those ST-Nets (rule train_from_st); every other model trains straight from the data (rule train).
+MODELS = list(config["models"])
+FROM_ST = [name for name in MODELS if config["models"][name].get("init_from")]
+FROM_DATA = [name for name in MODELS if name not in FROM_ST]
+
+# Params keys each stage depends on, at key granularity; "{model}" is the job's model. A change
+# of any other key re-runs nothing. Execution settings (train.device, train.num_workers) choose
+# where and how fast, not what is computed, so they are left out, as mbmt.training.checkpoint's
+# run fingerprint leaves them out.
+STAGE_PARAMS = {
+    "fetch": ["data.source", "data.height", "data.width", "data.nyuv2", "data.synthetic"],
+    "preprocess": ["data.source", "data.height", "data.width", "data.real_images"],
+    "train": ["seed", "train.epochs", "train.batch_size", "train.lr", "train.weight_decay",
+              "train.lr_step", "train.lr_gamma", "train.weighting", "train.dwa_temperature",
+              "train.augment", "train.steps_per_epoch", "train.val_every", "train.amp",
+              "train.channels_last", "decoder", "backbone_weights", "models.{model}"],
+    "evaluate": ["evaluate"],
+    # data.real_images: whether the report draws the real frames (real.h5, which dvc.yaml cannot declare).
+    "report": ["report", "data.real_images"],
+}
+
+# The code each stage runs (src/ paths; a folder stands for every file in it). Snakemake's code
+# trigger sees only the shell text, so the code is an input: editing it re-runs the stage.
+# Infrastructure (cli, config, paths, io, errors, provenance) decides how a stage runs, not
+# what it computes, and is left out so that e.g. a new CLI option does not retrain every model.
+SRC = Path("src/mbmt")
+STAGE_CODE = {
+    "fetch": ["stages/fetch.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
+              "data/mtan_layout.py", "data/synthetic.py", "tasks.py"],
+    "preprocess": ["stages/preprocess.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
+                   "data/mtan_layout.py", "data/nyu_raw.py", "data/preprocess.py", "tasks.py"],
+    "train": ["stages/train.py", "data/__init__.py", "data/augment.py", "data/dataset.py",
+              "data/hdf5.py", "evaluation", "losses.py", "metrics.py", "models", "tasks.py",
+              "training"],
+    "evaluate": ["stages/evaluate.py", "data/__init__.py", "data/augment.py", "data/dataset.py",
+                 "data/hdf5.py", "evaluation", "losses.py", "metrics.py", "models", "tasks.py",
+                 "training/__init__.py", "training/checkpoint.py", "training/distributed.py",
+                 "training/weighting.py"],
+    "report": ["stages/report.py", "data/__init__.py", "data/hdf5.py", "models", "paper.py",
+               "predict.py", "reporting", "tasks.py"],
+}
+
+# Files DVC does not hash inside a folder dependency (.dvcignore lists the same).
+IGNORED_NAMES = {"__pycache__"}
+IGNORED_SUFFIXES = {".pyc"}
+
+
+def code(stage):
+    """The files of STAGE_CODE[stage], folders expanded as DVC hashes them."""
+    files = []
+    for entry in STAGE_CODE[stage]:
+        path = SRC / entry
+        if path.is_dir():
+            files += [str(f) for f in sorted(path.rglob("*")) if f.is_file()
+                      and IGNORED_NAMES.isdisjoint(f.relative_to(path).parts)
+                      and f.suffix not in IGNORED_SUFFIXES]
+        else:
+            files.append(str(path))
+    return files
+
+
+def lookup(key):
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def canonical(value):
+    """``value`` with mappings sorted by key: Snakemake compares params by repr, DVC by value."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+def tracked_params(stage):
+    """A ``params:`` function giving {key: value} for the keys STAGE_PARAMS[stage] of the job."""
+
+    def values(wildcards):
+        return {key: canonical(lookup(key)) for key in (k.format(**wildcards) for k in STAGE_PARAMS[stage])}
+
+    return values
+
+
+def param_files():
+    """The parameter files the stage commands merge, as Snakemake merged its config."""
+    if workflow.config_settings.config:
+        raise WorkflowError(
+            "--config KEY=VALUE changes Snakemake's config but not what the stage commands read "
+            "(parameter files): put the values in a preset file and pass it with --configfile FILE"
+        )
+    presets = [os.path.relpath(path) for path in workflow.overwrite_configfiles]
+    base = [] if workflow.config_settings.replace_workflow_config else [str(paths.PARAMS_FILE)]
+    return base + presets
+
+
+PARAM_FILES = param_files()
+# Without presets the commands read params.yaml by default and are exactly dvc.yaml's.
+PARAM_OPTIONS = "".join(f" --params {shlex.quote(f)}" for f in PARAM_FILES) if PARAM_FILES != [str(paths.PARAMS_FILE)] else ""
+# Appended to every command: the job's output goes to its log file.
+TO_LOG = " > {log} 2>&1"
+
+
+def mbmt(stage, *args):
+    """The command line of stage ``stage`` (dvc.yaml's cmd) plus the presets' --params options."""
+    return " ".join(["mbmt", stage, *args]) + PARAM_OPTIONS
+
+
+def model_file(name="{model}"):
+    return str(paths.model_file(name))
+
+
+def live_dir(name="{model}"):
+    return str(paths.live_dir(name))
+
+
+def split_file(split):
+    return str(paths.split_file(split))
+
+
+def processed_files():
+    """preprocess's files: the splits, the manifest and, when params data.real_images is set, real.h5."""
+    splits = list(paths.SPLITS) + ([paths.REAL_SPLIT] if config["data"]["real_images"] else [])
+    return [split_file(split) for split in splits] + [str(paths.manifest_file())]
+
+
+def training_inputs(wildcards):
+    """train / train_from_st: the code, the data, and the ST-Nets of the model's init_from."""
+    return {
+        "code": code("train"),
+        "data": [split_file("train"), split_file("test"), str(paths.manifest_file())],
+        "init": [model_file(name) for name in config["models"][wildcards.model].get("init_from") or []],
+    }

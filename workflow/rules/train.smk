@@ -1,0 +1,29 @@
+# Train each model of params `models`: the ST-Nets, MT-Net, MBMT-Net trained from scratch and
+# MTAN straight from the data (rule train); the MBMT-Net variants whose encoders start from
+# trained ST-Nets (params init_from) after those ST-Nets (rule train_from_st).
+
+
+rule train:
+    input:
+        unpack(training_inputs),
+    output:
+        model=model_file(),
+        live=directory(live_dir()),
+    params:
+        tracked=tracked_params("train"),
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "benchmarks/results/train/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(FROM_DATA),
+    threads: 8
+    resources:
+        gpu=1,
+    shell:
+        mbmt("train", "{wildcards.model}") + TO_LOG
+
+
+use rule train as train_from_st with:
+    wildcard_constraints:
+        model="|".join(FROM_ST),
