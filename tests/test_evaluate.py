@@ -13,7 +13,7 @@ from mbmt import cli
 from mbmt.config import load_params
 from mbmt.models import create_model, save_model
 from mbmt.paths import metrics_file, model_file
-from mbmt.training.checkpoint import sha256_file
+from mbmt.io import sha256_file
 
 
 def save_untrained(name: str) -> None:

@@ -14,7 +14,8 @@ import yaml
 
 from mbmt import cli
 from mbmt.paths import live_dir, metrics_file, model_file
-from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, sha256_file
+from mbmt.io import sha256_file
+from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
 # Dependency order: the MBMT-Nets with init_from start from the trained ST-Nets.
 MODELS = ("st_ss", "st_de", "st_snp", "mtnet", "mbmt_partial", "mbmt_full_pretrained", "mbmt_full_scratch", "mtan")

@@ -102,7 +102,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def validate(params: Mapping, source: str = str(PARAMS_FILE)) -> None:
     """Raise ParamsError naming every invalid key of ``params`` (read from ``source``)."""
-    validator = jsonschema.Draft7Validator(schema())
+    validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if errors:
         lines = "\n  ".join(_describe(e) for e in errors)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -61,3 +62,18 @@ def write_json(path: str | os.PathLike, obj, *, indent: int = 2) -> None:
 
 def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
+
+
+def file_digests(path: str | os.PathLike, algorithms: tuple[str, ...] = ("sha256",),
+                 chunk: int = 1 << 20) -> dict[str, str]:
+    """Hex digests of a file by algorithm name, in one pass (md5 is how DVC names a file)."""
+    digests = {name: hashlib.new(name) for name in algorithms}
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            for digest in digests.values():
+                digest.update(block)
+    return {name: digest.hexdigest() for name, digest in digests.items()}
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    return file_digests(path)["sha256"]

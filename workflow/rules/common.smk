@@ -142,6 +142,7 @@ def training_inputs(wildcards):
     """train / train_from_st: the code, the data, and the ST-Nets of the model's init_from."""
     return {
         "code": code("train"),
-        "data": [split_file("train"), split_file("test"), str(paths.manifest_file())],
+        # Not the manifest: it records when and from where the data came, which must not retrain.
+        "data": [split_file("train"), split_file("test")],
         "init": [model_file(name) for name in config["models"][wildcards.model].get("init_from") or []],
     }

@@ -41,7 +41,7 @@ from mbmt import __version__
 from mbmt.data import mtan_layout
 from mbmt.data.hdf5 import GROUND_TRUTH, MODALITIES, RENDERED
 from mbmt.errors import DataError
-from mbmt.io import atomic_path, write_json
+from mbmt.io import atomic_path, sha256_file, write_json
 from mbmt.paths import DOWNLOAD_DIR, RAW_DIR
 
 SOURCE_FILE = "SOURCE.json"  # provenance of data/raw, read by preprocess
@@ -265,14 +265,6 @@ def _read_validator(part: Path) -> str | None:
         return None
     etag = meta.get("etag")
     return etag if etag and not etag.startswith("W/") else meta.get("last_modified")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- archives and folders ----------------------------------------------------------------------

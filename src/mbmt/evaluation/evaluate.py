@@ -51,7 +51,7 @@ def evaluate_model_file(path: str | Path, params: dict) -> dict[str, Any]:
     from mbmt.models import load_model
     from mbmt.paths import split_file
     from mbmt.provenance import collect
-    from mbmt.training.checkpoint import sha256_file
+    from mbmt.io import sha256_file
     from mbmt.training.distributed import resolve_device
 
     path = Path(path)

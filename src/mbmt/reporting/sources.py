@@ -8,7 +8,6 @@ to the pipeline revision that produced it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,13 @@ import numpy as np
 
 from mbmt import paths
 from mbmt.errors import MbmtError
+from mbmt import io
 from mbmt.io import read_json
 
 
-def file_digests(path: str | Path, chunk: int = 1 << 20) -> dict[str, str]:
+def file_digests(path: str | Path) -> dict[str, str]:
     """{"path", "md5", "sha256"} of a file: md5 is DVC's hash of it, sha256 what evaluate records."""
-    md5, sha256 = hashlib.md5(), hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            md5.update(block)
-            sha256.update(block)
-    return {"path": str(path), "md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
+    return {"path": str(path), **io.file_digests(path, ("md5", "sha256"))}
 
 
 def require(path: Path, produced_by: str) -> Path:

@@ -9,7 +9,6 @@ Snakemake delete a stage's outputs before running it, and the state must survive
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ import torch
 from mbmt import __version__
 from mbmt.config import fingerprint, model_params
 from mbmt.errors import DataError, MbmtError
-from mbmt.io import atomic_path, write_json
-from mbmt.paths import RUNS_DIR, manifest_file, model_file, split_file
+from mbmt.io import atomic_path, sha256_file, write_json
+from mbmt.paths import RUNS_DIR, model_file, split_file
 from mbmt.training.weighting import WEIGHTINGS
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -35,19 +34,12 @@ RESULT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "lr_step", "lr_gamm
                "steps_per_epoch", "val_every")
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def dataset_identity() -> dict[str, str]:
-    """The processed dataset's identity: its manifest's hash, or the split files' hashes without one."""
-    manifest = manifest_file()
-    if manifest.is_file():
-        return {manifest.name: sha256_file(manifest)}
+    """The training and validation splits' sha256: the data a run's result depends on.
+
+    Not the manifest, which also records when and from where the data was fetched: a re-fetch of
+    the same data must not start a new run. (Split files of the same data are byte-identical.)
+    """
     files = [split_file(split) for split in ("train", "test")]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
