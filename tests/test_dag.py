@@ -87,6 +87,12 @@ def test_rules_log_benchmark_and_request_resources(snakemake_jobs):
             assert job.resources["gpu"] == 1 and job.rule.resources["_cores"] != 1, name
 
 
+def test_only_fetch_and_the_target_run_on_the_submitting_node(snakemake_jobs):
+    """A cluster executor submits every job but its localrules; downloads need the login node's network."""
+    workflow = snakemake_jobs["fetch"].job.dag.workflow
+    assert workflow._localrules == {"all", "fetch"}
+
+
 def test_preset_reaches_the_commands(root):
     """With --configfile, every command reads params.yaml and the preset, in Snakemake's order."""
     (root.parent / "shared" / "data" / "nyuv2-test10").mkdir(parents=True)  # the demo's real_images

@@ -55,4 +55,3 @@ def test_slurm_profile_requests_gpus_per_rule(project):
         assert (resources.get("gpu") == "1") == (rule in GPU_RULES), name
         if rule in ("train", "train_from_st"):
             assert resources["runtime"] == "2880" and resources["mem_mb"] == "64000", name
-    assert "local" in jobs["fetch"]  # downloads stay on the submitting node

@@ -154,16 +154,14 @@ def dvc_view(root: Path) -> dict[str, StageView]:
 
 def dry_run_jobs(output: str) -> dict[str, dict[str, str]]:
     """The jobs a `snakemake --dry-run` output plans, named as DVC stages, with the resources it
-    prints for each ("local": "yes" added for a local rule under a cluster executor)."""
+    prints for each."""
     jobs = {}
     for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", output):
-        header = re.search(r"^(local)?rule (\w+):", block, re.MULTILINE)
+        header = re.search(r"^(?:local)?rule (\w+):", block, re.MULTILINE)
         if not header:
             continue
         model = re.search(r"wildcards: model=(\w+)", block)
-        name = header[2] + (f"@{model[1]}" if model else "")
+        name = header[1] + (f"@{model[1]}" if model else "")
         resources = re.search(r"resources: (.*)", block)
         jobs[name] = dict(item.split("=", 1) for item in resources[1].split(", ")) if resources else {}
-        if header[1]:
-            jobs[name]["local"] = "yes"
     return jobs
