@@ -10,7 +10,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # processes (DataLoader workers, DDP ranks, Snakemake jobs) share the cores. Subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import importlib.util
 import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_PRESET = REPO / "tests" / "tiny.yaml"
 # The 10 real NYUv2 test frames shipped beside the project (../shared), or MBMT_REAL_IMAGES.
 REAL_IMAGES = Path(os.environ.get("MBMT_REAL_IMAGES", REPO.parent / "shared" / "data" / "nyuv2-test10"))
+SSHD = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if Path(p).is_file()), None)
 
 
 @pytest.fixture
@@ -99,3 +104,48 @@ def processed_data():
                 for index, sample in enumerate(generate(count, height, width, synthetic["seed"], split=split)):
                     writer.add(sample, f"synthetic {split}[{index}]")
     return make
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """An SSH server on 127.0.0.1 for this user, key-authenticated; yields (port, client key, env of the clients)."""
+    if SSHD is None:
+        pytest.skip("sshd is not installed on this machine (apt-get install openssh-server to run this test)")
+    if importlib.util.find_spec("dvc_ssh") is None:
+        pytest.skip("dvc-ssh is not installed (pip install -e '.[ssh]')")
+    keys = tmp_path / "ssh"
+    keys.mkdir(mode=0o700)
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
+    shutil.copy(keys / "client_key.pub", keys / "authorized_keys")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = keys / "sshd_config"
+    config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host_key'}\n"
+                      f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPidFile {keys / 'sshd.pid'}\n"
+                      "PasswordAuthentication no\nStrictModes no\nUsePAM no\n"
+                      "Subsystem sftp internal-sftp\n")  # DVC talks SFTP
+    log = keys / "sshd.log"
+    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log.open("w"))
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            message = log.read_text().strip()
+            if "privilege separation directory" in message:  # as root, sshd wants its system directory
+                pytest.skip(f"sshd cannot start here ({message}; as root: mkdir -p /run/sshd)")
+            pytest.fail(f"sshd did not listen on port {port}: {message}")
+        # The clients trust this host key alone: a known_hosts in a home of their own.
+        home = tmp_path / "home"
+        (home / ".ssh").mkdir(parents=True, mode=0o700)
+        (home / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{port} {(keys / 'host_key.pub').read_text()}")
+        yield port, keys / "client_key", {"HOME": str(home)}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -9,6 +9,7 @@ holds every table.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import re
@@ -162,15 +163,30 @@ def test_params_change_reruns_one_model_with_dvc(project):
     assert dvc_changed(project) == set()
 
 
-def test_remote_round_trip_restores_everything(project, tmp_path):
+@pytest.fixture(params=["local", "ssh"])
+def remote(request, tmp_path) -> tuple[str, Path | None, dict[str, str]]:
+    """A DVC remote on this machine: (url, SSH key file or None, environment of the DVC commands).
+    The SSH server is conftest.py's `sshd` (skipped, with the reason, where it cannot run)."""
+    if request.param == "local":
+        return str(tmp_path / "remote"), None, {}
+    port, keyfile, env = request.getfixturevalue("sshd")
+    return f"ssh://{getpass.getuser()}@127.0.0.1:{port}{tmp_path / 'remote'}", keyfile, env
+
+
+def test_remote_round_trip_restores_everything(project, tmp_path, remote):
     """push; a fresh clone pulls every output byte for byte, DVC has nothing to reproduce, and after
     the documented adoption step Snakemake has nothing to run either (and tracks params again)."""
-    run(["dvc", "remote", "add", "--default", "shared", str(tmp_path / "remote")], project)
+    url, keyfile, env = remote
+    run(["dvc", "remote", "add", "--default", "shared", url], project)
     commit(project, "remote")
-    run(["dvc", "push", "--quiet"], project)
+    if keyfile:  # credentials stay out of git: .dvc/config.local, copied to the clone by hand
+        run(["dvc", "remote", "modify", "--local", "shared", "keyfile", str(keyfile)], project)
+    run(["dvc", "push", "--quiet"], project, env=env)
     clone = tmp_path / "clone"
     run(["git", "clone", "--quiet", str(project), str(clone)], tmp_path)
-    run(["dvc", "pull", "--quiet"], clone)
+    if keyfile:
+        shutil.copy(project / ".dvc" / "config.local", clone / ".dvc" / "config.local")
+    run(["dvc", "pull", "--quiet"], clone, env=env)
     for out in outputs(project):
         assert contents(clone, out) == contents(project, out), out
     assert dvc_changed(clone) == set()
