@@ -19,6 +19,7 @@ mean training loss of task k in epoch t.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
@@ -27,7 +28,7 @@ import torch
 from mbmt.errors import MbmtError, ParamsError
 
 
-class TaskWeighting:
+class TaskWeighting(ABC):
     """Base strategy: keeps the history of mean losses; subclasses define `weights`."""
 
     name: ClassVar[str]
@@ -40,9 +41,9 @@ class TaskWeighting:
             raise ValueError("a task weighting needs at least one task")
         self.history: dict[int, dict[str, float]] = {}
 
+    @abstractmethod
     def weights(self, epoch: int) -> dict[str, float]:
         """lambda_k for every step of ``epoch``."""
-        raise NotImplementedError
 
     def total_loss(self, losses: Mapping[str, torch.Tensor], epoch: int) -> torch.Tensor:
         weights = self.weights(epoch)
