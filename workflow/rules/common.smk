@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from mbmt import paths
+from mbmt.dag import STAGE_PARAMS, code_files
 
 # The MBMT-Net variants whose encoders start from trained ST-Nets (params init_from) train after
 # those ST-Nets (rule train_from_st); every other model trains straight from the data (rule train).
@@ -15,60 +16,14 @@ MODELS = list(config["models"])
 FROM_ST = [name for name in MODELS if config["models"][name].get("init_from")]
 FROM_DATA = [name for name in MODELS if name not in FROM_ST]
 
-# Params keys each stage depends on, at key granularity; "{model}" is the job's model. A change
-# of any other key re-runs nothing. Execution settings (train.device, train.num_workers) choose
-# where and how fast, not what is computed, so they are left out, as mbmt.training.checkpoint's
-# run fingerprint leaves them out.
-STAGE_PARAMS = {
-    "fetch": ["data.source", "data.height", "data.width", "data.nyuv2", "data.synthetic"],
-    "preprocess": ["data.source", "data.height", "data.width", "data.real_images"],
-    "train": ["seed", "train.epochs", "train.batch_size", "train.lr", "train.weight_decay",
-              "train.lr_step", "train.lr_gamma", "train.weighting", "train.dwa_temperature",
-              "train.augment", "train.steps_per_epoch", "train.val_every", "train.amp",
-              "train.channels_last", "decoder", "backbone_weights", "models.{model}"],
-    "evaluate": ["evaluate"],
-    # data.real_images: whether the report draws the real frames (real.h5, which dvc.yaml cannot declare).
-    "report": ["report", "data.real_images"],
-}
-
-# The code each stage runs (src/ paths; a folder stands for every file in it). Snakemake's code
-# trigger sees only the shell text, so the code is an input: editing it re-runs the stage.
-# Infrastructure (cli, config, paths, io, errors, provenance) decides how a stage runs, not
-# what it computes, and is left out so that e.g. a new CLI option does not retrain every model.
+# The code each stage runs is an input (Snakemake's code trigger sees only the shell text), so
+# editing it re-runs the stage; mbmt.dag lists it once for both front ends and the trainer.
 SRC = Path("src/mbmt")
-STAGE_CODE = {
-    "fetch": ["stages/fetch.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
-              "data/mtan_layout.py", "data/synthetic.py", "tasks.py"],
-    "preprocess": ["stages/preprocess.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
-                   "data/mtan_layout.py", "data/nyu_raw.py", "data/preprocess.py", "tasks.py"],
-    "train": ["stages/train.py", "data/__init__.py", "data/augment.py", "data/dataset.py",
-              "data/hdf5.py", "evaluation", "losses.py", "metrics.py", "models", "tasks.py",
-              "training"],
-    "evaluate": ["stages/evaluate.py", "data/__init__.py", "data/augment.py", "data/dataset.py",
-                 "data/hdf5.py", "evaluation", "losses.py", "metrics.py", "models", "tasks.py",
-                 "training/__init__.py", "training/checkpoint.py", "training/distributed.py",
-                 "training/weighting.py"],
-    "report": ["stages/report.py", "data/__init__.py", "data/hdf5.py", "models", "paper.py",
-               "predict.py", "reporting", "tasks.py"],
-}
-
-# Files DVC does not hash inside a folder dependency (.dvcignore lists the same).
-IGNORED_NAMES = {"__pycache__"}
-IGNORED_SUFFIXES = {".pyc"}
 
 
 def code(stage):
-    """The files of STAGE_CODE[stage], folders expanded as DVC hashes them."""
-    files = []
-    for entry in STAGE_CODE[stage]:
-        path = SRC / entry
-        if path.is_dir():
-            files += [str(f) for f in sorted(path.rglob("*")) if f.is_file()
-                      and IGNORED_NAMES.isdisjoint(f.relative_to(path).parts)
-                      and f.suffix not in IGNORED_SUFFIXES]
-        else:
-            files.append(str(path))
-    return files
+    """The stage's code files as project paths (src/mbmt/...)."""
+    return [str(path) for path in code_files(stage, SRC)]
 
 
 def lookup(key):
