@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,3 +50,25 @@ def resize_like(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Te
     if x.shape[-2:] == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class PredictionLayers(nn.Sequential):
+    """The last layers of one task in every model: ``layers``, a bilinear resize to the input size,
+    and the task's output activation, all in float32 whatever the autocast.
+
+    Under bf16 autocast these would round depth to steps of ~0.4 % (bf16 keeps 8 bits of mantissa),
+    and the logits and normals alike, before the float32 losses; the features coming in stay in
+    the autocast dtype, so only these few layers pay for full precision.
+    ``forward(x, size)``: features (B, C, h, w) -> the task's prediction (B, channels, *size), float32.
+    """
+
+    def __init__(self, *layers: nn.Module, activation: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__(*layers)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:  # type: ignore[override]
+        with torch.autocast(x.device.type, enabled=False):
+            return self.activation(resize_like(super().forward(x.float()), size))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation.__name__}"
