@@ -116,11 +116,13 @@ def write_inputs(folder) -> dict[str, str]:
     rgb = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(folder / "photo.png")
     Image.fromarray(np.full((24, 32), 40000, np.uint16)).save(folder / "depth16.png")  # mode I;16
+    Image.fromarray(np.full((24, 32), 2.5, np.float32)).save(folder / "depth32.tif")  # mode F
     whole = (folder / "photo.png").read_bytes()
     (folder / "truncated.png").write_bytes(whole[:len(whole) // 2])
     (folder / "notes.png").write_text("not an image")
     return {"missing.png": "missing.png: no such image file or folder",
             "depth16.png": "depth16.png: a 16-bit single-channel image (PIL mode I;16), such as a depth map",
+            "depth32.tif": "depth32.tif: a 32-bit float single-channel image (PIL mode F)",
             "truncated.png": "truncated.png: not a readable image",
             "notes.png": "notes.png: not a readable image"}
 

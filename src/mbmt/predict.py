@@ -54,9 +54,9 @@ DEPTH_COLORMAP = "viridis"
 DEPTH_RANGE_M = (0.0, 10.0)  # NYUv2's Kinect range; widened when a prediction goes beyond it
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 COLOUR_MODES = ("RGB", "RGBA", "P", "CMYK", "YCbCr")  # what a folder contributes
-# Also read when named: 8-bit (or 1-bit) grayscale, drawn as gray RGB. Not 16-bit or 32-bit
-# single-channel images, which converting to RGB would clip (and which are depth maps, mostly).
-GRAYSCALE_MODES = ("L", "LA", "1")
+# Single-channel PIL modes wider than 8 bits (I;16*, I, F). Converting them to RGB clips to 0..255
+# (a 16-bit image comes out almost white), and they are mostly depth maps: refused, even by name.
+WIDE_MODE_BITS = {"I": "32-bit integer", "F": "32-bit float"}
 
 
 def colorize_semantic(ids: np.ndarray) -> np.ndarray:
@@ -129,13 +129,12 @@ def image_mode(path: Path, *, decode: bool) -> str:
 
 
 def check_image(path: Path) -> None:
-    """DataError unless ``path`` decodes to an image that reads as RGB without loss."""
+    """DataError unless ``path`` decodes to an image that converts to RGB without clipping (colour,
+    or 8-bit grayscale, which becomes gray RGB)."""
     mode = image_mode(path, decode=True)
-    if mode in COLOUR_MODES or mode in GRAYSCALE_MODES:
-        return
-    kind = {"I": "32-bit integer", "F": "32-bit float"}.get(mode, "16-bit" if mode.startswith("I;16") else mode)
-    raise DataError(f"{path}: a {kind} single-channel image (PIL mode {mode}), such as a depth map, not a photo; "
-                    "mbmt predict reads 8-bit colour or grayscale images")
+    if mode in WIDE_MODE_BITS or mode.startswith("I;16"):
+        raise DataError(f"{path}: a {WIDE_MODE_BITS.get(mode, '16-bit')} single-channel image (PIL mode {mode}), "
+                        "such as a depth map, not a photo; mbmt predict reads 8-bit colour or grayscale images")
 
 
 def find_images(inputs: Iterable[str | Path]) -> list[Path]:

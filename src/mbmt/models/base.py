@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-MIN_DEPTH_M = 1.0e-3  # softplus can round to 0 in float32/bf16; depth must stay strictly positive
+MIN_DEPTH_M = 1.0e-3  # softplus rounds to 0 in float32 below about -100; depth must stay strictly positive
 NORM_EPS = 1.0e-12
 
 
@@ -56,9 +56,9 @@ class PredictionLayers(nn.Sequential):
     """The last layers of one task in every model: ``layers``, a bilinear resize to the input size,
     and the task's output activation, all in float32 whatever the autocast.
 
-    Under bf16 autocast these would round depth to steps of ~0.4 % (bf16 keeps 8 bits of mantissa),
-    and the logits and normals alike, before the float32 losses; the features coming in stay in
-    the autocast dtype, so only these few layers pay for full precision.
+    Under bf16 autocast they would round depth to steps of ~0.4 % (bf16 keeps 8 significant bits),
+    and the logits and normals alike, before the float32 losses. The features coming in are cast
+    up; everything before stays in the autocast dtype, so only these few layers pay for precision.
     ``forward(x, size)``: features (B, C, h, w) -> the task's prediction (B, channels, *size), float32.
     """
 
