@@ -147,13 +147,16 @@ def test_unusable_inputs_fail_before_torch_is_imported(project):
     assert not (project / "out").exists()
 
 
-def test_16_bit_grayscale_named_alone_is_refused(mtnet_file, project, capsys):
+def test_16_bit_grayscale_named_alone_is_refused(mtnet_file, project, capsys, monkeypatch):
     write_inputs(project)
-    Image.fromarray(np.full((24, 32), 100, np.uint8)).save(project / "gray8.png")  # 8-bit grayscale reads as gray RGB
-    assert cli.main(["predict", "--checkpoint", str(mtnet_file), "gray8.png", "--out", "out"]) == 0
-    assert cli.main(["predict", "--checkpoint", str(mtnet_file), "depth16.png", "--out", "out16"]) == 2
+    with monkeypatch.context() as patch:
+        patch.setattr("mbmt.models.load_model", lambda *_, **__: pytest.fail("the model was loaded"))
+        assert cli.main(["predict", "--checkpoint", str(mtnet_file), "depth16.png", "--out", "out16"]) == 2
     assert "mbmt predict reads 8-bit colour or grayscale images" in capsys.readouterr().err
     assert not (project / "out16").exists()
+    Image.fromarray(np.full((24, 32), 100, np.uint8)).save(project / "gray8.png")  # 8-bit grayscale reads as gray RGB
+    assert cli.main(["predict", "--checkpoint", str(mtnet_file), "gray8.png", "--out", "out", "--npy"]) == 0
+    assert np.load(project / "out" / "gray8_depth.npy").shape == tuple(TRAINED_SIZE)
 
 
 def test_predict_errors_name_the_input(mtnet_file, project, capsys):
