@@ -1,4 +1,5 @@
-"""Distributed training: torchrun with 2 gloo processes equals 1 process with the same global batch."""
+"""Distributed training: torchrun with 2 gloo processes equals 1 process with the same global batch,
+and every rank validates the same model."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from mbmt import cli
@@ -65,6 +67,37 @@ def test_two_gloo_processes_match_one_process(project, processed_data, tmp_path_
     for key, value in one["model"].items():
         if value.is_floating_point():
             assert (two["model"][key] - value).abs().max() <= 2 * LR * steps, key
+
+
+def test_ranks_validate_the_batchnorm_statistics_of_rank_0(project, processed_data):
+    """With BatchNorm on CPU (gloo has no SyncBatchNorm) each rank's running statistics follow its
+    own samples; every rank validates rank 0's, so the logged metrics are those of the checkpointed
+    (and published) model over the whole test split."""
+    from mbmt.config import load_params
+    from mbmt.data.dataset import NYUv2Dataset
+    from mbmt.evaluation import accumulate_metrics
+    from mbmt.models import create_model
+    from mbmt.paths import split_file
+    from mbmt.training.trainer import VAL_AVERAGING
+
+    processed_data()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "mbmt", "train", "st_de", "--no-progress"]
+    result = subprocess.run(command, cwd=project, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    [path] = (project / "runs" / "st_de").glob(f"*/{CHECKPOINT_FILE}")
+    state = load_checkpoint(path)
+    model = create_model("st_de", load_params(), load_init=False)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    model.load_state_dict(state["model"])
+    dataset = NYUv2Dataset(split_file("test"))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=len(dataset))
+    metrics = accumulate_metrics(model, loader, ("depth",), device=torch.device("cpu")).compute(VAL_AVERAGING)
+    logged = state["history"][-1]["metrics"]
+    for key, value in metrics["depth"].items():
+        assert logged[f"val/depth/{key}"] == pytest.approx(value, rel=1e-5), key
 
 
 def test_global_batch_must_divide_over_processes():
