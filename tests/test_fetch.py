@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import re
+import stat
 import tarfile
 import threading
 import zipfile
@@ -244,12 +245,119 @@ def test_archive_without_mtan_layout(project, tmp_path, capsys):
     assert_failed(project, capsys, str(archive), "does not contain MTAN's NYUv2")
 
 
-def test_folder_with_a_missing_sample_file(project, dataset, capsys):
+@pytest.mark.parametrize("folder", ["label", "image"])
+def test_folder_with_a_missing_sample_file(project, dataset, capsys, folder):
     root, _ = dataset
-    (root / "train" / "label" / "1.npy").unlink()
+    (root / "train" / folder / "1.npy").unlink()
+    (root / "train" / folder / "2.npy").write_bytes((root / "train" / folder / "0.npy").read_bytes())
     set_params(project, nyuv2={"local_path": str(root)})
     assert main(["fetch"]) == 2
-    assert_failed(project, capsys, "train/label", "missing [1]")
+    # Named where it is missing, even in the image folder (not compared with itself).
+    message = assert_failed(project, capsys, f"{root}/train/{folder}: missing [1]")
+    assert "missing [2]" in message and "image: missing [1]" not in message.replace(f"{folder}: missing [1]", "")
+
+
+# --- archive safety: nothing lands outside data/raw, whatever the member names and types ---
+
+def write_archive(path: Path, root: Path, extra=(), skip=()) -> None:
+    """``root``'s sample files as nyuv2/..., except the names in ``skip``, after the ``extra``
+    members: (name, "file" | "symlink" | "hardlink", data or link target)."""
+    samples = [(f"nyuv2/{p.relative_to(root).as_posix()}", "file", p.read_bytes()) for p in sorted(root.rglob("*.npy"))]
+    members = [*extra, *(m for m in samples if m[0] not in skip)]
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, kind, data in members:
+                info = zipfile.ZipInfo(name)
+                if kind == "symlink":  # how Info-ZIP stores one: the Unix mode, the target as data
+                    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+                zf.writestr(info, data)
+    else:
+        with tarfile.open(path, "w") as tf:
+            for name, kind, data in members:
+                info = tarfile.TarInfo(name)
+                if kind == "file":
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+                else:
+                    info.type, info.linkname = (tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE), data
+                    tf.addfile(info)
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".tar"])
+def test_archive_paths_and_links_leading_outside_are_skipped(project, tmp_path, dataset, capsys, suffix):
+    root, samples = dataset
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    evil = b"\x93NUMPY evil"
+    hostile = [
+        ("../escape.npy", "file", evil),
+        ("nyuv2/../../escape.npy", "file", evil),
+        (f"{outside}/absolute.npy", "file", evil),
+        ("../train/image/0.npy", "file", evil),  # a sample name, but outside the archive
+        ("nyuv2/train/image", "symlink", str(outside)),  # a folder link, then files "inside" it
+        ("nyuv2/passwd", "symlink", "/etc/passwd"),
+    ]
+    if suffix == ".tar":
+        hostile.append(("nyuv2/shadow", "hardlink", "/etc/shadow"))
+    archive = tmp_path / f"hostile{suffix}"
+    write_archive(archive, root, hostile)
+    before = files_under(tmp_path)
+    set_params(project, nyuv2={"local_path": str(archive)})
+    assert main(["fetch"]) == 0
+    assert_raw_matches(project, samples)  # the root's own files, none of the hostile ones
+    created = files_under(tmp_path) - before  # the project is tmp_path: only its data/raw is new
+    assert created == {"data", "data/raw"} | {f"data/raw/{p}" for p in files_under(project / "data" / "raw")}
+    assert not list(outside.iterdir())
+    raw = project / "data" / "raw"
+    assert files_under(raw) == {"SOURCE.json", "train", "val"} | {
+        f"{split}/{folder}/{i}.npy" if i is not None else f"{split}/{folder}"
+        for split, n in (("train", 2), ("val", 1)) for folder in ("image", "label", "depth", "normal")
+        for i in (None, *range(n))}
+    assert not [p for p in project.rglob("*") if "escape" in p.name or "absolute" in p.name]
+    out = capsys.readouterr().out
+    note = next(line for line in out.splitlines() if line.startswith(f"note: {archive}: skipped"))
+    assert "../escape.npy" in note and "nyuv2/passwd (symbolic link to /etc/passwd)" in note
+    assert "nyuv2/train/image (symbolic link to" in note
+
+
+@pytest.mark.parametrize("suffix, kind", [(".zip", "symlink"), (".tar", "symlink"), (".tar", "hardlink")])
+def test_sample_stored_as_a_link_is_a_clear_error(project, tmp_path, dataset, capsys, suffix, kind):
+    root, _ = dataset
+    archive = tmp_path / f"links{suffix}"
+    target = "0.npy" if kind == "symlink" else "nyuv2/train/image/0.npy"
+    write_archive(archive, root, [("nyuv2/train/image/1.npy", kind, target)], skip={"nyuv2/train/image/1.npy"})
+    set_params(project, nyuv2={"local_path": str(archive)})
+    assert main(["fetch"]) == 2
+    message = assert_failed(project, capsys, str(archive), "1 sample files are links",
+                            f"nyuv2/train/image/1.npy ({'symbolic' if kind == 'symlink' else 'hard'} link to {target})",
+                            "re-create the archive")
+    assert ".raw" not in message  # never the temporary folder
+
+
+def test_archive_with_its_root_only_outside_is_refused(project, tmp_path, dataset, capsys):
+    root, _ = dataset
+    archive = tmp_path / "climbing.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(root.rglob("*.npy")):
+            zf.writestr(f"../nyuv2/{path.relative_to(root).as_posix()}", path.read_bytes())
+    set_params(project, nyuv2={"local_path": str(archive)})
+    assert main(["fetch"]) == 2
+    assert_failed(project, capsys, "does not contain MTAN's NYUv2", "members with absolute or '..' paths were "
+                  "not considered: ../nyuv2/train/depth/0.npy")
+
+
+def test_archive_missing_a_sample_names_the_archive(project, tmp_path, dataset, capsys):
+    root, _ = dataset
+    archive = tmp_path / "short.tar"
+    write_archive(archive, root, skip={"nyuv2/train/normal/1.npy"})
+    set_params(project, nyuv2={"local_path": str(archive)})
+    assert main(["fetch"]) == 2
+    message = assert_failed(project, capsys, f"{archive}:nyuv2/train/normal: missing [1]")
+    assert ".raw" not in message
 
 
 def test_synthetic_source_takes_the_same_path(project, tiny_params):

@@ -10,9 +10,10 @@ import torch
 from mbmt.config import load_params
 from mbmt.errors import MbmtError
 from mbmt.models import count_parameters, create_model, load_model, save_model
-from mbmt.models.base import unit_normal
+from mbmt.models.base import OUTPUT_ACTIVATIONS, resize_like, unit_normal
 from mbmt.models.efficientps import TwoWayFPN
 from mbmt.models.encoder import Encoder, backbone_layout
+from mbmt.models.mtan import MTAN_ACTIVATIONS
 from mbmt.paper import PARAMETERS
 from mbmt.paths import model_file
 from mbmt.tasks import TASK_CHANNELS
@@ -62,6 +63,34 @@ def test_outputs_follow_the_task_contract(tiny_params, image, name):
         assert (outputs["depth"] > 0).all()
     if "normal" in outputs:
         torch.testing.assert_close(outputs["normal"].norm(dim=1), torch.ones(2, SIZE, SIZE))
+
+
+def prediction_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """Each task's last layers (EfficientPS heads' ``predict``, MTAN's ``predict[task]``)."""
+    if hasattr(model, "heads"):
+        return {task: head.predict for task, head in model.heads.items()}
+    return dict(model.predict.items())
+
+
+@pytest.mark.parametrize("name", ["st_ss", "mtnet", "mbmt_partial", "mtan"])
+def test_prediction_layers_run_in_float32_under_bf16_autocast(tiny_params, image, name):
+    model = create_model(name, tiny_params, load_init=False).eval()
+    activations = MTAN_ACTIVATIONS if name == "mtan" else OUTPUT_ACTIVATIONS
+    features = {}
+    for task, layers in prediction_layers(model).items():
+        layers.register_forward_pre_hook(lambda _, args, task=task: features.__setitem__(task, args[0]))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(image)
+    for task, layers in prediction_layers(model).items():
+        assert features[task].dtype == torch.bfloat16  # the body did run under autocast
+        assert outputs[task].dtype == torch.float32
+        with torch.no_grad():  # the same layers on the same features, by hand, without autocast
+            x = features[task].float()
+            for layer in layers:
+                x = layer(x)
+            expected = activations[task](resize_like(x, image.shape[-2:]))
+        # bf16 layers would be off by up to 2^-8 relative (bf16's rounding: depth in steps of ~0.4 %)
+        torch.testing.assert_close(outputs[task], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_unit_normals_survive_an_all_zero_prediction():
@@ -208,10 +237,16 @@ def test_model_file_round_trip(tmp_path, monkeypatch, tiny_params, image, name):
     assert all(torch.equal(expected[t], actual[t]) for t in model.tasks)
 
 
-def test_load_model_rejects_other_files(tmp_path):
+def test_load_model_rejects_other_files(tmp_path, tiny_params):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(MbmtError, match="not an mbmt model file"):
         load_model(tmp_path / "other.pt")
+    path = tmp_path / "old.pt"
+    save_model(path, create_model("st_ss", tiny_params, load_init=False), name="st_ss", params=tiny_params)
+    record = torch.load(path, weights_only=True)
+    torch.save({**record, "version": 1}, path)  # as written before the prediction layers moved
+    with pytest.raises(MbmtError, match=r"version 1, this code reads 2; retrain it with `mbmt train st_ss`"):
+        load_model(path)
 
 
 def test_imagenet_weights_come_from_a_local_file(tmp_path, tiny_params):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -46,6 +50,24 @@ def test_colorize_depth_maps_the_range_and_blacks_out_missing():
     assert (rgb[0, 3] == 0).all()  # no measurement
 
 
+def test_predicted_depth_is_clamped_not_drawn_missing(monkeypatch, tmp_path):
+    import matplotlib
+
+    from mbmt import predict as predict_module
+
+    near = np.array(matplotlib.colormaps["viridis"](0.0, bytes=True)[:3])
+    rgb = colorize_depth(np.array([[-0.5, 0.0, np.nan]]), vmin=0.0, vmax=5.0, predicted=True)
+    assert (rgb[0, 0] == near).all() and (rgb[0, 1] == near).all()  # MTAN's depth can be <= 0
+    assert (rgb[0, 2] == 0).all()  # not a number: nothing to draw
+    # `mbmt predict` draws its depth PNGs that way.
+    drawn = []
+    figure = predict_module._figure
+    monkeypatch.setattr(predict_module, "_figure", lambda rgb, title: drawn.append(rgb) or figure(rgb, title))
+    predict_module.write_depth_png(np.array([[-0.5, 0.0], [2.0, 10.0]]), tmp_path / "depth.png", "depth")
+    assert (drawn[0][0, 0] == near).all() and (drawn[0][0, 1] == near).all()
+    assert not (drawn[0] == 0).all(axis=-1).any()
+
+
 def test_colorize_normal_encodes_xyz_as_rgb():
     rgb = colorize_normal(np.array([[[0.0, 0.0, 1.0], [-1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]]))
     assert rgb.tolist() == [[[128, 128, 255], [0, 255, 128], [0, 0, 0]]]
@@ -87,6 +109,54 @@ def test_predict_real_images_writes_pngs_and_arrays(mtnet_file, real_images, pro
     assert semantic.shape == tuple(TRAINED_SIZE) and semantic.min() >= 0 and semantic.max() < len(CLASS_NAMES)
     assert depth.shape == tuple(TRAINED_SIZE) and (depth > 0).all()
     assert normal.shape == (*TRAINED_SIZE, 3)
+
+
+def write_inputs(folder) -> dict[str, str]:
+    """Image files ``mbmt predict`` must refuse, by what is wrong with them."""
+    rgb = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(folder / "photo.png")
+    Image.fromarray(np.full((24, 32), 40000, np.uint16)).save(folder / "depth16.png")  # mode I;16
+    Image.fromarray(np.full((24, 32), 2.5, np.float32)).save(folder / "depth32.tif")  # mode F
+    whole = (folder / "photo.png").read_bytes()
+    (folder / "truncated.png").write_bytes(whole[:len(whole) // 2])
+    (folder / "notes.png").write_text("not an image")
+    return {"missing.png": "missing.png: no such image file or folder",
+            "depth16.png": "depth16.png: a 16-bit single-channel image (PIL mode I;16), such as a depth map",
+            "depth32.tif": "depth32.tif: a 32-bit float single-channel image (PIL mode F)",
+            "truncated.png": "truncated.png: not a readable image",
+            "notes.png": "notes.png: not a readable image"}
+
+
+def test_unusable_inputs_fail_before_torch_is_imported(project):
+    """Checked before the model is built: each error in a process that never imported torch or timm."""
+    (project / "model.pt").write_bytes(b"never read")
+    cases = write_inputs(project)
+    script = textwrap.dedent(f"""
+        import sys
+        from mbmt import cli
+        codes = [cli.main(["predict", "--checkpoint", "model.pt", "photo.png", name, "--out", "out"])
+                 for name in {sorted(cases)!r}]
+        print(codes, sorted(m for m in ("torch", "timm") if m in sys.modules))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == f"{[2] * len(cases)} []", run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("mbmt predict: error:")]
+    assert len(errors) == len(cases)
+    for (name, message), line in zip(sorted(cases.items()), errors):
+        assert message in line
+    assert not (project / "out").exists()
+
+
+def test_16_bit_grayscale_named_alone_is_refused(mtnet_file, project, capsys, monkeypatch):
+    write_inputs(project)
+    with monkeypatch.context() as patch:
+        patch.setattr("mbmt.models.load_model", lambda *_, **__: pytest.fail("the model was loaded"))
+        assert cli.main(["predict", "--checkpoint", str(mtnet_file), "depth16.png", "--out", "out16"]) == 2
+    assert "mbmt predict reads 8-bit colour or grayscale images" in capsys.readouterr().err
+    assert not (project / "out16").exists()
+    Image.fromarray(np.full((24, 32), 100, np.uint8)).save(project / "gray8.png")  # 8-bit grayscale reads as gray RGB
+    assert cli.main(["predict", "--checkpoint", str(mtnet_file), "gray8.png", "--out", "out", "--npy"]) == 0
+    assert np.load(project / "out" / "gray8_depth.npy").shape == tuple(TRAINED_SIZE)
 
 
 def test_predict_errors_name_the_input(mtnet_file, project, capsys):

@@ -5,25 +5,32 @@ looks the same wherever it is shown:
 
 - segmentation: one fixed colour per NYUv2 class (`SEMANTIC_PALETTE`, `CLASS_NAMES` order),
   unlabelled (-1) black;
-- depth: matplotlib's perceptually uniform "viridis" over [vmin, vmax] metres, missing (<= 0) black;
+- depth: matplotlib's perceptually uniform "viridis" over [vmin, vmax] metres, clamped to the scale;
+  in ground truth, 0 marks a missing measurement (black); a prediction has none (MTAN's depth is not
+  forced positive, and a value <= 0 m is drawn at the near end);
 - normals: the unit vector's components mapped from [-1, 1] to [0, 255] as (R, G, B) = (x, y, z),
   missing (all-zero) black.
 
 Images are resized (bilinear, antialiased) to the resolution the model was trained at, which
-the model file records; the outputs are at that resolution.
+the model file records; the outputs are at that resolution. Every input is checked (found,
+readable, decodable, an 8-bit colour or grayscale image) before torch is imported and the model
+built, so a wrong input fails at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from mbmt.errors import DataError, MbmtError
 from mbmt.io import atomic_path
 from mbmt.tasks import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES
+
+if TYPE_CHECKING:
+    import torch
 
 # One colour per class of CLASS_NAMES (bed, books, ceiling, chair, floor, furniture, objects,
 # picture, sofa, table, tv, wall, window): distinct hues, none black (unlabelled) or white (paper).
@@ -46,7 +53,10 @@ MISSING_COLOUR = np.zeros(3, dtype=np.uint8)
 DEPTH_COLORMAP = "viridis"
 DEPTH_RANGE_M = (0.0, 10.0)  # NYUv2's Kinect range; widened when a prediction goes beyond it
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-COLOUR_MODES = ("RGB", "RGBA", "P", "CMYK", "YCbCr")
+COLOUR_MODES = ("RGB", "RGBA", "P", "CMYK", "YCbCr")  # what a folder contributes
+# Single-channel PIL modes wider than 8 bits (I;16*, I, F). Converting them to RGB clips to 0..255
+# (a 16-bit image comes out almost white), and they are mostly depth maps: refused, even by name.
+WIDE_MODE_BITS = {"I": "32-bit integer", "F": "32-bit float"}
 
 
 def colorize_semantic(ids: np.ndarray) -> np.ndarray:
@@ -58,14 +68,19 @@ def colorize_semantic(ids: np.ndarray) -> np.ndarray:
     return table[ids]
 
 
-def colorize_depth(depth: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """(H, W) metres -> (H, W, 3) uint8 through DEPTH_COLORMAP over [vmin, vmax]; missing (<= 0) black."""
+def colorize_depth(depth: np.ndarray, vmin: float, vmax: float, *, predicted: bool = False) -> np.ndarray:
+    """(H, W) metres -> (H, W, 3) uint8 through DEPTH_COLORMAP over [vmin, vmax], clamped to it.
+
+    Ground truth (``predicted`` False): 0 marks a missing measurement, so <= 0 is black. A
+    prediction has no missing pixels: <= 0 m (MTAN's depth is not forced positive) is clamped to
+    the near end like any value below ``vmin``. Non-finite values are black either way.
+    """
     import matplotlib
 
     depth = np.asarray(depth, dtype=np.float64)
     scaled = np.clip((depth - vmin) / max(vmax - vmin, 1e-12), 0.0, 1.0)
     rgb = matplotlib.colormaps[DEPTH_COLORMAP](scaled, bytes=True)[..., :3]
-    rgb[~(np.isfinite(depth) & (depth > 0))] = MISSING_COLOUR
+    rgb[~(np.isfinite(depth) & ((depth > 0) | predicted))] = MISSING_COLOUR
     return rgb
 
 
@@ -81,6 +96,8 @@ def predict(model: torch.nn.Module, images: torch.Tensor) -> dict[str, np.ndarra
     """``images`` (B, 3, H, W) RGB in [0, 1] -> the model's tasks as numpy arrays on the host:
     semantic (B, H, W) int64 class ids, depth (B, H, W) float32 metres, normal (B, H, W, 3) float32.
     """
+    import torch
+
     device = next(model.parameters()).device
     model.eval()
     with torch.inference_mode():
@@ -97,23 +114,37 @@ def predict(model: torch.nn.Module, images: torch.Tensor) -> dict[str, np.ndarra
     return result
 
 
+def image_mode(path: Path, *, decode: bool) -> str:
+    """The PIL mode of image file ``path``; with ``decode``, after decoding all of it, so that a
+    truncated file fails now rather than halfway through writing the outputs."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if decode:
+                image.load()
+            return image.mode
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+
+
+def check_image(path: Path) -> None:
+    """DataError unless ``path`` decodes to an image that converts to RGB without clipping (colour,
+    or 8-bit grayscale, which becomes gray RGB)."""
+    mode = image_mode(path, decode=True)
+    if mode in WIDE_MODE_BITS or mode.startswith("I;16"):
+        raise DataError(f"{path}: a {WIDE_MODE_BITS.get(mode, '16-bit')} single-channel image (PIL mode {mode}), "
+                        "such as a depth map, not a photo; mbmt predict reads 8-bit colour or grayscale images")
+
+
 def find_images(inputs: Iterable[str | Path]) -> list[Path]:
-    """Image files named in ``inputs``; a folder contributes its colour images (depth and label
-    maps, single-channel, are skipped), in name order."""
-    from PIL import Image, UnidentifiedImageError
-
-    def is_colour(path: Path) -> bool:
-        try:
-            with Image.open(path) as image:
-                return image.mode in COLOUR_MODES
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{path}: not a readable image ({exc})") from None
-
+    """Image files named in ``inputs``, each checked by ``check_image``; a folder contributes its
+    colour images (depth and label maps, single-channel, are skipped), in name order."""
     found: list[Path] = []
     for entry in map(Path, inputs):
         if entry.is_dir():
             candidates = sorted(p for p in entry.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            colour = [path for path in candidates if is_colour(path)]
+            colour = [path for path in candidates if image_mode(path, decode=False) in COLOUR_MODES]
             if not colour:
                 raise DataError(f"{entry}: no colour image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
             found.extend(colour)
@@ -127,11 +158,14 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
     if duplicates:
         raise DataError(f"several inputs are named {', '.join(duplicates)}; their outputs would overwrite each other "
                         f"(pass them in separate runs with different --out folders)")
+    for path in found:
+        check_image(path)
     return found
 
 
 def read_image(path: Path, size: tuple[int, int]) -> torch.Tensor:
     """An image file as (3, height, width) float32 RGB in [0, 1], resized to ``size`` (height, width)."""
+    import torch
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -181,7 +215,7 @@ def write_depth_png(depth: np.ndarray, path: Path, title: str) -> None:
     from matplotlib.cm import ScalarMappable
 
     vmin, vmax = DEPTH_RANGE_M[0], max(DEPTH_RANGE_M[1], float(np.nanmax(depth)))
-    fig, ax = _figure(colorize_depth(depth, vmin, vmax), title)
+    fig, ax = _figure(colorize_depth(depth, vmin, vmax, predicted=True), title)
     mappable = ScalarMappable(norm=matplotlib.colors.Normalize(vmin, vmax), cmap=DEPTH_COLORMAP)
     fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04, label="depth (m)")
     _save(fig, path)
@@ -202,18 +236,20 @@ def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
 
     Per image and task: ``<stem>_<task>.png`` (and ``<stem>_<task>.npy`` with ``npy``).
     """
-    import matplotlib
-
-    from mbmt.models import load_model
-    from mbmt.training.distributed import resolve_device
-
-    matplotlib.use("Agg")
     checkpoint, out = Path(checkpoint), Path(out)
     if batch_size < 1:
         raise MbmtError(f"--batch-size {batch_size}: give at least 1 image per forward pass")
     if not checkpoint.is_file():
         raise MbmtError(f"{checkpoint}: model file not found (train one with `mbmt train MODEL`)")
     images = find_images(inputs)
+    # Only now the heavy imports (torch, timm: most of a minute on a cold start).
+    import matplotlib
+    import torch
+
+    from mbmt.models import load_model
+    from mbmt.training.distributed import resolve_device
+
+    matplotlib.use("Agg")
     model, meta = load_model(checkpoint, map_location="cpu")
     size = (meta.get("extra") or {}).get("input_size")
     if not size:

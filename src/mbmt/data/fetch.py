@@ -23,13 +23,14 @@ import json
 import os
 import re
 import shutil
+import stat
 import tarfile
 import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
@@ -67,11 +68,12 @@ def fetch(params: dict, *, raw_dir: Path = RAW_DIR, download_dir: Path = DOWNLOA
     data = params["data"]
     with atomic_path(raw_dir, directory=True) as tmp:
         if data["source"] == "synthetic":
-            record = render_synthetic(data, tmp)
+            record, origin = render_synthetic(data, tmp), "synthetic:"
         else:
-            record = fetch_nyuv2(data["nyuv2"], tmp, download_dir)
-        # Validates the layout: every modality holds the same samples 0..n-1.
-        record["counts"] = {folder: mtan_layout.sample_count(tmp / folder)
+            record, origin = fetch_nyuv2(data["nyuv2"], tmp, download_dir)
+        # Validates the layout: every modality holds the same samples 0..n-1. Messages name where
+        # the files came from, not the temporary folder (removed by then).
+        record["counts"] = {folder: mtan_layout.sample_count(tmp / folder, shown_as=f"{origin}{folder}")
                             for folder in mtan_layout.SPLIT_FOLDERS.values()}
         record["raw_bytes"] = sum(p.stat().st_size for p in tmp.rglob("*.npy"))
         record["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -112,8 +114,9 @@ def render_synthetic(data: dict, dest: Path) -> dict:
     }
 
 
-def fetch_nyuv2(cfg: dict, dest: Path, download_dir: Path = DOWNLOAD_DIR) -> dict:
-    """Download or copy MTAN's NYUv2 into ``dest``; returns the provenance record."""
+def fetch_nyuv2(cfg: dict, dest: Path, download_dir: Path = DOWNLOAD_DIR) -> tuple[dict, str]:
+    """Download or copy MTAN's NYUv2 into ``dest``; returns the provenance record, and the root it
+    copied as messages name it: ``FOLDER/`` or ``ARCHIVE:PATH-INSIDE/``."""
     record = {"source": "nyuv2", "origin": None, "url": None, "local_path": None, "sha256": None,
               "sha256_pinned": False, "archive_bytes": None, "modalities": dict.fromkeys(MODALITIES, GROUND_TRUTH)}
     expected = cfg["sha256"]
@@ -126,8 +129,8 @@ def fetch_nyuv2(cfg: dict, dest: Path, download_dir: Path = DOWNLOAD_DIR) -> dic
         if path.is_dir():
             if expected:
                 print(f"note: data.nyuv2.sha256 is pinned but {path} is a folder; checksums apply to archives only")
-            copy_mtan_folder(path, dest)
-            return {**record, "origin": "local folder"}
+            root = copy_mtan_folder(path, dest)
+            return {**record, "origin": "local folder"}, f"{root}/"
         archive, downloaded = path, False
         record["origin"] = "local archive"
     else:
@@ -155,7 +158,7 @@ def fetch_nyuv2(cfg: dict, dest: Path, download_dir: Path = DOWNLOAD_DIR) -> dic
         print(f"sha256 of {archive}: {digest}\n"
               "data.nyuv2.sha256 is not pinned (null): this hash is recorded in data/raw/SOURCE.json. To verify "
               f"later downloads against it, set data.nyuv2.sha256: {digest} in params.yaml")
-    return record
+    return record, f"{archive}:{record['archive_root']}"
 
 
 def _download_name(url: str) -> str:
@@ -290,15 +293,41 @@ def archive_kind(path: Path) -> str:
 
 
 @contextmanager
-def _open_archive(path: Path) -> Iterator[tuple[list[str], Callable[[str], IO[bytes]]]]:
-    """The names of the regular files in the archive, and a function opening one of them."""
+def _open_archive(path: Path) -> Iterator[tuple[list[str], dict[str, str], Callable[[str], IO[bytes]]]]:
+    """The names of the regular files in the archive; its links and special files (name -> what it
+    is), which are never opened; and a function opening a regular file."""
     if archive_kind(path) == "zip":
         with zipfile.ZipFile(path) as zf:
-            yield [i.filename for i in zf.infolist() if not i.is_dir()], zf.open
+            entries = [i for i in zf.infolist() if not i.is_dir()]
+            # A zip symlink (Unix mode in the high bits) stores its target as the entry's data.
+            special = {i.filename: f"symbolic link to {zf.read(i).decode(errors='replace')}"
+                       for i in entries if stat.S_ISLNK(i.external_attr >> 16)}
+            yield [i.filename for i in entries if i.filename not in special], special, zf.open
     else:
         with tarfile.open(path) as tf:
-            members = {m.name: m for m in tf.getmembers() if m.isfile()}
-            yield list(members), lambda name: tf.extractfile(members[name])
+            members = tf.getmembers()
+            files = {m.name: m for m in members if m.isfile()}
+            special = {m.name: _tar_special(m) for m in members if not (m.isfile() or m.isdir())}
+            yield list(files), special, lambda name: tf.extractfile(files[name])
+
+
+def _tar_special(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return f"symbolic link to {member.linkname}"
+    if member.islnk():
+        return f"hard link to {member.linkname}"
+    return "device or fifo"
+
+
+def _leaves_archive(name: str) -> bool:
+    """Whether member ``name`` is absolute or climbs out with '..'."""
+    path = PurePosixPath(name)
+    return path.is_absolute() or ".." in path.parts
+
+
+def _listing(names: list[str], special: dict[str, str], shown: int = 10) -> str:
+    items = [f"{name} ({special[name]})" if name in special else name for name in names[:shown]]
+    return ", ".join(items) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _find_prefix(names: list[str]) -> str | None:
@@ -314,15 +343,32 @@ def _find_prefix(names: list[str]) -> str | None:
 def extract_mtan_archive(archive: Path, dest: Path) -> str:
     """Extract the MTAN root inside ``archive`` into ``dest`` (train/, val/); returns its path in the archive.
 
-    Only sample files are extracted, by a strict name pattern, so nothing can land outside ``dest``.
+    Safe by construction: only regular files named like a sample of the root are read, and each is
+    written to ``dest``/<split>/<modality>/<i>.npy, a path made from the name pattern, never one
+    taken from the archive. Members with absolute or '..' paths, links and special files are
+    skipped, and listed; a sample stored as a link is an error (skipping it would drop the sample).
     """
     try:
-        with _open_archive(archive) as (names, open_member):
-            prefix = _find_prefix(names)
+        with _open_archive(archive) as (files, special, open_member):
+            outside = sorted(name for name in [*files, *special] if _leaves_archive(name))
+            files = [name for name in files if not _leaves_archive(name)]
+            special = {name: what for name, what in special.items() if not _leaves_archive(name)}
+            prefix = _find_prefix([*files, *special])
             if prefix is None:
-                raise DataError(f"{archive}: does not contain MTAN's NYUv2 ({LAYOUT_HINT}); check params "
+                ignored = (f"; {len(outside)} members with absolute or '..' paths were not considered: "
+                           f"{_listing(outside, {})}" if outside else "")
+                raise DataError(f"{archive}: does not contain MTAN's NYUv2 ({LAYOUT_HINT}){ignored}; check params "
                                 "data.nyuv2.url / local_path")
-            members = [(name, match["rel"]) for name in names
+            linked = sorted(name for name in special if (match := _MEMBER.match(name)) and match["prefix"] == prefix)
+            if linked:
+                raise DataError(f"{archive}: {len(linked)} sample files are links ({_listing(linked, special)}), "
+                                "which are never extracted, for safety; re-create the archive with the files "
+                                "themselves (tar --dereference --hard-dereference; zip without --symlinks)")
+            skipped = sorted([*outside, *special])
+            if skipped:
+                print(f"note: {archive}: skipped {len(skipped)} members that are links, special files or paths "
+                      f"outside the archive (never extracted, for safety): {_listing(skipped, special)}")
+            members = [(name, match["rel"]) for name in files
                        if (match := _MEMBER.match(name)) and match["prefix"] == prefix]
             for name, rel in tqdm(members, desc=f"extract {archive.name}", unit="file"):
                 target = dest / rel
@@ -334,8 +380,8 @@ def extract_mtan_archive(archive: Path, dest: Path) -> str:
     return prefix
 
 
-def copy_mtan_folder(path: Path, dest: Path) -> None:
-    """Copy the sample files of the MTAN root ``path`` (or ``path``/nyuv2) into ``dest``."""
+def copy_mtan_folder(path: Path, dest: Path) -> Path:
+    """Copy the sample files of the MTAN root ``path`` (or ``path``/nyuv2) into ``dest``; returns that root."""
     root = next((p for p in (path, path / "nyuv2") if mtan_layout.is_root(p)), None)
     if root is None:
         raise DataError(f"params data.nyuv2.local_path: {path} does not contain MTAN's NYUv2 ({LAYOUT_HINT})")
@@ -348,3 +394,4 @@ def copy_mtan_folder(path: Path, dest: Path) -> None:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, target)
+    return root

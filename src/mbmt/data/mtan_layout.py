@@ -45,28 +45,34 @@ def is_root(path: str | Path) -> bool:
     return all((Path(path) / folder / FOLDERS["image"]).is_dir() for folder in SPLIT_FOLDERS.values())
 
 
-def sample_count(split_dir: str | Path) -> int:
-    """Number of samples in ``split_dir``; DataError unless every modality holds exactly 0..n-1."""
+def sample_count(split_dir: str | Path, shown_as: str | None = None) -> int:
+    """Number of samples in ``split_dir``; DataError unless every modality holds exactly 0..n-1.
+
+    ``shown_as`` names ``split_dir`` in messages instead of its path (e.g. the archive a temporary
+    copy came from).
+    """
     split_dir = Path(split_dir)
+    shown = shown_as or str(split_dir)
     indices = {}
     for folder in FOLDERS.values():
         path = split_dir / folder
         if not path.is_dir():
-            raise DataError(f"{path}: folder missing; expected MTAN's layout "
+            raise DataError(f"{shown}/{folder}: folder missing; expected MTAN's layout "
                             f"<root>/{{train,val}}/{{{','.join(FOLDERS.values())}}}/<i>.npy")
-        indices[folder] = sorted(int(m[1]) for p in path.iterdir() if (m := _INDEX_FILE.match(p.name)))
-    count = len(indices[FOLDERS["image"]])
-    expected = list(range(count))
-    for folder, found in indices.items():
-        if found != expected:
-            missing = sorted(set(expected) - set(found))[:5]
-            extra = sorted(set(found) - set(expected))[:5]
-            raise DataError(f"{split_dir / folder}: its {len(found)} samples do not match the {count} of "
-                            f"{split_dir / FOLDERS['image']} (missing {missing or 'none'}, unexpected {extra or 'none'}); "
-                            "every modality needs 0..n-1.npy")
-    if count == 0:
-        raise DataError(f"{split_dir / FOLDERS['image']}: no <i>.npy samples")
+        indices[folder] = {int(m[1]) for p in path.iterdir() if (m := _INDEX_FILE.match(p.name))}
+    present = set().union(*indices.values())
+    if not present:
+        raise DataError(f"{shown}/{FOLDERS['image']}: no <i>.npy samples")
+    count = max(present) + 1  # a sample any modality has, every modality needs
+    gaps = [f"{shown}/{folder}: missing {_some(sorted(set(range(count)) - found))}"
+            for folder, found in indices.items() if len(found) < count]
+    if gaps:
+        raise DataError(f"{'; '.join(gaps)} (every modality needs the samples 0..{count - 1}.npy)")
     return count
+
+
+def _some(ids: list[int], shown: int = 5) -> str:
+    return f"{ids[:shown]}" + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def load_array(path: Path, digests: dict[str, str] | None = None) -> np.ndarray:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-MIN_DEPTH_M = 1.0e-3  # softplus can round to 0 in float32/bf16; depth must stay strictly positive
+MIN_DEPTH_M = 1.0e-3  # softplus rounds to 0 in float32 below about -100; depth must stay strictly positive
 NORM_EPS = 1.0e-12
 
 
@@ -48,3 +50,25 @@ def resize_like(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Te
     if x.shape[-2:] == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class PredictionLayers(nn.Sequential):
+    """The last layers of one task in every model: ``layers``, a bilinear resize to the input size,
+    and the task's output activation, all in float32 whatever the autocast.
+
+    Under bf16 autocast they would round depth to steps of ~0.4 % (bf16 keeps 8 significant bits),
+    and the logits and normals alike, before the float32 losses. The features coming in are cast
+    up; everything before stays in the autocast dtype, so only these few layers pay for precision.
+    ``forward(x, size)``: features (B, C, h, w) -> the task's prediction (B, channels, *size), float32.
+    """
+
+    def __init__(self, *layers: nn.Module, activation: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__(*layers)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:  # type: ignore[override]
+        with torch.autocast(x.device.type, enabled=False):
+            return self.activation(resize_like(super().forward(x.float()), size))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation.__name__}"

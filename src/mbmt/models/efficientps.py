@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mbmt.models.base import OUTPUT_ACTIVATIONS, TaskModel, resize_like
+from mbmt.models.base import OUTPUT_ACTIVATIONS, PredictionLayers, TaskModel, resize_like
 from mbmt.models.layers import ConvNormAct, SeparableConvNormAct
 from mbmt.tasks import TASK_CHANNELS
 
@@ -85,21 +85,24 @@ class MismatchCorrection(nn.Module):
         return resize_like(self.convs(x), size)
 
 
-def prediction_layer(task: str, in_channels: int, hidden_channels: int) -> nn.Module:
+def prediction_layer(task: str, in_channels: int, hidden_channels: int) -> PredictionLayers:
     """The last layers of a head: logits by one 1 x 1 convolution (as EfficientPS); depth and
     normals by a 3 x 3 then a 1 x 1 convolution (MTAN's prediction layer), which is what the
-    paper's ST-SS/DE/SNP parameter counts imply (docs/architecture.md)."""
+    paper's ST-SS/DE/SNP parameter counts imply (docs/architecture.md); then the task's output
+    activation, all in float32."""
     out_channels = TASK_CHANNELS[task]
     if task == "semantic":
-        return nn.Conv2d(in_channels, out_channels, 1)
-    return nn.Sequential(nn.Conv2d(in_channels, hidden_channels, 3, padding=1),
-                         nn.Conv2d(hidden_channels, out_channels, 1))
+        layers = [nn.Conv2d(in_channels, out_channels, 1)]
+    else:
+        layers = [nn.Conv2d(in_channels, hidden_channels, 3, padding=1), nn.Conv2d(hidden_channels, out_channels, 1)]
+    return PredictionLayers(*layers, activation=OUTPUT_ACTIVATIONS[task])
 
 
 class EfficientPSHead(nn.Module):
     """One task's head on the FPN outputs (strides 4, 8, 16, 32): context cells at 16/32, detail
     modules at 4/8, mismatch correction from coarse to fine, everything upsampled to stride 4 and
-    concatenated, the prediction layer, and a bilinear upsampling to the input size."""
+    concatenated, the prediction layers, a bilinear upsampling to the input size and the output
+    activation (the last three in float32)."""
 
     def __init__(self, task: str, in_channels: int, channels: int, *, norm: str):
         super().__init__()
@@ -119,7 +122,7 @@ class EfficientPSHead(nn.Module):
         d4 = self.detail4(p4) + self.correct8(d8, p4.shape[-2:])
         stride4 = d4.shape[-2:]
         x = torch.cat([d4] + [resize_like(f, stride4) for f in (d8, c16, c32)], dim=1)
-        return resize_like(self.predict(x), size)
+        return self.predict(x, size)
 
 
 class EfficientPS(TaskModel):
@@ -135,4 +138,4 @@ class EfficientPS(TaskModel):
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         pyramid = self.fpn(self.encoder(image))
         size = image.shape[-2:]
-        return {t: OUTPUT_ACTIVATIONS[t](head(pyramid, size)) for t, head in self.heads.items()}
+        return {t: head(pyramid, size) for t, head in self.heads.items()}

@@ -37,7 +37,7 @@ from mbmt.paths import model_file
 from mbmt.tasks import TASKS
 
 FILE_FORMAT = "mbmt-model"
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2: every prediction layer is a PredictionLayers (the semantic 1 x 1 conv became predict.0)
 ENCODER_ARCHS = ("st", "mt")  # single-encoder models whose encoder can initialise an MBMT-Net backbone
 
 
@@ -149,7 +149,8 @@ def read_model_file(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(record, dict) or record.get("format") != FILE_FORMAT:
         raise MbmtError(f"{path}: not an mbmt model file (write it with mbmt.models.save_model / mbmt train)")
     if record.get("version") != FILE_VERSION:
-        raise MbmtError(f"{path}: model file version {record.get('version')}, this code reads {FILE_VERSION}")
+        raise MbmtError(f"{path}: model file version {record.get('version')}, this code reads {FILE_VERSION}; "
+                        f"retrain it with `mbmt train {record.get('name', 'MODEL')}`")
     return record
 
 

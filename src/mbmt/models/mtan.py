@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mbmt.models.base import TaskModel, logits, unit_normal
+from mbmt.models.base import PredictionLayers, TaskModel, logits, unit_normal
 from mbmt.tasks import TASK_CHANNELS, TASKS
 
 # As MTAN: logits, the raw depth convolution (unconstrained), unit normals
@@ -74,7 +74,8 @@ class SegNetMTAN(TaskModel):
         self.encoder_transfer = nn.ModuleList(ConvBNReLU(c, c_next) for c, c_next in zip(f, f[1:] + f[-1:]))
         self.decoder_transfer = nn.ModuleList(ConvBNReLU(c, b) for c, b in zip(f, below))
         self.predict = nn.ModuleDict({
-            t: nn.Sequential(nn.Conv2d(f[0], f[0], 3, padding=1), nn.Conv2d(f[0], TASK_CHANNELS[t], 1))
+            t: PredictionLayers(nn.Conv2d(f[0], f[0], 3, padding=1), nn.Conv2d(f[0], TASK_CHANNELS[t], 1),
+                                activation=MTAN_ACTIVATIONS[t])
             for t in self.tasks})
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
         self.unpool = nn.MaxUnpool2d(2, 2)
@@ -111,5 +112,5 @@ class SegNetMTAN(TaskModel):
                 a = F.interpolate(a, size=unpooled[step].shape[-2:], mode="bilinear", align_corners=True)  # as MTAN
                 a = self.decoder_transfer[stage](a)
                 a = self.decoder_attention[t][stage](torch.cat([unpooled[step], a], dim=1)) * dec_out[step]
-            outputs[task] = MTAN_ACTIVATIONS[task](self.predict[task](a))
+            outputs[task] = self.predict[task](a, image.shape[-2:])
         return outputs

@@ -84,9 +84,7 @@ def colour(task: str, array: np.ndarray, depth_range: tuple[float, float], predi
     if task == "semantic":
         return colorize_semantic(array)
     if task == "depth":
-        # 0 marks a missing measurement in the ground truth only; a model that predicts <= 0 m
-        # (MTAN's depth is not forced positive) is drawn at the near end of the scale, not as missing.
-        return colorize_depth(np.maximum(array, np.nextafter(0, 1)) if predicted else array, *depth_range)
+        return colorize_depth(array, *depth_range, predicted=predicted)
     return colorize_normal(array)
 
 

@@ -4,7 +4,9 @@ Each image is resized to the resolution the model was trained at (recorded in th
 Per image and task, OUT holds STEM_semantic.png (13-class palette with a legend), STEM_depth.png
 (colour-mapped, colour bar in metres) and STEM_normal.png (RGB-encoded), for the tasks the
 model predicts; with --npy also the arrays (class ids, metres, unit vectors) as .npy. Folders
-contribute their colour images (single-channel depth or label maps are skipped), e.g.
+contribute their colour images (single-channel depth or label maps are skipped); a file named on
+its own may also be 8-bit grayscale, not 16- or 32-bit. Every input is checked before the model
+is loaded. Example:
     mbmt predict --checkpoint models/mbmt_partial/model.pt ../shared/data/nyuv2-test10 --out predictions/
 """
 
