@@ -8,11 +8,10 @@ and a "context" block saying what was evaluated, how, and where.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-
-import math
 
 import torch
 from torch.utils.data import DataLoader

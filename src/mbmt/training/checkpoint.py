@@ -3,8 +3,9 @@
 A run directory is ``runs/<model>/<fingerprint>/``; the fingerprint hashes everything that
 determines the trained weights (the training code, seed, training settings, the model's
 architecture entry, the dataset's split files, the checkpoints it starts from), so an edit of the
-code or the params starts a fresh run and an interrupted run of the same code and settings resumes. ``runs/`` is not a stage output: DVC and
-Snakemake delete a stage's outputs before running it, and the state must survive that.
+code or the params starts a fresh run and an interrupted run of the same code and settings
+resumes. ``runs/`` is not a stage output: DVC and Snakemake delete a stage's outputs before
+running it, and the state must survive that.
 """
 
 from __future__ import annotations
@@ -157,4 +158,3 @@ def state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str
     parts = [f"{len(items)} {kind} (e.g. {items[0]})"
              for kind, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if items]
     return "; ".join(parts) or None
-
