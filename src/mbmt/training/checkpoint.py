@@ -11,7 +11,6 @@ running it, and the state must survive that.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -146,15 +145,3 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise MbmtError(f"{path}: checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}; "
                         f"delete {path.parent} to start the run afresh")
     return state
-
-
-def state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str | None:
-    """How the state dict ``found`` fails to fit a module whose own is ``expected``, in one line
-    (counts and an example of each kind, where torch lists every key); None when it fits."""
-    missing = [key for key in expected if key not in found]
-    unexpected = [key for key in found if key not in expected]
-    reshaped = [f"{key} is {tuple(found[key].shape)} in the file, {tuple(value.shape)} in the model"
-                for key, value in expected.items() if key in found and found[key].shape != value.shape]
-    parts = [f"{len(items)} {kind} (e.g. {items[0]})"
-             for kind, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if items]
-    return "; ".join(parts) or None

@@ -39,6 +39,7 @@ from mbmt.evaluation import accumulate_metrics, non_finite_metrics, non_finite_t
 from mbmt.io import atomic_path
 from mbmt.losses import LOSS_TERMS
 from mbmt.models import create_model, save_model
+from mbmt.models.base import state_dict_mismatch
 from mbmt.paths import RUNS_DIR, model_dir, split_file
 from mbmt.training import distributed
 from mbmt.training.checkpoint import (
@@ -50,7 +51,6 @@ from mbmt.training.checkpoint import (
     save_checkpoint,
     seed_everything,
     set_rng_state,
-    state_dict_mismatch,
     write_settings,
 )
 from mbmt.training.distributed import DistributedContext, ShardSampler
