@@ -49,6 +49,7 @@ def test_deep_merge_matches_snakemake_configfile_semantics():
         ("data: {nyuv2: {sha256: abc}}", "data.nyuv2.sha256: 'abc' is not allowed ('abc' does not match"),
         ("models: {mbmt_partial: {init_from: [st_xx]}}", "models.mbmt_partial.init_from: ['st_xx'] is not allowed ('st_xx' is not one of"),
         ("train: {epochs: 0}", "train.epochs: 0 is less than the minimum of 1"),
+        ("train: {lr: 1.0e+8}", "train.lr: 100000000.0 is greater than the maximum of 1 (Adam's learning rate"),
         ("models: {mtan: {filters: [64, 128]}}", "models.mtan.filters: [64, 128] is too short"),
     ],
 )

@@ -16,11 +16,15 @@ from mbmt.paths import metrics_file, model_file
 from mbmt.io import sha256_file
 
 
-def save_untrained(name: str) -> None:
-    """A model file as `mbmt train` writes it, with random weights (evaluation does not care)."""
+def save_untrained(name: str, change=None) -> None:
+    """A model file as `mbmt train` writes it, with random weights (evaluation does not care),
+    after ``change(state_dict)`` edits its tensors in place."""
     params = load_params()
     torch.manual_seed(0)
     model = create_model(name, params, load_init=False)
+    if change is not None:
+        with torch.no_grad():
+            change(model.state_dict())
     save_model(model_file(name), model, name=name, params=params, extra={"input_size": [64, 64]})
 
 
@@ -79,3 +83,30 @@ def test_missing_model_file_is_one_clear_error(project, processed_data, capsys):
     error = capsys.readouterr().err
     assert "models/mtan/model.pt" in error and "mbmt train mtan" in error
     assert not metrics_file("mtan").exists()
+
+
+def infinite_running_var(state: dict[str, torch.Tensor]) -> None:
+    next(v for k, v in state.items() if k.endswith("running_var"))[0] = float("inf")
+
+
+def overflowing_output(state: dict[str, torch.Tensor]) -> None:
+    """Finite weights whose predictions overflow float32: the depth head's last layer scaled by 1e38."""
+    last = [k for k in state if k.startswith("heads.depth") and k.endswith("weight")][-1]
+    state[last].mul_(1.0e38)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (infinite_running_var, "weights or buffers are not finite (1 tensors, e.g. "),
+    (overflowing_output, "its metrics on split test are not finite (depth/"),
+])
+def test_non_finite_model_is_refused_and_writes_nothing(project, processed_data, capsys, change, message):
+    """A model file from a diverged training: one error naming the file and the fix, no metrics file
+    (a NaN in it would reach the report as a number)."""
+    processed_data()
+    save_untrained("st_de", change)
+    assert cli.main(["evaluate", "st_de"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1, error
+    assert error[0].startswith(f"mbmt evaluate: error: {model_file('st_de')}: {message}")
+    assert error[0].endswith("retrain it with a lower train.lr (`mbmt train st_de`)")
+    assert not metrics_file("st_de").exists()

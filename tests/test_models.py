@@ -249,6 +249,23 @@ def test_load_model_rejects_other_files(tmp_path, tiny_params):
         load_model(path)
 
 
+def test_weights_that_do_not_fit_are_one_line_naming_the_file_and_the_fix(tmp_path, tiny_params):
+    """A model file whose weights no longer fit what the code builds (e.g. after an architecture edit)."""
+    path = tmp_path / "model.pt"
+    save_model(path, create_model("st_de", tiny_params, load_init=False), name="st_de", params=tiny_params)
+    record = torch.load(path, weights_only=True)
+    key = next(k for k in record["state_dict"] if k.endswith("predict.0.weight"))
+    record["state_dict"][key] = torch.zeros(1, 1, 1, 1)
+    record["state_dict"]["extra.weight"] = torch.zeros(1)
+    torch.save(record, path)
+    with pytest.raises(MbmtError) as error:
+        load_model(path)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: the weights do not fit")
+    assert f"1 unexpected (e.g. extra.weight); 1 of another shape (e.g. {key} is (1, 1, 1, 1)" in message
+    assert message.endswith("retrain it with `mbmt train st_de`")
+
+
 def test_imagenet_weights_come_from_a_local_file(tmp_path, tiny_params):
     import timm
 

@@ -1,4 +1,5 @@
-"""A training process killed after its first epoch resumes to exactly the uninterrupted result."""
+"""A training process killed after its first epoch resumes to exactly the uninterrupted result;
+a checkpoint that does not fit the model is one clear error."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 import yaml
 
 from mbmt import cli
-from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 
 MODEL = "mtnet"  # multi-task: the DWA weights of epoch 3 depend on the recorded losses of epochs 1 and 2
 # Long enough epochs that the process is surely killed inside epoch 2, not after it.
@@ -76,3 +77,31 @@ def test_killed_run_resumes_to_the_uninterrupted_result(project, processed_data,
     assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
     assert len(log["models/mtnet/live/plots/metrics/val/normal/mean.tsv"]) == 1 + 3  # header + 3 epochs
     assert resumed_log == log
+
+
+def test_checkpoint_that_does_not_fit_is_one_clear_error(project, processed_data, capsys):
+    """What the run's fingerprint cannot see (another timm version, a replaced file) may leave a
+    checkpoint the model does not fit: one line naming the file, what differs and the fix."""
+    processed_data()
+    assert cli.main(["train", "st_de", "--no-progress"]) == 0
+    [checkpoint] = (project / "runs" / "st_de").glob(f"*/{CHECKPOINT_FILE}")
+    state = load_checkpoint(checkpoint)
+    state.pop("format")
+    removed = list(state["model"])[-1]
+    del state["model"][removed]
+    stem = "encoder.body.conv_stem.weight"
+    state["model"][stem] = state["model"][stem][:1]
+    save_checkpoint(checkpoint, state)
+    capsys.readouterr()
+
+    assert cli.main(["train", "st_de", "--no-progress"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1, error
+    assert error[0].startswith(f"mbmt train: error: {checkpoint.relative_to(project)}: the checkpoint does not fit model st_de")
+    assert f"1 missing (e.g. {removed})" in error[0]
+    assert f"1 of another shape (e.g. {stem} is {tuple(state['model'][stem].shape)} in the file" in error[0]
+    assert f"delete {checkpoint.parent.relative_to(project)} or run `mbmt train st_de --restart`" in error[0]
+
+    assert cli.main(["train", "st_de", "--no-progress", "--restart"]) == 0
+    assert load_checkpoint(checkpoint)["model"].keys() == torch.load(
+        project / "models" / "st_de" / "model.pt", weights_only=True)["state_dict"].keys()

@@ -11,7 +11,7 @@ import torch
 from mbmt.config import load_params
 from mbmt.training import distributed
 from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from mbmt.training.trainer import NonFiniteLossError, Trainer
+from mbmt.training.trainer import DivergedError, Trainer
 
 MODEL = "mtnet"  # three tasks (DWA), BatchNorm: everything the step does
 
@@ -80,7 +80,7 @@ def test_device_side_guard_stops_before_the_bad_update_and_keeps_the_checkpoint(
         return outputs
 
     run.module.register_forward_hook(nan_at_sixth_training_step)
-    with pytest.raises(NonFiniteLossError, match=r"the depth loss is nan at epoch 2 of 2, step 2 of 4; "
+    with pytest.raises(DivergedError, match=r"the depth loss is nan at epoch 2 of 2, step 2 of 4; "
                                                  r"training stopped before that update and the last good checkpoint"):
         run.fit()
     assert forwards["train"] == 7, "read back after step 3, not at every step"

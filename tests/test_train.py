@@ -1,4 +1,4 @@
-"""`mbmt train`: every model trains, run directories, republishing, determinism, non-finite losses."""
+"""`mbmt train`: every model trains, run directories, republishing, determinism, divergence."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import pytest
 import torch
 import yaml
 
-from mbmt import cli
+from mbmt import cli, dag
+from mbmt.config import load_params
+from mbmt.models import create_model
 from mbmt.paths import live_dir, metrics_file, model_file
 from mbmt.io import sha256_file
+from mbmt.training import checkpoint
 from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
 # Dependency order: the MBMT-Nets with init_from start from the trained ST-Nets.
@@ -142,45 +145,115 @@ def test_finished_run_is_republished_identical_rerun_and_params_change(project, 
                            first["encoder.body.conv_stem.weight"])
 
 
-def test_non_finite_loss_stops_with_one_error_and_keeps_the_checkpoint(project, processed_data, monkeypatch, capsys):
-    """A NaN depth output at epoch 2, step 2: one error naming task, epoch and step; epoch 1's checkpoint stays."""
-    import mbmt.training.trainer as trainer_module
+def test_code_edit_starts_a_fresh_run_and_other_edits_do_not(project, processed_data, tmp_path_factory, monkeypatch):
+    """The run's identity holds the digest of the train stage's code (mbmt.dag), here of a copy of
+    the package that the test edits: an edit of a file the stage declares trains a new run, an edit
+    of one it does not (the CLI) republishes the finished run."""
+    from mbmt.training.trainer import Trainer
 
     processed_data()
-    create_model = trainer_module.create_model
-    calls = {"train": 0}
+    package = tmp_path_factory.mktemp("package") / "mbmt"
+    shutil.copytree(dag.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(checkpoint, "code_digest", lambda stage: dag.code_digest(stage, package))
+    assert train("st_de") == 0
+    [run] = run_dirs("st_de")
 
-    def nan_at_sixth_training_step(module, inputs, outputs):
-        if module.training:
-            calls["train"] += 1
-            if calls["train"] == 6:  # 4 steps per epoch: epoch 2, step 2
-                outputs["depth"] = torch.full_like(outputs["depth"], float("nan"))
-        return outputs
+    with (package / "cli.py").open("a") as f:
+        f.write("# a comment\n")
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "train_epoch", lambda *a: pytest.fail("a finished run was trained again"))
+        assert train("st_de") == 0
+    assert run_dirs("st_de") == [run]
+
+    with (package / "losses.py").open("a") as f:
+        f.write("# a comment\n")
+    assert train("st_de") == 0
+    assert len(run_dirs("st_de")) == 2 and run in run_dirs("st_de")
+    [fresh] = [r for r in run_dirs("st_de") if r != run]
+    assert load_checkpoint(fresh / CHECKPOINT_FILE)["epoch"] == 2
+    assert json.loads((fresh / "settings.json").read_text())["code"] == dag.code_digest("train", package)
+
+
+def hook_trainer_model(monkeypatch, hook, *, before: bool) -> None:
+    """The trainer's model gets forward hook ``hook``, run before or after each forward pass."""
+    import mbmt.training.trainer as trainer_module
 
     def create_with_hook(*args, **kwargs):
         model = create_model(*args, **kwargs)
-        model.register_forward_hook(nan_at_sixth_training_step)
+        if before:
+            model.register_forward_pre_hook(lambda module, inputs: hook(module, inputs, None))
+        else:
+            model.register_forward_hook(hook)
         return model
 
     monkeypatch.setattr(trainer_module, "create_model", create_with_hook)
-    assert train("mtnet") == 2
+
+
+def first_batchnorm(model: torch.nn.Module) -> tuple[str, torch.nn.Module]:
+    return next((name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+# The faults, each injected once at epoch 2 of 2 (4 training steps and 2 validation batches per
+# epoch), and the error each must give. A BatchNorm buffer that overflows leaves the training loss
+# finite (training mode normalises with batch statistics): only the check of the weights and
+# buffers after the epoch sees it.
+FAULTS = {
+    "loss": ("train", 6, "the depth loss is nan at epoch 2 of 2, step 2 of 4; training stopped before that update"),
+    "buffer": ("train", 6, "after epoch 2 of 2 weights or buffers are not finite (1 tensors, e.g. {batchnorm}.running_var)"),
+    "validation": ("eval", 3, "the validation metrics after epoch 2 of 2 are not finite (depth/loss=nan"),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_divergence_stops_with_one_error_and_keeps_the_checkpoint(fault, project, processed_data, monkeypatch, capsys):
+    """A NaN loss, an infinite BatchNorm statistic or NaN validation metrics in epoch 2: one error
+    saying what and where; epoch 1's checkpoint stays, nothing is published, and the run resumes."""
+    processed_data()
+    mode, call, message = FAULTS[fault]
+    calls = {"train": 0, "eval": 0}
+
+    def inject(module, inputs, outputs):
+        calls["train" if module.training else "eval"] += 1
+        if calls[mode] == call and module.training == (mode == "train"):
+            if fault == "buffer":  # before the forward pass: autograd keeps the buffer for the backward
+                first_batchnorm(module)[1].running_var.fill_(float("inf"))
+            else:
+                outputs["depth"] = torch.full_like(outputs["depth"], float("nan"))
+        return outputs
+
+    with monkeypatch.context() as m:
+        hook_trainer_model(m, inject, before=fault == "buffer")
+        assert train("mtnet") == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1, error
-    assert "depth loss is nan at epoch 2 of 2, step 2 of 4" in error[0]
-    assert "semantic loss" not in error[0] and "normal loss" not in error[0]
-    assert not model_file("mtnet").exists()
-
     [run] = run_dirs("mtnet")
+    batchnorm = first_batchnorm(create_model("mtnet", load_params(), load_init=False))[0]
+    assert message.format(batchnorm=batchnorm) in error[0]
+    assert f"the last good checkpoint {run / CHECKPOINT_FILE} (after epoch 1) is kept; nothing was published" in error[0]
+    assert not model_file("mtnet").exists()
     kept = load_checkpoint(run / CHECKPOINT_FILE)
     assert kept["epoch"] == 1 and len(kept["history"]) == 1
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
 
     # The kept checkpoint resumes: without the fault the run finishes from epoch 2.
-    monkeypatch.setattr(trainer_module, "create_model", create_model)
-    calls["train"] = 0
     assert train("mtnet") == 0
     assert load_checkpoint(run / CHECKPOINT_FILE)["epoch"] == 2
     assert len(live_column("mtnet", "train/loss/depth")) == 2
+
+
+def test_diverging_learning_rate_stops_before_publishing(project, processed_data):
+    """lr 1e8 (which the schema now refuses, so the params are passed unvalidated): the training
+    loss stays finite but BatchNorm's running variances overflow in epoch 1; nothing is written."""
+    from mbmt.training.trainer import DivergedError, train as train_model
+
+    processed_data()
+    params = load_params()
+    params["train"]["lr"] = 1.0e8
+    with pytest.raises(DivergedError, match=r"after epoch 1 of 2 weights or buffers are not finite \(\d+ tensors, "
+                                            r"e\.g\. [\w.]+\.running_var.* no checkpoint had been written yet"):
+        train_model("st_de", params, progress=False)
+    assert not model_file("st_de").exists()
+    assert not list(Path("runs").rglob(CHECKPOINT_FILE))
 
 
 def test_unknown_model_is_one_clear_error(project, capsys):

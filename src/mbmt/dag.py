@@ -36,7 +36,7 @@ STAGE_CODE = {
               "data/mtan_layout.py", "data/synthetic.py", "tasks.py"],
     "preprocess": ["stages/preprocess.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
                    "data/mtan_layout.py", "data/nyu_raw.py", "data/preprocess.py", "tasks.py"],
-    "train": ["stages/train.py", "data/__init__.py", "data/augment.py", "data/dataset.py",
+    "train": ["stages/train.py", "data/__init__.py", "data/augment.py", "data/dataset.py", "data/device_split.py",
               "data/hdf5.py", "evaluation", "losses.py", "metrics.py", "models", "tasks.py",
               "training"],
     "evaluate": ["stages/evaluate.py", "data/__init__.py", "data/augment.py", "data/dataset.py",

@@ -1,5 +1,11 @@
 """Evaluation: a trained model over a whole split, batched, without augmentation -> the metrics JSON."""
 
-from mbmt.evaluation.evaluate import accumulate_metrics, evaluate_model_file, to_device
+from mbmt.evaluation.evaluate import (
+    accumulate_metrics,
+    evaluate_model_file,
+    non_finite_metrics,
+    non_finite_tensors,
+    to_device,
+)
 
-__all__ = ["accumulate_metrics", "evaluate_model_file", "to_device"]
+__all__ = ["accumulate_metrics", "evaluate_model_file", "non_finite_metrics", "non_finite_tensors", "to_device"]

@@ -8,7 +8,8 @@ and a "context" block saying what was evaluated, how, and where.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,25 @@ def accumulate_metrics(model: torch.nn.Module, loader: Iterable[dict], tasks: It
     return accumulator
 
 
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors of a state dict that hold a NaN or an infinity.
+
+    One reduction per tensor on its device, then a single host synchronisation for all of them.
+    """
+    named = [(key, value) for key, value in state.items() if value.is_floating_point()]
+    if not named:
+        return []
+    finite = torch.stack([torch.isfinite(value).all() for _, value in named]).tolist()
+    return [key for (key, _), ok in zip(named, finite) if not ok]
+
+
+def non_finite_metrics(blocks: dict[str, dict[str, float | None]]) -> list[str]:
+    """"task/metric" of each NaN or infinite value of metric blocks {task: {metric: value}}
+    (None, a metric without a valid pixel in the split, is not a value)."""
+    return [f"{task}/{key}={value}" for task, metrics in blocks.items() for key, value in metrics.items()
+            if value is not None and not math.isfinite(value)]
+
+
 def evaluate_model_file(path: str | Path, params: dict) -> dict[str, Any]:
     """The metrics JSON of the model file ``path`` on split params evaluate.split."""
     from mbmt.data.dataset import NYUv2Dataset
@@ -63,6 +83,11 @@ def evaluate_model_file(path: str | Path, params: dict) -> dict[str, Any]:
     channels_last = bool(params["train"]["channels_last"])
 
     model, meta = load_model(path, map_location="cpu")
+    retrain = f"retrain it with a lower train.lr (`mbmt train {meta['name']}`)"
+    bad = non_finite_tensors(model.state_dict())
+    if bad:
+        raise MbmtError(f"{path}: weights or buffers are not finite ({len(bad)} tensors, e.g. {', '.join(bad[:3])}): "
+                        f"the training that wrote it diverged; {retrain}")
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     dataset = NYUv2Dataset(split_file(split))
     loader = DataLoader(dataset, batch_size=settings["batch_size"], shuffle=False,
@@ -70,9 +95,14 @@ def evaluate_model_file(path: str | Path, params: dict) -> dict[str, Any]:
     accumulator = accumulate_metrics(model, loader, model.tasks, device=device, channels_last=channels_last)
 
     other = next(a for a in AVERAGINGS if a != averaging)
+    blocks, other_blocks = accumulator.compute(averaging), accumulator.compute(other)
+    bad = non_finite_metrics(blocks) + non_finite_metrics(other_blocks)
+    if bad:
+        raise MbmtError(f"{path}: its metrics on split {split} are not finite ({', '.join(bad[:3])}): the model's "
+                        f"predictions overflow; {retrain}")
     return {
-        **accumulator.compute(averaging),
-        f"{other}_averaged": accumulator.compute(other),
+        **blocks,
+        f"{other}_averaged": other_blocks,
         "context": {
             "model": meta["name"],
             "tasks": list(model.tasks),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -72,3 +72,15 @@ class PredictionLayers(nn.Sequential):
 
     def extra_repr(self) -> str:
         return f"activation={self.activation.__name__}"
+
+
+def state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str | None:
+    """How the state dict ``found`` fails to fit a module whose own is ``expected``, in one line
+    (counts and an example of each kind, where torch lists every key); None when it fits."""
+    missing = [key for key in expected if key not in found]
+    unexpected = [key for key in found if key not in expected]
+    reshaped = [f"{key} is {tuple(found[key].shape)} in the file, {tuple(value.shape)} in the model"
+                for key, value in expected.items() if key in found and found[key].shape != value.shape]
+    parts = [f"{len(items)} {kind} (e.g. {items[0]})"
+             for kind, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if items]
+    return "; ".join(parts) or None

@@ -28,7 +28,7 @@ from torch import nn
 from mbmt.config import model_params
 from mbmt.errors import MbmtError
 from mbmt.io import atomic_path
-from mbmt.models.base import TaskModel
+from mbmt.models.base import TaskModel, state_dict_mismatch
 from mbmt.models.efficientps import EfficientPS
 from mbmt.models.encoder import Encoder, pretrained_weights
 from mbmt.models.mtan import SegNetMTAN
@@ -165,7 +165,9 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[TaskModel, 
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
-        raise MbmtError(f"{path}: weights do not fit the architecture it records ({exc})") from None
+        detail = state_dict_mismatch(model.state_dict(), state_dict) or " ".join(str(exc).split())
+        raise MbmtError(f"{path}: the weights do not fit the architecture it records, as this code builds it "
+                        f"({detail}); retrain it with `mbmt train {record['name']}`") from None
     return model, record
 
 
@@ -188,4 +190,6 @@ def load_encoder(encoder: Encoder, source: str, decoder: Mapping, key: str) -> N
     try:
         encoder.load_state_dict(weights)
     except RuntimeError as exc:
-        raise MbmtError(f"{key}: the encoder weights in {path} do not fit {encoder.name!r} ({exc})") from None
+        detail = state_dict_mismatch(encoder.state_dict(), weights) or " ".join(str(exc).split())
+        raise MbmtError(f"{key}: the encoder weights in {path} do not fit {encoder.name!r} ({detail}); "
+                        f"retrain {source} with `mbmt train {source}`") from None

@@ -4,7 +4,8 @@ The whole split, in order, batched by evaluate.batch_size, without augmentation.
 the paper's metric blocks (semantic, depth, normal: those of the model's tasks) under
 evaluate.averaging ("pixel": over all valid pixels of the split; "batch": MTAN's mean of
 per-batch values), the other averaging's blocks under "<other>_averaged", and a "context" block
-(dataset, split, image count, checkpoint and its sha256, provenance).
+(dataset, split, image count, checkpoint and its sha256, provenance). A model whose weights,
+buffers or metrics are not finite (a diverged training) is refused and nothing is written.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 Writes models/MODEL/model.pt and models/MODEL/live/ (the DVCLive log: per-epoch losses, task
 weights, learning rate and validation metrics). The resumable state lives in
-runs/MODEL/FINGERPRINT/, keyed by a hash of every setting that determines the result: running
-the same command again resumes an interrupted run from its last epoch, and republishes a
-finished one without training. Started by torchrun (WORLD_SIZE > 1) it trains with DDP, e.g.
+runs/MODEL/FINGERPRINT/, keyed by a hash of the training code and every setting that determines
+the result: running the same command again resumes an interrupted run from its last epoch, and
+republishes a finished one without training; after a code or params edit it trains a new run.
+A loss, weight, buffer or validation metric that stops being finite stops the run with one error
+before anything of that epoch is saved. Started by torchrun (WORLD_SIZE > 1) it trains with DDP, e.g.
     torchrun --standalone --nproc-per-node 4 -m mbmt train mtnet
 """
 
@@ -16,8 +18,8 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a model name of params.yaml `models` (e.g. st_ss, mtnet, mbmt_partial, mtan)")
     parser.add_argument("--restart", action="store_true",
-                        help="discard the saved state of this run's settings and train from scratch "
-                        "(e.g. after a code change that alters results)")
+                        help="discard the saved state of this run and train from scratch (after a change the "
+                        "run's identity cannot see, e.g. another torch or timm version)")
     parser.add_argument("--no-progress", action="store_true", help="no per-step progress bar (one line per epoch remains)")
 
 

@@ -1,10 +1,11 @@
 """Resumable training state: where a run lives, what identifies it, and its checkpoint file.
 
 A run directory is ``runs/<model>/<fingerprint>/``; the fingerprint hashes everything that
-determines the trained weights (seed, training settings, the model's architecture entry, the
-dataset's manifest, the checkpoints it starts from), so a params change starts a fresh run and
-an interrupted run with the same settings resumes. ``runs/`` is not a stage output: DVC and
-Snakemake delete a stage's outputs before running it, and the state must survive that.
+determines the trained weights (the training code, seed, training settings, the model's
+architecture entry, the dataset's split files, the checkpoints it starts from), so an edit of the
+code or the params starts a fresh run and an interrupted run of the same code and settings
+resumes. ``runs/`` is not a stage output: DVC and Snakemake delete a stage's outputs before
+running it, and the state must survive that.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbmt import __version__
 from mbmt.config import fingerprint, model_params
+from mbmt.dag import code_digest
 from mbmt.errors import DataError, MbmtError
 from mbmt.io import atomic_path, sha256_file, write_json
 from mbmt.paths import RUNS_DIR, model_file, split_file
@@ -64,7 +65,11 @@ def run_settings(name: str, params: dict, *, tasks: tuple[str, ...], device_type
     weighting = train["weighting"] if len(tasks) > 1 else "equal"  # one task: weight 1
     cuda = device_type == "cuda"
     return {
-        "mbmt": __version__,
+        # The code of the train stage, the same files Snakemake and DVC declare (mbmt.dag), so that
+        # an edit which re-runs the stage also starts a fresh run instead of republishing the old
+        # weights. It replaces the package version: a version bump alone computes nothing new, and
+        # an edit without one does.
+        "code": code_digest("train"),
         "model": name,
         "seed": params["seed"],
         "train": {

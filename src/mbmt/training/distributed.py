@@ -119,13 +119,15 @@ def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.T
     return tensor
 
 
-def agree(ok: bool, context: DistributedContext) -> bool:
-    """True on every rank only if ``ok`` is true on every rank (so all ranks raise together)."""
-    if not context.distributed:
-        return ok
-    flag = torch.tensor([0.0 if ok else 1.0], device=context.device)
-    dist.all_reduce(flag, op=dist.ReduceOp.SUM)
-    return flag.item() == 0
+def broadcast_buffers(module: torch.nn.Module, context: DistributedContext) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank, in place.
+
+    Without SyncBatchNorm (gloo on CPU) each rank's statistics follow its own share of the batches,
+    so ranks would validate different models; rank 0's are the ones checkpointed and published.
+    """
+    if context.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 class ShardSampler(Sampler[int]):

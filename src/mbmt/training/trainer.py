@@ -37,10 +37,11 @@ from tqdm.auto import tqdm
 from mbmt.data.dataset import NYUv2Dataset
 from mbmt.data.device_split import DeviceSplit
 from mbmt.errors import MbmtError
-from mbmt.evaluation import accumulate_metrics, to_device
+from mbmt.evaluation import accumulate_metrics, non_finite_metrics, non_finite_tensors, to_device
 from mbmt.io import atomic_path
 from mbmt.losses import LOSS_TERMS
 from mbmt.models import create_model, save_model
+from mbmt.models.base import state_dict_mismatch
 from mbmt.paths import RUNS_DIR, model_dir, split_file
 from mbmt.training import distributed
 from mbmt.training.checkpoint import (
@@ -67,8 +68,13 @@ CUDA_SYNC_EVERY = 50
 CUDA_VAL_BATCH = 16
 
 
-class NonFiniteLossError(MbmtError):
-    """A task loss became NaN or infinite; training stopped before the update."""
+class DivergedError(MbmtError):
+    """A loss, weight, buffer or validation metric is no longer finite. Raised before the update
+    or the checkpoint of that epoch, so the last good checkpoint stays and nothing is published."""
+
+
+class CheckpointMismatchError(MbmtError):
+    """The run's checkpoint does not fit the model, optimiser or weighting the code now builds."""
 
 
 @dataclass
@@ -169,7 +175,7 @@ class Trainer:
         self.train_seconds = 0.0  # training and validation, summed over resumptions
         seed_everything(self.seed + context.rank)  # per-rank streams (dropout) from here on
         if self.checkpoint_path.is_file():
-            self.load_state_dict(load_checkpoint(self.checkpoint_path))
+            self.resume(load_checkpoint(self.checkpoint_path))
 
     # -- state ---------------------------------------------------------------------------
 
@@ -187,6 +193,21 @@ class Trainer:
             "summary": self.summary,
             "train_seconds": self.train_seconds,
         }
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Load the run's checkpoint, or raise one CheckpointMismatchError naming it and the fix.
+
+        The fingerprint covers the code and the settings, so this fails only when something it
+        cannot see changed what the model is (e.g. another timm version) or the file was replaced.
+        """
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            detail = state_dict_mismatch(self.module.state_dict(), state.get("model", {}))
+            raise CheckpointMismatchError(
+                f"{self.checkpoint_path}: the checkpoint does not fit model {self.name} as this code builds it "
+                f"({detail or ' '.join(str(exc).split())}); delete {self.run_dir} or run "
+                f"`mbmt train {self.name} --restart` to train it afresh") from None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["model"])
@@ -222,9 +243,10 @@ class Trainer:
         """Forward, loss, backward, update; returns the task losses summed over ranks.
 
         No update is made from a step with a non-finite loss, nor (sync_every > 1) from any later
-        step. With sync_every 1 the losses come back to the host and the update is skipped there;
-        otherwise they stay on the device, where the guard records the first bad step, and fused
-        Adam skips the update (`check_healthy` raises at the next read-back).
+        step; train_epoch then raises DivergedError on every rank alike. With sync_every 1 the losses
+        come back to the host and the update is skipped there; otherwise they stay on the device,
+        where the guard records the first bad step, and fused Adam skips the update
+        (`check_healthy` raises at the next read-back).
         """
         batch = to_device(batch, self.context.device, self.channels_last)
         if self.compile_mode == "reduce-overhead":
@@ -278,7 +300,7 @@ class Trainer:
                     break
                 values = self.train_step(batch, epoch, step) / self.context.world_size
                 if self.sync_every == 1:
-                    self.check_finite(values, epoch, step, steps)
+                    self.check_finite_losses(values, epoch, step, steps)
                 loss_sum += values.double()
                 images += len(batch["index"]) * self.context.world_size
                 if (step + 1) % self.sync_every == 0 or step + 1 == steps:
@@ -298,19 +320,38 @@ class Trainer:
         non-finite loss. That step and every later one made no update."""
         if self.sync_every > 1 and not bool(self.healthy):
             bad = self.first_bad_values.cpu() / self.context.world_size
-            self.check_finite(bad, epoch, int(self.first_bad_step), steps)
+            self.check_finite_losses(bad, epoch, int(self.first_bad_step), steps)
 
-    def check_finite(self, values: torch.Tensor, epoch: int, step: int, steps: int) -> None:
+    def check_finite_losses(self, values: torch.Tensor, epoch: int, step: int, steps: int) -> None:
         if torch.isfinite(values).all():
             return
         task, value = next((t, float(v)) for t, v in zip(self.tasks, values) if not math.isfinite(v))
-        kept = (f"the last good checkpoint {self.checkpoint_path} (after epoch {self.epoch}) is kept"
-                if self.checkpoint_path.is_file() else "no checkpoint had been written yet")
-        raise NonFiniteLossError(
-            f"model {self.name}: the {task} loss is {value} at epoch {epoch + 1} of {self.epochs}, step {step + 1} "
-            f"of {steps}; training stopped before that update and {kept}. Check the data or lower train.lr, "
-            f"then re-run `mbmt train {self.name}` to resume (add --restart to start over)"
-        )
+        self.diverged(f"the {task} loss is {value} at epoch {epoch + 1} of {self.epochs}, step {step + 1} of {steps}; "
+                      f"training stopped before that update")
+
+    def check_finite_state(self, epoch: int) -> None:
+        """Weights and buffers after an epoch: in training mode BatchNorm normalises with batch
+        statistics, so its running statistics can overflow while every loss stays finite."""
+        bad = non_finite_tensors(self.module.state_dict())
+        if bad:
+            self.diverged(f"after epoch {epoch + 1} of {self.epochs} weights or buffers are not finite ({len(bad)} "
+                          f"tensors, e.g. {', '.join(bad[:3])}); training stopped")
+
+    def check_finite_metrics(self, val: dict[str, dict[str, float | None]], epoch: int) -> None:
+        bad = non_finite_metrics(val)
+        if bad:
+            self.diverged(f"the validation metrics after epoch {epoch + 1} of {self.epochs} are not finite "
+                          f"({', '.join(bad[:3])}); training stopped")
+
+    def diverged(self, what: str) -> None:
+        """Raise DivergedError: ``what`` happened; what is kept and what to do."""
+        if self.checkpoint_path.is_file():
+            kept = (f"the last good checkpoint {self.checkpoint_path} (after epoch {self.epoch}) is kept; nothing was "
+                    f"published. Check the data or lower train.lr, or re-run `mbmt train {self.name}` to resume from "
+                    f"it (add --restart to start over)")
+        else:
+            kept = "no checkpoint had been written yet; nothing was published. Check the data or lower train.lr"
+        raise DivergedError(f"model {self.name}: {what} and {kept}")
 
     def validate(self) -> dict[str, dict[str, float]]:
         """Metrics of the test split (DESIGN §3 keys), summed over ranks' shards."""
@@ -348,10 +389,14 @@ class Trainer:
             weights = self.weighting.weights(epoch)
             lr = self.scheduler.get_last_lr()[0]
             stats = self.train_epoch(epoch, weights)
+            distributed.broadcast_buffers(self.module, self.context)  # every rank validates rank 0's model
+            self.check_finite_state(epoch)
             self.weighting.record(epoch, stats.mean_losses)
             self.scheduler.step()
             every = self.train_params["val_every"]
             val = self.validate() if every and (epoch + 1) % every == 0 else None
+            if val is not None:
+                self.check_finite_metrics(val, epoch)
             record = self.epoch_record(epoch, weights, lr, stats, val)
             self.history.append({"epoch": epoch, "metrics": record})
             self.epoch = epoch + 1
