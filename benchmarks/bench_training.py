@@ -24,7 +24,8 @@ or --gpu-mem-gb), assuming that jobs sharing the GPU do not slow each other down
 
     python benchmarks/bench_training.py [--configs paper demo tiny] [--models st_ss mtnet ...]
         [--steps 4] [--repeats 3] [--num-workers N] [--device cpu|cuda] [--threads N]
-        [--amp on|off] [--gpu-mem-gb GB] [--slowdown F]
+        [--amp on|off] [--compile none|default|reduce-overhead] [--sync-every auto|N]
+        [--gpu-mem-gb GB] [--slowdown F]
 """
 
 from __future__ import annotations
@@ -71,9 +72,9 @@ DEFAULT_PROFILE = REPO / "profiles" / "default" / "config.yaml"
 MODELS = ("st_ss", "st_de", "st_snp", "mtnet", "mbmt_partial", "mbmt_full_pretrained", "mbmt_full_scratch", "mtan")
 
 
-def benchmark_params(config: str, steps: int, num_workers: int | None, device: str, amp: bool | None = None) -> dict:
+def benchmark_params(config: str, steps: int, num_workers: int | None, device: str, train: dict | None = None) -> dict:
     """The configuration with random weights and epochs of ``steps`` steps (fit() is never called:
-    the timed blocks call train_epoch and validate themselves)."""
+    the timed blocks call train_epoch and validate themselves), and the ``train`` settings given."""
     params = load_params(CONFIGS[config])
     overrides = {
         "train": {"steps_per_epoch": steps, "val_every": 1, "epochs": 1000, "device": device},
@@ -81,8 +82,7 @@ def benchmark_params(config: str, steps: int, num_workers: int | None, device: s
     }
     if num_workers is not None:
         overrides["train"]["num_workers"] = num_workers
-    if amp is not None:
-        overrides["train"]["amp"] = amp
+    overrides["train"].update(train or {})
     params = deep_merge(params, overrides)
     validate(params, source=f"{config} benchmark settings")
     return params
@@ -102,13 +102,16 @@ def write_project(params: dict, images: int) -> None:
 
 
 def bare_steps(trainer: Trainer, batch: dict, steps: int) -> float:
-    """Seconds per step of forward + summed losses + backward + Adam on a batch in memory."""
-    model, optimizer = trainer.model, trainer.optimizer
-    model.train()
+    """Seconds per step of forward + summed losses + backward + Adam on a batch in memory (compiled
+    as the trainer's step is, under train.compile)."""
+    model, optimizer = trainer.forward, trainer.optimizer
+    trainer.model.train()
     sync = torch.cuda.synchronize if trainer.context.cuda else (lambda: None)
     sync()
     start = time.perf_counter()
     for _ in range(steps):
+        if trainer.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(trainer.context.device.type, dtype=torch.bfloat16, enabled=trainer.amp):
             outputs = model(batch["image"])
         total = sum(compute_losses({t: o.float() for t, o in outputs.items()}, batch).values())
@@ -132,7 +135,7 @@ def trainer_steps(trainer: Trainer, epoch: int, steps: int) -> tuple[float, dict
 
 
 def loader_steps(trainer: Trainer, epoch: int, steps: int) -> float:
-    """Seconds per batch of the training DataLoader alone (reading, augmenting, collating): the part
+    """Seconds per batch of the training batches alone (reading or gathering, augmenting, collating): the part
     of the trainer's step that the bare step does not do, measured without the model's noise."""
     start = time.perf_counter()
     for step, _ in enumerate(trainer.train_loader(epoch)):
@@ -230,6 +233,10 @@ def print_estimate(config: str, params: dict, speeds: dict[str, ModelSpeed], gpu
           f"{requests['evaluate']:g} each): {duration(shared)}, {assumption}")
 
 
+def auto_or_int(value: str) -> str | int:
+    return value if value == "auto" else int(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
@@ -242,6 +249,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads; 1 on a shared machine "
                         "avoids OpenMP oversubscription stalls)")
     parser.add_argument("--amp", choices=("on", "off"), help="bf16 autocast on CUDA (default: the configuration's)")
+    parser.add_argument("--compile", choices=("none", "default", "reduce-overhead"),
+                        help="train.compile (default: the configuration's)")
+    parser.add_argument("--sync-every", type=auto_or_int,
+                        help="train.sync_every: auto or a number of steps (default: the configuration's)")
     parser.add_argument("--gpu-mem-gb", type=float, help="the GPU memory the estimate's scheduler shares "
                         "(default: profiles/default/config.yaml's gpu_mem_gb)")
     parser.add_argument("--slowdown", type=float, default=1.0, help="how much slower each job runs when jobs "
@@ -256,14 +267,18 @@ def main() -> None:
     context = distributed.setup(args.device)
     print(f"device: {args.device} ({torch.get_num_threads()} threads), steps per block {args.steps}, "
           f"repeats {args.repeats}, torch {torch.__version__}\n")
-    amp = None if args.amp is None else args.amp == "on"
+    settings = {"amp": None if args.amp is None else args.amp == "on", "compile": args.compile,
+                "sync_every": args.sync_every}
+    overrides = {key: value for key, value in settings.items() if value is not None}
     for config in args.configs:
+        params = benchmark_params(config, args.steps, args.num_workers, args.device, overrides)
+        train = params["train"]
+        print(f"{config}: train.compile {train['compile']}, sync_every {train['sync_every']}, split_on_device "
+              f"{train['split_on_device']}, val_batch_size {train['val_batch_size']}\n")
         print("| config | model | size | batch | workers | amp | bare s/step | trainer s/step | overhead | train img/s "
               "| data s/step (share of bare) | checkpoint+log s/epoch (share of a 795-image epoch) | val img/s "
               "| peak GPU memory GiB |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        params = benchmark_params(config, args.steps, args.num_workers, args.device, amp)
-        train = params["train"]
         with tempfile.TemporaryDirectory(prefix=f"bench_training_{config}_") as root:
             cwd = os.getcwd()
             os.chdir(root)

@@ -13,8 +13,12 @@
 #                      trainings at once; workflow/ keeps its logs, benchmark TSVs, metrics, report
 #   concurrent_*.txt   four benchmarks at once on the same GPU: their s/step against bench_bf16's
 #                      gives the slowdown of sharing the GPU (bench_training.py --slowdown)
+#   bench_graphs.txt   the benchmark with train.compile reduce-overhead (CUDA graphs), ST-Nets and
+#                      MBMT-Net (partial)
 #   bench_fp32.txt     the benchmark again with autocast off
 #   tests.txt          the tests that only run on CUDA (device-held split, compiled step)
+# --tiny leaves out bench_graphs and tests (compiling takes minutes on a CPU; the tests run on
+# CPU anyway).
 #   steps.txt          each step's exit status and seconds (124: cut off by its timeout)
 set -u
 
@@ -41,10 +45,12 @@ results=$(cd "$results" && pwd)
 if [ $tiny = 1 ]; then  # the script's own test: tiny models, one short block each
   bench=(--configs tiny --steps 1 --repeats 1)
   models=(st_ss mbmt_partial)
+  compiled=()
   presets=(config/gpu_check.yaml tests/tiny.yaml)
 else
   bench=(--configs paper --steps 8 --repeats 2)
   models=(st_ss st_de st_snp mtnet mbmt_partial mbmt_full_pretrained mbmt_full_scratch mtan)
+  compiled=(st_ss st_de mbmt_partial)
   presets=(config/gpu_check.yaml)
 fi
 
@@ -119,9 +125,13 @@ step_part env 30 environment
 step bench_bf16 150 python3 benchmarks/bench_training.py "${bench[@]}" --device "$device" --amp on --models "${models[@]}"
 step_part workflow 180 workflow
 step_part concurrent 80 concurrent
+if [ ${#compiled[@]} -gt 0 ]; then
+  step bench_graphs 150 python3 benchmarks/bench_training.py "${bench[@]}" --device "$device" --amp on \
+    --compile reduce-overhead --models "${compiled[@]}"
+fi
 step bench_fp32 120 python3 benchmarks/bench_training.py "${bench[@]}" --device "$device" --amp off --models "${models[@]}"
 if [ $tiny = 0 ]; then
-  step tests 60 python3 -m pytest -q -p no:cacheprovider tests/test_device_split.py tests/test_compile.py
+  step tests 90 python3 -m pytest -q -p no:cacheprovider -k cuda tests/test_device_split.py tests/test_speed_paths.py
 fi
 echo "results in $results:"
 cat "$results/steps.txt"
