@@ -90,6 +90,20 @@ def test_device_side_guard_stops_before_the_bad_update_and_keeps_the_checkpoint(
     assert run.checkpoint_path.name == CHECKPOINT_FILE and kept["epoch"] == 1 and len(kept["history"]) == 1
 
 
+def test_a_run_resumes_with_another_sync_every(project, processed_data, tmp_path):
+    """sync_every is not part of the run's identity: epoch 1 read back every step, epoch 2 resumed
+    from its checkpoint with the device-side guard (fused Adam, whatever the checkpoint recorded)."""
+    processed_data()
+    first = trainer(tmp_path)
+    first.epochs = 1
+    first.fit()
+    resumed = trainer(tmp_path, sync_every=3)
+    assert resumed.epoch == 1 and resumed.run_dir == first.run_dir
+    assert all(group["fused"] for group in resumed.optimizer.param_groups)
+    resumed.fit()
+    assert load_checkpoint(resumed.checkpoint_path)["epoch"] == 2
+
+
 def test_validation_batch_does_not_change_the_pixel_averaged_metrics(project, processed_data, tmp_path):
     processed_data()
     small = trainer(tmp_path / "small", val_batch_size=1)

@@ -211,7 +211,10 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["model"])
+        fused = [group["fused"] for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, value in zip(self.optimizer.param_groups, fused):
+            group["fused"] = value  # this run's choice (train.sync_every), not the checkpoint's
         self.scheduler.load_state_dict(state["scheduler"])
         self.weighting.load_state_dict(state["weighting"])
         set_rng_state(state["rng"][self.context.rank])
