@@ -24,9 +24,7 @@ def report_figure_category(wildcards):
 def report_figure_subcategory(wildcards):
     if "split" not in wildcards.keys():
         return None
-    if wildcards.split == paths.REAL_SPLIT:
-        return "Real NYUv2 frames"
-    return f"{wildcards.split.capitalize()} split ({config['data']['source']})"
+    return "Real NYUv2 frames" if wildcards.split == paths.REAL_SPLIT else f"{wildcards.split.capitalize()} split"
 
 
 def report_figure_labels(wildcards):
