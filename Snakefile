@@ -16,6 +16,9 @@ configfile: "params.yaml"
 validate(config, "workflow/schemas/params.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/preprocess.smk"

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -139,12 +140,42 @@ def test_predicted_depth_at_or_below_zero_is_not_drawn_as_missing():
     assert (predicted[0, 2] == colorize_depth(np.array([[5.0]]), 0.0, 5.0)[0, 0]).all()
 
 
+def summary(profile: str = "demo", source: str = "synthetic") -> dict:
+    """What mbmt.reporting.build.summarise gathers from a run's records."""
+    return {"profiles": [profile], "evaluation": "test split, 16 images, batch size 8", "averaging": "pixel",
+            "training_hardware": ["CPU only"], "evaluation_hardware": ["CPU only"], "git_revision": "abc", "date": "d",
+            "dataset": {"source": source, "origin": "generator", "resolution": [96, 128],
+                        "splits": {"test": {"count": 16}}, "manifest": {"path": "m", "md5": "0" * 32}}}
+
+
 def test_index_warns_unless_paper_setting():
-    summary = {"profiles": ["demo"], "evaluation": "test split, 16 images, batch size 8", "averaging": "pixel",
-               "training_hardware": ["CPU only"], "evaluation_hardware": ["CPU only"], "git_revision": "abc", "date": "d",
-               "dataset": {"source": "synthetic", "origin": "generator", "resolution": [96, 128],
-                           "splits": {"test": {"count": 16}}, "manifest": {"path": "m", "md5": "0" * 32}}}
-    index = document.render(summary, [tables.parameter_table({})], [("Training curves", "cap", "figures/x.png")], {}, {})
+    index = document.render(summary(), [tables.parameter_table({})], [("Training curves", "cap", "figures/x.png")], {}, {})
     assert "Not the paper's setting" in index and "![cap](figures/x.png)" in index and "### Parameters" in index
-    summary |= {"profiles": ["paper"], "dataset": {**summary["dataset"], "source": "nyuv2"}}
-    assert "Not the paper's setting" not in document.render(summary, [], [], {}, {})
+    assert "Not the paper's setting" not in document.render(summary("paper", "nyuv2"), [], [], {}, {})
+
+
+def test_run_table_holds_the_facts_the_index_opens_with():
+    """tables/run.* (what Snakemake's HTML report shows as "What was run") says what the index says."""
+    table = document.run_table(summary())
+    index = document.render(summary(), [], [], {}, {})
+    assert [row[0] for row in table.rows] == ["Profile", "Dataset", "Evaluated on", "Hardware", "Code", "Comparable with the paper"]
+    for fact, value in table.rows[:-1]:
+        assert f"- **{fact}**: {value}\n" in index
+    assert table.rows[1][1] == "synthetic (generator), 96×128 px; images per split: test 16"
+    assert table.rows[-1][1].startswith("No. These numbers come from profile demo on the synthetic dataset")
+    assert document.run_table(summary("paper", "nyuv2")).rows[-1][1].startswith("Yes")
+    # Only the paper's profile on MTAN's NYUv2 compares: the paper's profile on synthetic data does not.
+    assert document.run_table(summary("paper")).rows[-1][1].startswith("No.")
+
+
+def test_html_table_is_a_page_of_its_own():
+    """Snakemake's report embeds each file alone: the title, the table and its notes, text escaped."""
+    page = tables.to_html(tables.parameter_table({"mbmt_partial": {"trainable": 5, "total": 7},
+                                                  "a<b": {"trainable": 1, "total": 1}}))
+    assert page.startswith("<!doctype html>") and "<title>Parameters (trainable / total)</title>" in page
+    rows = re.findall(r"<tr>(.*?)</tr>", page)
+    assert rows[0].startswith("<th>model</th><th>trainable (ours)</th>")
+    assert rows[1] == ('<td>MBMT-Net DWA (partial)</td><td class="num">5</td><td class="num">8,722,196</td>'
+                       '<td class="num">0.000</td><td class="num">7</td><td class="num">32,063,398</td><td class="num">0.000</td>')
+    assert rows[2].startswith('<td>a&lt;b</td><td class="num">1</td><td class="num">–</td>')  # escaped; no paper count
+    assert "<li>Counted on the trained model files" in page

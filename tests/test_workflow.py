@@ -4,21 +4,27 @@ The whole DAG runs once under Snakemake (one module-scoped run, ~2 min on 2 core
 recorded with `dvc commit --no-relink`; each test then works on a copy of that finished project:
 a params change re-runs exactly the changed model's training, its evaluation and the report (with
 Snakemake and with `dvc repro`), the results round-trip through a DVC remote, and the report
-holds every table.
+holds every table; so does Snakemake's HTML report of the run, which renders in headless Chromium.
 """
 
 from __future__ import annotations
 
+import base64
 import getpass
 import hashlib
 import json
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 from mbmt import paper
+from mbmt.reporting.document import RUN_TITLE
+from mbmt.reporting.tables import TABLE_TITLES
+
+import chromium
 from test_workflow_project import SNAKEMAKE_FAST, commit, copy_project, dry_run_jobs, dvc_view, init_git_dvc, run
 
 pytestmark = pytest.mark.slow
@@ -195,3 +201,74 @@ def test_remote_round_trip_restores_everything(project, tmp_path, remote):
     assert planned(clone) == set()
     change_param(clone)
     assert planned(clone) == AFFECTED_STAGES
+
+
+@pytest.fixture(scope="module")
+def html_report(finished, tmp_path_factory) -> Path:
+    """Snakemake's HTML report of the finished run, built as docs/workflow.md says: nothing re-runs."""
+    path = tmp_path_factory.mktemp("html") / "report.html"
+    before = written(finished)
+    run(["snakemake", "--report", str(path)], finished)
+    assert written(finished) == before
+    return path
+
+
+def embedded(report: Path) -> dict:
+    """What the report page embeds for its script: results, categories, rule graph, runtimes, description."""
+    text = report.read_text()
+    return {name: json.loads(re.search(rf'<script id="{name}">\s*var \w+ = (.*?);\n\s*</script>', text, re.S)[1])
+            for name in ("results", "categories", "rulegraph", "runtimes", "workflow-desc")}
+
+
+def test_html_report_holds_every_table_the_figures_the_rule_graph_and_the_runtimes(finished, html_report):
+    data = embedded(html_report)
+    figures = sorted(f"reports/figures/{png.name}" for png in (finished / "reports" / "figures").glob("*.png"))
+    assert len(figures) == 5  # three training curves, the predictions and the comparison on the test split
+    tables = {f"reports/tables/{name}.html": title for name, title in {**TABLE_TITLES, "run": RUN_TITLE}.items()}
+    assert set(data["results"]) == {*tables, *figures, "reports/provenance.json"}
+    for path, result in data["results"].items():  # each file embedded as it is
+        assert base64.b64decode(result["data_uri"].split("base64,", 1)[1]) == (finished / path).read_bytes(), path
+    assert {path: data["results"][path]["labels"]["table"] for path in tables} == tables
+    category = {path: name for name, subcategories in data["categories"].items()
+                for paths in subcategories.values() for path in paths}
+    assert {name for path, name in category.items() if path in tables} == {
+        "Results tables", "Architectures and parameters", "What was run"}
+    assert category["reports/tables/parameters.html"] == "Architectures and parameters"
+    assert {category[path] for path in figures} == {"Training curves", "Predictions"}
+    nodes = {node["rule"] for node in next(d for d in data["rulegraph"]["data"] if d["name"] == "node-data")["values"]}
+    assert nodes == {"fetch", "preprocess", "train", "train_from_st", "evaluate", "report", "all"}
+    # One runtime per job that ran, by rule: DVC's stages are the same jobs.
+    runtimes = Counter(entry["rule"] for entry in data["runtimes"]["data"]["values"])
+    assert runtimes == Counter(stage.split("@")[0] for stage in dvc_view(finished))
+    # The description says what was run: the facts reports/README.md opens with.
+    provenance = json.loads((finished / "reports" / "provenance.json").read_text())
+    description = data["workflow-desc"]
+    assert "<td>tiny</td>" in description and f"git {provenance['git_revision']}" in description
+    assert "Comparable with the paper" in description and "only profile <tt" in description
+
+
+def test_html_report_renders_in_chromium(html_report, tmp_path):
+    """Opened in headless Chromium, the page runs without a script error, lists every result under its
+    category and draws the rule graph and the runtime charts."""
+    if chromium.executable() is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package; "
+                    "apt-get install chromium): the report was checked as data only")
+    data = embedded(html_report)
+    with chromium.Page(tmp_path / "profile") as page:
+        page.open(html_report.as_uri())
+        assert page.wait_for("document.querySelector('#rulegraph canvas, #rulegraph svg') !== null")
+        menu = page.evaluate("document.body.innerText")
+        assert all(name in menu for name in data["categories"]) and "What was run" in menu
+        for name, subcategories in data["categories"].items():
+            for subcategory, paths in subcategories.items():
+                # Back to the menu first, as a reader goes: a results list keeps what it lists while shown.
+                page.evaluate("app.setView({navbarMode: 'menu'})")
+                assert page.wait_for("document.body.innerText.includes('Statistics')")
+                page.evaluate(f"app.setView({{navbarMode: 'subcategory', category: {json.dumps(name)}, "
+                              f"subcategory: {json.dumps(subcategory)}}})")
+                labels = json.dumps([label for path in paths for label in data["results"][path]["labels"].values()])
+                assert page.wait_for(f"{labels}.every(label => document.body.innerText.includes(label))"), (name, subcategory)
+        page.evaluate("app.setView({content: 'stats'})")
+        assert page.wait_for("['#runtimes', '#timeline'].every(id => document.querySelector(id + ' canvas, ' + id + ' svg'))")
+        assert page.screenshot()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert page.errors == []

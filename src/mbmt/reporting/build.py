@@ -23,6 +23,7 @@ from mbmt.reporting.tables import (
     results_table,
     single_task_models,
     to_csv,
+    to_html,
     to_markdown,
 )
 from mbmt.tasks import TASKS
@@ -38,10 +39,12 @@ def build_tables(results: Mapping[str, ModelResult]) -> list[Table]:
 
 
 def write_tables(tables: list[Table], directory: Path) -> None:
+    """Each table as Markdown (the index's), CSV (the numbers whole) and HTML (Snakemake's report)."""
     with atomic_path(directory, directory=True) as tmp:
         for table in tables:
             (tmp / f"{table.name}.md").write_text(to_markdown(table))
             (tmp / f"{table.name}.csv").write_text(to_csv(table))
+            (tmp / f"{table.name}.html").write_text(to_html(table))
 
 
 def comparison_rows(results: Mapping[str, ModelResult], split: str) -> list[tuple[str, dict]]:
@@ -108,9 +111,9 @@ def write_report(params: dict) -> Path:
     dataset = read_dataset()
 
     tables = build_tables(results)
-    write_tables(tables, paths.REPORT_TABLES_DIR)
-    listed = write_figures(results, samples, paths.REPORT_FIGURES_DIR)
     summary = summarise(results, dataset)
+    write_tables([*tables, document.run_table(summary)], paths.REPORT_TABLES_DIR)
+    listed = write_figures(results, samples, paths.REPORT_FIGURES_DIR)
     provenance = {**summary, "models": {name: r.provenance() for name, r in results.items()},
                   "figure_images": {s.split: s.file for s in samples}}
     write_json(paths.REPORT_PROVENANCE, provenance)

@@ -7,28 +7,49 @@ from typing import Any
 
 from mbmt.reporting.tables import Table, to_markdown
 
+RUN_TITLE = "What was run"
 
-def _facts(summary: Mapping[str, Any]) -> str:
+
+def facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What was run, as (fact, value): the index opens with them, tables/run.* holds them."""
     dataset = summary["dataset"]
     splits = ", ".join(f"{split} {entry['count']}" for split, entry in dataset["splits"].items())
     height, width = dataset["resolution"]
-    return "\n".join([
-        f"- **Profile**: {', '.join(summary['profiles'])}",
-        f"- **Dataset**: {dataset['source']} ({dataset['origin']}), {height}×{width} px; images per split: {splits}",
-        f"- **Evaluated on**: {summary['evaluation']}",
-        f"- **Hardware**: trained on {', '.join(summary['training_hardware']) or 'unknown'}; "
-        f"evaluated on {', '.join(summary['evaluation_hardware']) or 'unknown'}",
-        f"- **Code**: git {summary['git_revision']} (report written {summary['date']})",
-    ])
+    return [
+        ("Profile", ", ".join(summary["profiles"])),
+        ("Dataset", f"{dataset['source']} ({dataset['origin']}), {height}×{width} px; images per split: {splits}"),
+        ("Evaluated on", summary["evaluation"]),
+        ("Hardware", f"trained on {', '.join(summary['training_hardware']) or 'unknown'}; "
+                     f"evaluated on {', '.join(summary['evaluation_hardware']) or 'unknown'}"),
+        ("Code", f"git {summary['git_revision']} (report written {summary['date']})"),
+    ]
+
+
+def caution(summary: Mapping[str, Any]) -> str | None:
+    """Why the numbers do not compare with the paper's; None when they come from the paper's setting."""
+    if summary["profiles"] == ["paper"] and summary["dataset"]["source"] == "nyuv2":
+        return None
+    return (f"These numbers come from profile {', '.join(summary['profiles'])} on the "
+            f"{summary['dataset']['source']} dataset: they show that the whole pipeline runs and how its "
+            "outputs look, not how MBMT-Net compares with the paper. Run snakemake --cores all (profile "
+            "paper, MTAN's NYUv2) for comparable numbers.")
+
+
+def run_table(summary: Mapping[str, Any]) -> Table:
+    """The facts and whether the numbers compare with the paper's (Snakemake's HTML report shows it)."""
+    warning = caution(summary)
+    comparable = f"No. {warning}" if warning else "Yes: the paper's profile on MTAN's NYUv2."
+    return Table("run", RUN_TITLE, ["fact", "value"], [[*fact] for fact in facts(summary)]
+                 + [["Comparable with the paper", comparable]])
+
+
+def _facts(summary: Mapping[str, Any]) -> str:
+    return "\n".join(f"- **{fact}**: {value}" for fact, value in facts(summary))
 
 
 def _caution(summary: Mapping[str, Any]) -> str:
-    if summary["profiles"] == ["paper"] and summary["dataset"]["source"] == "nyuv2":
-        return ""
-    return ("> **Not the paper's setting.** These numbers come from profile "
-            f"`{', '.join(summary['profiles'])}` on the {summary['dataset']['source']} dataset: they show that "
-            "the whole pipeline runs and how its outputs look, not how MBMT-Net compares with the paper. "
-            "Run `snakemake --cores all` (profile `paper`, MTAN's NYUv2) for comparable numbers.\n\n")
+    warning = caution(summary)
+    return f"> **Not the paper's setting.** {warning}\n\n" if warning else ""
 
 
 def _provenance_table(models: Mapping[str, Mapping[str, Any]], titles: Mapping[str, str]) -> str:

@@ -1,7 +1,7 @@
 """The paper's four tables as data, each measured value beside the published one.
 
 Pure functions of the metrics JSON (DESIGN §3 blocks, paper units) and parameter counts, so
-every number can be checked by hand; rendering to Markdown and CSV is at the end.
+every number can be checked by hand; rendering to Markdown, CSV and HTML is at the end.
 
 "ours" in the paper is MBMT-Net DWA, the partial variant (frozen ST encoders, see mbmt.paper);
 the EfficientPS column is each task's single-task model (ST-SS for SS, ST-DE for DE, ...).
@@ -10,6 +10,7 @@ the EfficientPS column is each task's single-task model (ST-SS for SS, ST-DE for
 from __future__ import annotations
 
 import csv
+import html
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,14 @@ DIGITS = {"loss": 4, "miou": 2, "pix_acc": 2, "abs_err": 4, "rel_err": 4, "mean"
           "within_11_25": 2, "within_22_5": 2, "within_30": 2}
 PARAMETER_QUANTITIES = (("trainable", "Trainable #P"), ("total", "Total #P"))
 HEADLINE_METRICS = (("semantic", "miou"), ("depth", "abs_err"), ("normal", "mean"))
+# Each table's title by its name (the file stem in reports/tables/), the paper's order.
+TABLE_TITLES = {
+    "headline": "At a glance: each task's headline metric and the trainable parameters",
+    "architectures": "Architectures",
+    "parameters": "Parameters (trainable / total)",
+    "results": "Results on the test split (the paper's 12 metrics)",
+    "relative_improvements": "Relative improvements of MBMT-Net (%, positive = MBMT-Net better)",
+}
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,7 @@ def architecture_table(models: Mapping[str, Mapping]) -> Table:
         tasks = "+".join(TASK_ABBREVIATIONS[t] for t in meta["tasks"])
         rows.append([name, abbreviation, context, backbone, architecture, measured_backbone, tasks])
     return Table(
-        "architectures", "Architectures",
+        "architectures", TABLE_TITLES["architectures"],
         ["model", "abbreviation (paper)", "context (paper)", "backbone (paper)", "architecture and tasks (paper)",
          "backbones (ours)", "tasks (ours)"],
         rows,
@@ -149,7 +158,7 @@ def parameter_table(counts: Mapping[str, Mapping[str, int]]) -> Table:
             row += [Num(int(ours)), None if theirs is None else Num(int(theirs)), ratio]
         rows.append(row)
     return Table(
-        "parameters", "Parameters (trainable / total)",
+        "parameters", TABLE_TITLES["parameters"],
         ["model", "trainable (ours)", "trainable (paper)", "ours / paper",
          "total (ours)", "total (paper)", "ours / paper"],
         rows,
@@ -180,7 +189,7 @@ def headline_table(metrics: Mapping[str, Mapping], counts: Mapping[str, Mapping[
         row += [None if ours is None else Num(int(ours["trainable"])), None if theirs is None else Num(int(theirs["trainable"]))]
         rows.append(row)
     return Table(
-        "headline", "At a glance: each task's headline metric and the trainable parameters", columns, rows,
+        "headline", TABLE_TITLES["headline"], columns, rows,
         ["EfficientPS (ST-Nets): each task's metric from its single-task model; parameters of the three together."],
     )
 
@@ -205,7 +214,7 @@ def results_table(metrics: Mapping[str, Mapping]) -> Table:
         row += [_num(value(metrics[name], task, key), digits) for name in extra]
         rows.append(row)
     return Table(
-        "results", "Results on the test split (the paper's 12 metrics)", columns, rows,
+        "results", TABLE_TITLES["results"], columns, rows,
         ["EfficientPS (ST-Nets): each task's row comes from that task's single-task model.",
          "The paper did not publish MTAN's losses."],
     )
@@ -239,7 +248,7 @@ def improvement_table(metrics: Mapping[str, Mapping], counts: Mapping[str, Mappi
                     row.append(_num(paper.RELATIVE_IMPROVEMENTS[baseline][index], 2, "%"))
             rows.append(row)
     return Table(
-        "relative_improvements", "Relative improvements of MBMT-Net (%, positive = MBMT-Net better)",
+        "relative_improvements", TABLE_TITLES["relative_improvements"],
         columns, rows,
         ["(ours - theirs) / theirs, negated where lower is better (losses, errors, angles, parameters); "
          "this formula reproduces the paper's metric columns (see mbmt.paper).",
@@ -259,11 +268,19 @@ def _num(number: float | None, digits: int, suffix: str = "") -> Num | None:
 
 # -- rendering --------------------------------------------------------------------------------
 
+def _numeric_columns(table: Table) -> list[bool]:
+    return [any(isinstance(row[i], Num) for row in table.rows) for i in range(len(table.columns))]
+
+
+def _text(cell: Cell) -> str:
+    return "–" if cell is None else str(cell)
+
+
 def to_markdown(table: Table) -> str:
     def text(cell: Cell) -> str:
-        return "–" if cell is None else str(cell).replace("|", "\\|")
+        return _text(cell).replace("|", "\\|")
 
-    numeric = [any(isinstance(row[i], Num) for row in table.rows) for i in range(len(table.columns))]
+    numeric = _numeric_columns(table)
     lines = [f"## {table.title}", "",
              "| " + " | ".join(table.columns) + " |",
              "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]
@@ -284,3 +301,26 @@ def to_csv(table: Table) -> str:
     writer.writerow(table.columns)
     writer.writerows([raw(cell) for cell in row] for row in table.rows)
     return out.getvalue()
+
+
+# Self-contained, so that Snakemake's HTML report shows the table as it is (it embeds each file).
+HTML_STYLE = ("body{font-family:sans-serif;font-size:14px;margin:1em}table{border-collapse:collapse}"
+              "th,td{border:1px solid #ccc;padding:3px 8px}th{background:#eee}td.num{text-align:right}")
+
+
+def to_html(table: Table) -> str:
+    numeric = _numeric_columns(table)
+
+    def row(cells, tag: str) -> str:
+        opening = [f'<{tag} class="num">' if tag == "td" and n else f"<{tag}>" for n in numeric]
+        return "<tr>" + "".join(f"{opening[i]}{html.escape(_text(cell))}</{tag}>" for i, cell in enumerate(cells)) + "</tr>"
+
+    title = html.escape(table.title)
+    lines = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{title}</title>",
+             f"<style>{HTML_STYLE}</style></head><body>", f"<h2>{title}</h2>", "<table>",
+             f"<thead>{row(table.columns, 'th')}</thead>", "<tbody>", *(row(r, "td") for r in table.rows),
+             "</tbody></table>"]
+    if table.notes:
+        lines += ["<ul>", *(f"<li>{html.escape(note)}</li>" for note in table.notes), "</ul>"]
+    lines.append("</body></html>")
+    return "\n".join(lines) + "\n"

@@ -2,10 +2,10 @@
 
 Reads metrics/MODEL.json, models/MODEL/{model.pt, live/} for every model of params.yaml, and
 data/processed/test.h5 (data/processed/real.h5 too when it exists) with manifest.json. Writes
-reports/README.md (the index: facts, tables, figures, provenance), reports/tables/*.{md,csv}
-(architectures, parameters, results, relative improvements), reports/figures/*.png (training
-curves per task, predictions on params report.qualitative_images images) and
-reports/provenance.json (the md5 DVC records for every file a number came from).
+reports/README.md (the index: facts, tables, figures, provenance), reports/tables/*.{md,csv,html}
+(architectures, parameters, results, relative improvements; run: what was run),
+reports/figures/*.png (training curves per task, predictions on params report.qualitative_images
+images) and reports/provenance.json (the md5 DVC records for every file a number came from).
 """
 
 from __future__ import annotations
