@@ -25,6 +25,7 @@ STAGES = {
     "params": "print the parameter table of every model beside the paper's counts",
     "report": "write the paper's tables and figures to reports/",
     "config": "print the merged, validated parameters (params.yaml + presets)",
+    "dag": "write dvc.yaml from params.yaml and the stage definitions the Snakefile uses",
 }
 
 
