@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow_project import copy_project, dvc_view, snakemake_view
+from test_workflow_project import REPO, copy_project, dvc_view, run, snakemake_view
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,56 @@ def test_config_overrides_are_refused(root):
 
     with pytest.raises(WorkflowError, match="--configfile"):
         snakemake_view(root, config={"seed": 1})
+
+
+def test_committed_dvc_yaml_is_generated_from_params():
+    """dvc.yaml is what `mbmt dag` writes from the committed params.yaml (run `mbmt dag` if not)."""
+    from mbmt.config import load_params
+    from mbmt.dag import render_dvc_yaml
+
+    assert (REPO / "dvc.yaml").read_text() == render_dvc_yaml(load_params([REPO / "params.yaml"]))
+
+
+def test_dag_check_fails_on_a_stale_dvc_yaml(project, capsys):
+    from mbmt.cli import main
+
+    assert main(["dag"]) == 0 and main(["dag", "--check"]) == 0
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["mbmt_full_pretrained"]["init_from"] = None
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    capsys.readouterr()
+    assert main(["dag", "--check"]) == 2
+    assert "dvc.yaml is out of date with params.yaml" in capsys.readouterr().err
+    assert main(["dag"]) == 0 and main(["dag", "--check"]) == 0
+
+
+# A preset that moves models between the two training groups: one variant now trains from the
+# data, the from-scratch one from two ST-Nets, and the paper's variant from its ST-Nets in another order.
+REWIRED = {"models": {
+    "mbmt_full_pretrained": {"init_from": None},
+    "mbmt_full_scratch": {"init_from": ["st_ss", "st_de"], "backbones": ["efficientnet_b2", "efficientnet_b2"]},
+    "mbmt_partial": {"init_from": ["st_snp", "st_ss", "st_de"]},
+}}
+
+
+def test_a_preset_that_changes_init_from_changes_both_dags_identically(tmp_path):
+    """Snakemake with the preset schedules what `dvc repro` runs after `mbmt config ... --output
+    params.yaml` and `mbmt dag`: the same stages, dependencies, outputs and params."""
+    from dvc.repo import Repo
+
+    root = copy_project(tmp_path / "project", preset=None)
+    Repo.init(str(root), no_scm=True).close()
+    (root / "rewired.yaml").write_text(yaml.safe_dump(REWIRED))
+    jobs = snakemake_view(root, configfiles=(root / "rewired.yaml",))
+    run(["mbmt", "config", "-p", "params.yaml", "-p", "rewired.yaml", "--output", "params.yaml"], root)
+    run(["mbmt", "dag"], root)
+    stages = dvc_view(root)
+    assert sorted(jobs) == sorted(stages)
+    assert "train@mbmt_full_pretrained" in stages and "train_from_st@mbmt_full_scratch" in stages
+    for name, stage in stages.items():
+        job = jobs[name]
+        assert job.cmd == f"{stage.cmd} --params params.yaml --params rewired.yaml", name
+        assert (job.deps, job.outs, job.params) == (stage.deps, stage.outs, stage.params), name
+    assert {d for d in stages["train_from_st@mbmt_full_scratch"].deps if d.endswith("model.pt")} == {
+        "models/st_ss/model.pt", "models/st_de/model.pt"}
+    assert not {d for d in stages["train@mbmt_full_pretrained"].deps if d.endswith("model.pt")}
