@@ -5,15 +5,12 @@
 #   snakemake --cores all                                # the paper's settings (params.yaml)
 #   snakemake --cores all --configfile config/demo.yaml  # the CPU demo (a preset over params.yaml)
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: "params.yaml"
-
-
-validate(config, "workflow/schemas/params.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
@@ -22,6 +19,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/dvc.smk"
 
 
 localrules:

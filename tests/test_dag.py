@@ -165,3 +165,21 @@ def test_a_preset_that_changes_init_from_changes_both_dags_identically(tmp_path)
     assert {d for d in stages["train_from_st@mbmt_full_scratch"].deps if d.endswith("model.pt")} == {
         "models/st_ss/model.pt", "models/st_de/model.pt"}
     assert not {d for d in stages["train@mbmt_full_pretrained"].deps if d.endswith("model.pt")}
+
+
+@pytest.mark.parametrize("preset, message", [
+    ("train: {lr: 1e-4}\n",
+     "train.lr: '1e-4' is a string, expected a number — YAML reads 1e-4 as a string; write 1.0e-4"),
+    ("models:\n  mtnet: {backbone: efficentnet_b5}\n",
+     "models.mtnet.backbone: 'efficentnet_b5' is not a timm model; did you mean efficientnet_b5"),
+])
+def test_bad_params_stop_snakemake_with_mbmt_configs_message(root, preset, message):
+    """A schema error or an unknown backbone is found before any job, in `mbmt config`'s words."""
+    (root / "bad.yaml").write_text(preset)
+    snakemake = run(["snakemake", "-n", "--configfile", "bad.yaml"], root, check=False)
+    config = run(["mbmt", "config", "-p", "params.yaml", "-p", "bad.yaml"], root, check=False)
+    assert snakemake.returncode == 1 and config.returncode == 2
+    assert config.stderr.startswith("mbmt config: error: params.yaml + bad.yaml: invalid parameters:\n  ")
+    assert message in config.stderr
+    assert snakemake.stderr.endswith(config.stderr.replace("mbmt config: error: ", "snakemake: error: "))
+    assert "Traceback" not in snakemake.stderr and "Building DAG" not in snakemake.stdout + snakemake.stderr

@@ -4,18 +4,15 @@
 
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from mbmt import dag, paths
+from mbmt.config import validate, validate_backbones
 from mbmt.dag import STAGE_PARAMS, code_files
-
-# The MBMT-Net variants whose encoders start from trained ST-Nets (params init_from) train after
-# those ST-Nets (rule train_from_st); every other model trains straight from the data (rule train).
-MODELS = dag.models(config)
-FROM_ST = dag.trained_from_st(config)
-FROM_DATA = dag.trained_from_data(config)
+from mbmt.errors import ParamsError
 
 # The code each stage runs is an input (Snakemake's code trigger sees only the shell text), so
 # editing it re-runs the stage; mbmt.dag lists it once for both front ends and the trainer.
@@ -65,6 +62,20 @@ def param_files():
 
 
 PARAM_FILES = param_files()
+# The schema and the backbone names, before any job runs, in the words of `mbmt config` (a
+# WorkflowError would wrap them in Snakemake's traceback lines).
+try:
+    validate(config, source=" + ".join(PARAM_FILES))
+    validate_backbones(config, source=" + ".join(PARAM_FILES))
+except ParamsError as exc:
+    print(f"snakemake: error: {exc}", file=sys.stderr)
+    sys.exit(1)
+
+# The MBMT-Net variants whose encoders start from trained ST-Nets (params init_from) train after
+# those ST-Nets (rule train_from_st); every other model trains straight from the data (rule train).
+MODELS = dag.models(config)
+FROM_ST = dag.trained_from_st(config)
+FROM_DATA = dag.trained_from_data(config)
 # Without presets the commands read params.yaml by default and are exactly dvc.yaml's.
 PARAM_OPTIONS = "".join(f" --params {shlex.quote(f)}" for f in PARAM_FILES) if PARAM_FILES != [str(paths.PARAMS_FILE)] else ""
 # Appended to every command: the job's output goes to its log file.
