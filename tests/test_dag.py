@@ -70,6 +70,16 @@ def test_every_output_has_one_owner(dvc_stages):
         assert not b.startswith(a + "/"), f"{b} ({owners[b]}) lies inside {a} ({owners[a]})"
 
 
+def test_a_snakemake_run_registers_every_output_with_dvc(root, dvc_stages):
+    """What a Snakemake run registers in DVC's lock table (workflow/rules/dvc.smk) covers every
+    output of every DVC stage, so no `dvc repro` stage can start while it runs."""
+    from mbmt.config import load_params
+    from mbmt.dag import outputs
+
+    registered = {str(path) for path in outputs(load_params([root / "params.yaml"]))}
+    assert registered == set().union(*(stage.outs for stage in dvc_stages.values()))
+
+
 def test_mbmt_variants_train_after_their_st_models(snakemake_jobs, root):
     models = yaml.safe_load((root / "params.yaml").read_text())["models"]
     for name, entry in models.items():
@@ -183,3 +193,21 @@ def test_bad_params_stop_snakemake_with_mbmt_configs_message(root, preset, messa
     assert message in config.stderr
     assert snakemake.stderr.endswith(config.stderr.replace("mbmt config: error: ", "snakemake: error: "))
     assert "Traceback" not in snakemake.stderr and "Building DAG" not in snakemake.stdout + snakemake.stderr
+
+
+def test_a_snakemake_run_is_recorded_for_dvc_only_as_dvc_yaml_describes_it(project):
+    """The Snakefile's onsuccess handler records a run with `dvc commit` only when dvc.yaml (its
+    params keys read from params.yaml) describes what ran; otherwise it says why and what to run."""
+    from mbmt.config import load_params
+    from mbmt.dag import render_dvc_yaml
+    from mbmt.sync import why_not_recorded
+
+    params = load_params(["params.yaml"])
+    (project / "dvc.yaml").write_text(render_dvc_yaml(params))
+    assert why_not_recorded(params, ["params.yaml"], whole_dag=True) is None
+    with_preset = why_not_recorded(params, ["params.yaml", "config/demo.yaml"], whole_dag=True)
+    assert with_preset.startswith("this run used presets (config/demo.yaml), and DVC records params.yaml's values")
+    assert "mbmt config -p params.yaml -p config/demo.yaml --output params.yaml" in with_preset
+    assert "only some targets" in why_not_recorded(params, ["params.yaml"], whole_dag=False)
+    params["models"]["mbmt_partial"]["init_from"] = None
+    assert why_not_recorded(params, ["params.yaml"], whole_dag=True).startswith("dvc.yaml is out of date")

@@ -32,7 +32,7 @@ STAGE_PARAMS = {
               "train.augment", "train.steps_per_epoch", "train.val_every", "train.amp",
               "train.channels_last", "decoder", "backbone_weights", "models.{model}"],
     "evaluate": ["evaluate"],
-    # data.real_images: whether the report draws the real frames (real.h5, which dvc.yaml cannot declare).
+    # data.real_images: whether the report draws the real frames (real.h5).
     "report": ["report", "data.real_images"],
 }
 
@@ -127,17 +127,6 @@ def report_inputs(params: Mapping) -> list[Path]:
 
 
 REPORT_OUTPUTS = [paths.REPORT_INDEX, paths.REPORT_TABLES_DIR, paths.REPORT_FIGURES_DIR, paths.REPORT_PROVENANCE]
-
-
-def stage_writes(stage: str, params: Mapping, model: str | None = None) -> list[Path]:
-    """What one stage command writes: its outputs, and for train the model's resumable runs/ state."""
-    return {
-        "fetch": lambda: [paths.RAW_DIR],
-        "preprocess": lambda: processed_files(params),
-        "train": lambda: [paths.model_file(model), paths.live_dir(model), paths.RUNS_DIR / model],
-        "evaluate": lambda: [paths.metrics_file(model)],
-        "report": lambda: REPORT_OUTPUTS,
-    }[stage]()
 
 
 def outputs(params: Mapping) -> list[Path]:
