@@ -57,6 +57,7 @@ def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (tmp_path / "reports.lock").write_text(json.dumps({"pid": dead.pid, "command": "mbmt report", "host": "h", "since": "t"}))
+    assert holder("reports", tmp_path) is None
     with OutputLock("reports", ["reports"], tmp_path):
         assert holder("reports", tmp_path)["pid"] == os.getpid()
 
@@ -153,7 +154,7 @@ def test_snakemake_refuses_while_dvc_repro_runs(project):
     second = run(SNAKEMAKE, project, check=False)
     assert second.returncode != 0
     output = second.stdout + second.stderr
-    assert f"DVC is using this project's outputs (models/st_ss/" in output
+    assert "DVC is using this project's outputs (models/st_ss/" in output
     assert f"pid {first.pid} (`dvc repro train@st_ss`); wait for it to finish" in output
     finish(first)
     assert run(["dvc", "status", "train@st_ss"], project).stdout.strip() == "Data and pipelines are up to date."

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 # Modules that decide how a stage runs, not what it computes; no stage lists them as a dependency
 # (STAGE_CODE in src/mbmt/dag.py).
 INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/errors.py", "mbmt/io.py",
-                  "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py", "mbmt/stages/config.py"}
+                  "mbmt/locking.py", "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py", "mbmt/stages/config.py"}
 # A change to the paper's MBMT-Net alone, and what it must re-run.
 CHANGED_MODEL = "mbmt_partial"
 AFFECTED_STAGES = {f"train_from_st@{CHANGED_MODEL}", f"evaluate@{CHANGED_MODEL}", "report"}

@@ -140,16 +140,20 @@ class OutputLock:
 
 
 def holder(name: str, lock_dir: Path = LOCK_DIR) -> dict | None:
-    """Who holds lock ``name`` now (the pid etc. written in it), or None if nobody does."""
+    """Who holds lock ``name`` now (what it wrote in the lock file), or None if nobody does.
+
+    Reads the file without locking it: a probe with flock would make a concurrent acquire fail.
+    A holder empties the file when it releases the lock; one that was killed left its pid behind,
+    which no longer runs.
+    """
+    import psutil
+
     path = Path(lock_dir) / f"{name}.lock"
-    if not path.is_file():
+    try:
+        info = json.loads(path.read_text() or "null")
+    except (FileNotFoundError, json.JSONDecodeError):
         return None
-    with open(path) as file:
-        try:
-            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return json.loads(file.read() or "{}")
-        return None
+    return info if info and psutil.pid_exists(info["pid"]) else None
 
 
 @contextlib.contextmanager
