@@ -76,6 +76,7 @@ except ParamsError as exc:
 MODELS = dag.models(config)
 FROM_ST = dag.trained_from_st(config)
 FROM_DATA = dag.trained_from_data(config)
+
 # Without presets the commands read params.yaml by default and are exactly dvc.yaml's.
 PARAM_OPTIONS = "".join(f" --params {shlex.quote(f)}" for f in PARAM_FILES) if PARAM_FILES != [str(paths.PARAMS_FILE)] else ""
 # Appended to every command: the job's output goes to its log file.
