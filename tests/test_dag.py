@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow_project import copy_project, dvc_view, snakemake_view
+from test_workflow_project import REPO, copy_project, dvc_view, run, snakemake_view
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,16 @@ def test_every_output_has_one_owner(dvc_stages):
         assert not b.startswith(a + "/"), f"{b} ({owners[b]}) lies inside {a} ({owners[a]})"
 
 
+def test_a_snakemake_run_registers_every_output_with_dvc(root, dvc_stages):
+    """What a Snakemake run registers in DVC's lock table (workflow/rules/dvc.smk) covers every
+    output of every DVC stage, so no `dvc repro` stage can start while it runs."""
+    from mbmt.config import load_params
+    from mbmt.dag import outputs
+
+    registered = {str(path) for path in outputs(load_params([root / "params.yaml"]))}
+    assert registered == set().union(*(stage.outs for stage in dvc_stages.values()))
+
+
 def test_mbmt_variants_train_after_their_st_models(snakemake_jobs, root):
     models = yaml.safe_load((root / "params.yaml").read_text())["models"]
     for name, entry in models.items():
@@ -112,3 +122,92 @@ def test_config_overrides_are_refused(root):
 
     with pytest.raises(WorkflowError, match="--configfile"):
         snakemake_view(root, config={"seed": 1})
+
+
+def test_committed_dvc_yaml_is_generated_from_params():
+    """dvc.yaml is what `mbmt dag` writes from the committed params.yaml (run `mbmt dag` if not)."""
+    from mbmt.config import load_params
+    from mbmt.dag import render_dvc_yaml
+
+    assert (REPO / "dvc.yaml").read_text() == render_dvc_yaml(load_params([REPO / "params.yaml"]))
+
+
+def test_dag_check_fails_on_a_stale_dvc_yaml(project, capsys):
+    from mbmt.cli import main
+
+    assert main(["dag"]) == 0 and main(["dag", "--check"]) == 0
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["mbmt_full_pretrained"]["init_from"] = None
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    capsys.readouterr()
+    assert main(["dag", "--check"]) == 2
+    assert "dvc.yaml is out of date with params.yaml" in capsys.readouterr().err
+    assert main(["dag"]) == 0 and main(["dag", "--check"]) == 0
+
+
+# A preset that moves models between the two training groups: one variant now trains from the
+# data, the from-scratch one from two ST-Nets, and the paper's variant from its ST-Nets in another order.
+REWIRED = {"models": {
+    "mbmt_full_pretrained": {"init_from": None},
+    "mbmt_full_scratch": {"init_from": ["st_ss", "st_de"], "backbones": ["efficientnet_b2", "efficientnet_b2"]},
+    "mbmt_partial": {"init_from": ["st_snp", "st_ss", "st_de"]},
+}}
+
+
+def test_a_preset_that_changes_init_from_changes_both_dags_identically(tmp_path):
+    """Snakemake with the preset schedules what `dvc repro` runs after `mbmt config ... --output
+    params.yaml` and `mbmt dag`: the same stages, dependencies, outputs and params."""
+    from dvc.repo import Repo
+
+    root = copy_project(tmp_path / "project", preset=None)
+    Repo.init(str(root), no_scm=True).close()
+    (root / "rewired.yaml").write_text(yaml.safe_dump(REWIRED))
+    jobs = snakemake_view(root, configfiles=(root / "rewired.yaml",))
+    run(["mbmt", "config", "-p", "params.yaml", "-p", "rewired.yaml", "--output", "params.yaml"], root)
+    run(["mbmt", "dag"], root)
+    stages = dvc_view(root)
+    assert sorted(jobs) == sorted(stages)
+    assert "train@mbmt_full_pretrained" in stages and "train_from_st@mbmt_full_scratch" in stages
+    for name, stage in stages.items():
+        job = jobs[name]
+        assert job.cmd == f"{stage.cmd} --params params.yaml --params rewired.yaml", name
+        assert (job.deps, job.outs, job.params) == (stage.deps, stage.outs, stage.params), name
+    assert {d for d in stages["train_from_st@mbmt_full_scratch"].deps if d.endswith("model.pt")} == {
+        "models/st_ss/model.pt", "models/st_de/model.pt"}
+    assert not {d for d in stages["train@mbmt_full_pretrained"].deps if d.endswith("model.pt")}
+
+
+@pytest.mark.parametrize("preset, message", [
+    ("train: {lr: 1e-4}\n",
+     "train.lr: '1e-4' is a string, expected a number — YAML reads 1e-4 as a string; write 1.0e-4"),
+    ("models:\n  mtnet: {backbone: efficentnet_b5}\n",
+     "models.mtnet.backbone: 'efficentnet_b5' is not a timm model; did you mean efficientnet_b5"),
+])
+def test_bad_params_stop_snakemake_with_mbmt_configs_message(root, preset, message):
+    """A schema error or an unknown backbone is found before any job, in `mbmt config`'s words."""
+    (root / "bad.yaml").write_text(preset)
+    snakemake = run(["snakemake", "-n", "--configfile", "bad.yaml"], root, check=False)
+    config = run(["mbmt", "config", "-p", "params.yaml", "-p", "bad.yaml"], root, check=False)
+    assert snakemake.returncode == 1 and config.returncode == 2
+    assert config.stderr.startswith("mbmt config: error: params.yaml + bad.yaml: invalid parameters:\n  ")
+    assert message in config.stderr
+    assert snakemake.stderr.endswith(config.stderr.replace("mbmt config: error: ", "snakemake: error: "))
+    assert "Traceback" not in snakemake.stderr and "Building DAG" not in snakemake.stdout + snakemake.stderr
+
+
+def test_a_snakemake_run_is_recorded_for_dvc_only_as_dvc_yaml_describes_it(project):
+    """The Snakefile's onsuccess handler records a run with `dvc commit` only when dvc.yaml (its
+    params keys read from params.yaml) describes what ran; otherwise it says why and what to run."""
+    from mbmt.config import load_params
+    from mbmt.dag import render_dvc_yaml
+    from mbmt.sync import why_not_recorded
+
+    params = load_params(["params.yaml"])
+    (project / "dvc.yaml").write_text(render_dvc_yaml(params))
+    assert why_not_recorded(params, ["params.yaml"], whole_dag=True) is None
+    with_preset = why_not_recorded(params, ["params.yaml", "config/demo.yaml"], whole_dag=True)
+    assert with_preset.startswith("this run used presets (config/demo.yaml), and DVC records params.yaml's values")
+    assert "mbmt config -p params.yaml -p config/demo.yaml --output params.yaml" in with_preset
+    assert "only some targets" in why_not_recorded(params, ["params.yaml"], whole_dag=False)
+    params["models"]["mbmt_partial"]["init_from"] = None
+    assert why_not_recorded(params, ["params.yaml"], whole_dag=True).startswith("dvc.yaml is out of date")

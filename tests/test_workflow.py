@@ -1,7 +1,7 @@
 """End to end on the tiny configuration, in a git + DVC copy of the project.
 
-The whole DAG runs once under Snakemake (one module-scoped run, ~2 min on 2 cores) and is
-recorded with `dvc commit --no-relink`; each test then works on a copy of that finished project:
+The whole DAG runs once under Snakemake (one module-scoped run, ~2 min on 2 cores), which records
+its outputs for DVC when it succeeds; each test then works on a copy of that finished project:
 a params change re-runs exactly the changed model's training, its evaluation and the report (with
 Snakemake and with `dvc repro`), the results round-trip through a DVC remote, and the report
 holds every table; so does Snakemake's HTML report of the run, which renders in headless Chromium.
@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 # Modules that decide how a stage runs, not what it computes; no stage lists them as a dependency
 # (STAGE_CODE in src/mbmt/dag.py).
 INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/dag.py", "mbmt/errors.py", "mbmt/io.py",
-                  "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py", "mbmt/stages/config.py"}
+                  "mbmt/locking.py", "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py",
+                  "mbmt/stages/config.py"}
 # A change to the paper's MBMT-Net alone, and what it must re-run.
 CHANGED_MODEL = "mbmt_partial"
 AFFECTED_STAGES = {f"train_from_st@{CHANGED_MODEL}", f"evaluate@{CHANGED_MODEL}", "report"}
@@ -43,12 +44,12 @@ TIMESTAMP = ".snakemake_timestamp"  # Snakemake's marker in directory outputs; .
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    """The project after `snakemake` and `dvc commit --no-relink`, committed to git."""
+    """The project after `snakemake` (which records its outputs for DVC), committed to git."""
     root = copy_project(tmp_path_factory.mktemp("workflow") / "project")
     init_git_dvc(root)
     # Each stage's log then lists every module it imported (test_stages_depend_on_the_code_they_import).
-    run(["snakemake", *SNAKEMAKE_FAST], root, env={"PYTHONPROFILEIMPORTTIME": "1"})
-    run(["dvc", "commit", "--no-relink", "--force", "--quiet"], root)
+    result = run(["snakemake", *SNAKEMAKE_FAST], root, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert "Recorded the outputs for DVC" in result.stderr
     commit(root, "results")
     return root
 
@@ -95,8 +96,26 @@ def change_param(root: Path) -> None:
 
 
 def test_both_front_ends_see_the_run_as_up_to_date(finished):
+    """Right after `snakemake`, with no command in between: DVC has recorded every output."""
     assert run(["dvc", "status"], finished).stdout.strip() == "Data and pipelines are up to date."
     assert planned(finished) == set()
+
+
+def locked_stages(root: Path) -> dict[str, object]:
+    return yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+
+
+def test_a_deleted_model_file_comes_back_with_mbmt_pull(project):
+    """Snakemake does not rebuild an intermediate output while what it feeds is current; DVC sees
+    it missing. `mbmt pull --checkout` restores it from the cache, and both agree again."""
+    model = project / "models" / "mtnet" / "model.pt"
+    recorded = model.read_bytes()
+    model.unlink()
+    assert planned(project) == set()
+    assert dvc_changed(project) == {"train@mtnet", "evaluate@mtnet", "report"}
+    run(["mbmt", "pull", "--checkout"], project)
+    assert model.read_bytes() == recorded
+    assert dvc_changed(project) == set() and planned(project) == set()
 
 
 def test_stages_depend_on_the_code_they_import(finished):
@@ -150,12 +169,12 @@ def test_params_change_reruns_one_model_with_snakemake(project):
     change_param(project)
     assert planned(project) == AFFECTED_STAGES
     assert dvc_changed(project) == {f"train_from_st@{CHANGED_MODEL}"}  # DVC sees the same cause
-    before = written(project)
+    before, lock_before = written(project), locked_stages(project)
     run(["snakemake", *SNAKEMAKE_FAST], project)
-    after = written(project)
+    after, lock_after = written(project), locked_stages(project)
     assert {out for out in after if after[out] != before[out]} == AFFECTED_OUTPUTS
-    assert dvc_changed(project) == AFFECTED_STAGES  # DVC sees exactly what Snakemake re-ran
-    run(["dvc", "commit", "--no-relink", "--force", "--quiet"], project)
+    # Snakemake recorded its run for DVC: exactly the stages it re-ran have new entries.
+    assert {name for name in lock_after if lock_after[name] != lock_before[name]} == AFFECTED_STAGES
     assert dvc_changed(project) == set() and planned(project) == set()
 
 
@@ -180,8 +199,8 @@ def remote(request, tmp_path) -> tuple[str, Path | None, dict[str, str]]:
 
 
 def test_remote_round_trip_restores_everything(project, tmp_path, remote):
-    """push; a fresh clone pulls every output byte for byte, DVC has nothing to reproduce, and after
-    the documented adoption step Snakemake has nothing to run either (and tracks params again)."""
+    """push; in a fresh clone `mbmt pull` gets every output byte for byte, and then neither DVC nor
+    Snakemake has anything to run (and Snakemake tracks params again)."""
     url, keyfile, env = remote
     run(["dvc", "remote", "add", "--default", "shared", url], project)
     commit(project, "remote")
@@ -192,12 +211,10 @@ def test_remote_round_trip_restores_everything(project, tmp_path, remote):
     run(["git", "clone", "--quiet", str(project), str(clone)], tmp_path)
     if keyfile:
         shutil.copy(project / ".dvc" / "config.local", clone / ".dvc" / "config.local")
-    run(["dvc", "pull", "--quiet"], clone, env=env)
+    run(["mbmt", "pull"], clone, env=env)
     for out in outputs(project):
         assert contents(clone, out) == contents(project, out), out
     assert dvc_changed(clone) == set()
-    # DVC does not keep modification times: Snakemake adopts the pulled outputs (docs/workflow.md).
-    run(["sh", "-c", "dvc status --quiet && snakemake --touch --forceall --cores 1"], clone)
     assert planned(clone) == set()
     change_param(clone)
     assert planned(clone) == AFFECTED_STAGES

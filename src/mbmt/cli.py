@@ -7,7 +7,9 @@ those modules import torch and the rest lazily, so ``mbmt --help`` answers at on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
 from mbmt import __version__
@@ -25,6 +27,8 @@ STAGES = {
     "params": "print the parameter table of every model beside the paper's counts",
     "report": "write the paper's tables and figures to reports/",
     "config": "print the merged, validated parameters (params.yaml + presets)",
+    "pull": "get the recorded outputs from the DVC remote (or cache) and make Snakemake see them as current",
+    "dag": "write dvc.yaml from params.yaml and the stage definitions the Snakefile uses",
 }
 
 
@@ -62,10 +66,24 @@ def main(argv: list[str] | None = None) -> int:
     stage = next((a for a in argv if a in STAGES), None)
     args = build_parser(stage).parse_args(argv)
     try:
-        return int(args._main(args) or 0)
+        with output_lock(args):
+            return int(args._main(args) or 0)
     except MbmtError as exc:
         print(f"mbmt {args.stage}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mbmt {args.stage}: interrupted", file=sys.stderr)
         return 130
+
+
+def output_lock(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """The exclusive lock on what the stage writes (mbmt.locking), held while it runs.
+
+    Under torchrun only rank 0 holds it: the other ranks of the same run write nothing of their own.
+    """
+    from mbmt.locking import OutputLock, stage_lock
+
+    lock = stage_lock(args.stage, getattr(args, "model", None))
+    if lock is None or os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    return OutputLock(*lock)

@@ -109,6 +109,38 @@ def validate(params: Mapping, source: str = str(PARAMS_FILE)) -> None:
         raise ParamsError(f"{source}: invalid parameters:\n  {lines}")
 
 
+def backbone_keys(params: Mapping) -> list[tuple[str, str]]:
+    """(params key, timm name) of every backbone the models name."""
+    keys = []
+    for model, entry in params["models"].items():
+        if "backbone" in entry:
+            keys.append((f"models.{model}.backbone", entry["backbone"]))
+        keys += [(f"models.{model}.backbones[{i}]", name) for i, name in enumerate(entry.get("backbones") or [])]
+        if entry.get("extra_backbone"):
+            keys.append((f"models.{model}.extra_backbone", entry["extra_backbone"]))
+    return keys
+
+
+def validate_backbones(params: Mapping, source: str = str(PARAMS_FILE)) -> None:
+    """Raise ParamsError naming every backbone timm does not know, with the closest names it does.
+
+    Separate from validate: it imports timm (and torch), which the schema check does not need.
+    """
+    import difflib
+
+    import timm
+
+    unknown = [(key, name) for key, name in backbone_keys(params) if not timm.is_model(name)]
+    if unknown:
+        known = timm.list_models()
+        lines = []
+        for key, name in unknown:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else " (timm.list_models() lists them)"
+            lines.append(f"{key}: {name!r} is not a timm model{hint}")
+        raise ParamsError(f"{source}: invalid parameters:\n  " + "\n  ".join(lines))
+
+
 def model_params(params: Mapping, name: str) -> dict:
     try:
         return dict(params["models"][name])

@@ -1,14 +1,22 @@
-"""The stage definitions both front ends share: the params keys and the code each stage depends on.
+"""The stage definitions both front ends share: the models and which train after which ST-Nets,
+each stage's data inputs and outputs, the params keys and the code each stage depends on.
 
-``workflow/rules/common.smk`` declares them as Snakemake inputs and params, ``dvc.yaml`` as DVC deps
-and params (tests/test_dag.py compares the two), and the trainer hashes the same code files into a
-run's identity (mbmt.training.checkpoint), so an edit that re-runs a stage also starts a fresh run.
+``workflow/rules/common.smk`` declares them as Snakemake inputs, outputs and params; ``mbmt dag``
+writes ``dvc.yaml`` from them (render_dvc_yaml; tests/test_dag.py compares the two as each tool
+loads them), and the trainer hashes the same code files into a run's identity
+(mbmt.training.checkpoint), so an edit that re-runs a stage also starts a fresh run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
+
+from mbmt import paths
+from mbmt.tasks import TASKS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -24,12 +32,12 @@ STAGE_PARAMS = {
               "train.augment", "train.steps_per_epoch", "train.val_every", "train.amp",
               "train.channels_last", "decoder", "backbone_weights", "models.{model}"],
     "evaluate": ["evaluate"],
-    # data.real_images: whether the report draws the real frames (real.h5, which dvc.yaml cannot declare).
+    # data.real_images: whether the report draws the real frames (real.h5).
     "report": ["report", "data.real_images"],
 }
 
 # The code each stage runs, relative to the package (a folder stands for every file in it).
-# Infrastructure (cli, config, dag, paths, io, errors, provenance) decides how a stage runs, not
+# Infrastructure (cli, config, dag, locking, paths, io, errors, provenance) decides how a stage runs, not
 # what it computes, and is left out so that e.g. a new CLI option does not retrain every model.
 STAGE_CODE = {
     "fetch": ["stages/fetch.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
@@ -73,3 +81,159 @@ def code_digest(stage: str, package_dir: Path = PACKAGE_DIR) -> str:
         digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+# --- The DAG of a params mapping ---------------------------------------------------------------
+
+def models(params: Mapping) -> list[str]:
+    return list(params["models"])
+
+
+def init_from(params: Mapping, name: str) -> list[str]:
+    """The ST-Nets whose trained encoders start model ``name`` (params init_from; [] if none)."""
+    return list(params["models"][name].get("init_from") or [])
+
+
+def trained_from_st(params: Mapping) -> list[str]:
+    """The models that train after the ST-Nets of their init_from (stage train_from_st)."""
+    return [name for name in models(params) if init_from(params, name)]
+
+
+def trained_from_data(params: Mapping) -> list[str]:
+    """The models that train straight from the data (stage train)."""
+    return [name for name in models(params) if not init_from(params, name)]
+
+
+def model_tasks(params: Mapping, name: str) -> list[str]:
+    entry = params["models"][name]
+    return [entry["task"]] if entry["arch"] == "st" else list(TASKS)
+
+
+def processed_files(params: Mapping) -> list[Path]:
+    """preprocess's outputs: the splits, real.h5 when data.real_images is set, and the manifest."""
+    splits = list(paths.SPLITS) + ([paths.REAL_SPLIT] if params["data"]["real_images"] else [])
+    return [paths.split_file(split) for split in splits] + [paths.manifest_file()]
+
+
+# Not the manifest: it records when and from where the data came, which must not retrain.
+TRAINING_DATA = [paths.split_file("train"), paths.split_file("test")]
+
+
+def report_inputs(params: Mapping) -> list[Path]:
+    names = models(params)
+    return ([paths.metrics_file(n) for n in names] + [paths.model_file(n) for n in names]
+            + [paths.live_dir(n) for n in names] + [paths.split_file("test"), paths.manifest_file()]
+            + ([paths.split_file(paths.REAL_SPLIT)] if params["data"]["real_images"] else []))
+
+
+REPORT_OUTPUTS = [paths.REPORT_INDEX, paths.REPORT_TABLES_DIR, paths.REPORT_FIGURES_DIR, paths.REPORT_PROVENANCE]
+
+
+def outputs(params: Mapping) -> list[Path]:
+    """Every output of the DAG (without the runs/ state, which neither front end versions)."""
+    return ([paths.RAW_DIR, *processed_files(params)]
+            + [p for name in models(params) for p in (paths.model_file(name), paths.live_dir(name))]
+            + [paths.metrics_file(name) for name in models(params)] + REPORT_OUTPUTS)
+
+
+# --- dvc.yaml ------------------------------------------------------------------------------------
+
+DVC_YAML = Path("dvc.yaml")
+GENERATE_COMMAND = "mbmt dag"
+# Each task's headline validation curve (DVCLive's file under live/plots/metrics) and its chart title.
+CURVES = {
+    "semantic": ("Validation mIoU (%)", "val/semantic/miou.tsv", "miou"),
+    "depth": ("Validation depth abs error (m)", "val/depth/abs_err.tsv", "abs_err"),
+    "normal": ("Validation normal mean angle error (deg)", "val/normal/mean.tsv", "mean"),
+}
+# What DVC substitutes for each model of a foreach group: ${item} over a list, ${key} over a mapping.
+ITEM, KEY = "${item}", "${key}"
+
+
+def _scalar(value: str) -> str:
+    return value if re.fullmatch(r"[\w./${}@%() -]+", value) and value[0] not in " -" else json.dumps(value)
+
+
+def _list(key: str, items, indent: int) -> list[str]:
+    pad = " " * indent
+    return [f"{pad}{key}:"] + [f"{pad}  - {_scalar(str(item))}" for item in items]
+
+
+def _code(stage: str) -> list[str]:
+    return [f"src/mbmt/{entry}" for entry in STAGE_CODE[stage]]
+
+
+def _params(stage: str, model: str = "") -> list[str]:
+    return [key.format(model=model) for key in STAGE_PARAMS[stage]]
+
+
+def _stage(cmd: str, deps, params, indent: int, outs=(), metrics=()) -> list[str]:
+    pad = " " * indent
+    lines = [f"{pad}cmd: {_scalar(cmd)}", *_list("deps", deps, indent), *_list("params", params, indent)]
+    if outs:
+        lines += _list("outs", outs, indent)
+    if metrics:
+        lines += _list("metrics", metrics, indent)
+    return lines
+
+
+def render_dvc_yaml(params: Mapping) -> str:
+    """dvc.yaml for ``params``: Snakemake's jobs as DVC stages, per-model stages as foreach groups."""
+    names, from_st, from_data = models(params), trained_from_st(params), trained_from_data(params)
+    lines = [
+        f"# Generated by `{GENERATE_COMMAND}` from params.yaml and src/mbmt/dag.py; do not edit. Run",
+        f"# `{GENERATE_COMMAND}` after changing `models` or an init_from in params.yaml (`{GENERATE_COMMAND} --check`",
+        "# fails while this file is out of date). The Snakefile builds its jobs from the same definitions:",
+        "# the same commands, dependencies (data and the code each stage runs), params keys and outputs;",
+        "# tests/test_dag.py compares the two as each tool loads them. `dvc repro` re-runs what a change",
+        "# in params.yaml, the code or the data touches. See docs/workflow.md.",
+        "stages:",
+        "  fetch:",
+        *_stage("mbmt fetch", _code("fetch"), _params("fetch"), 4, outs=[paths.RAW_DIR]),
+        "",
+        "  preprocess:",
+        *_stage("mbmt preprocess", _code("preprocess") + [str(paths.RAW_DIR)]
+                + ([params["data"]["real_images"]] if params["data"]["real_images"] else []),
+                _params("preprocess"), 4, outs=processed_files(params)),
+    ]
+    train_deps = _code("train") + TRAINING_DATA
+    if from_data:
+        lines += ["", "  # Models trained straight from the data.", "  train:",
+                  f"    foreach: [{', '.join(from_data)}]", "    do:",
+                  *_stage(f"mbmt train {ITEM}", train_deps, _params("train", ITEM), 6,
+                          outs=[paths.model_file(ITEM), paths.live_dir(ITEM)])]
+    if from_st:
+        # DVC cannot splice a list into deps, so each model names its ST-Nets one per key; a
+        # shorter init_from repeats its last entry (a repeated dependency is harmless).
+        width = max(len(init_from(params, name)) for name in from_st)
+        slots = [f"st{i + 1}" for i in range(width)]
+        lines += ["", "  # Models whose encoders start from trained ST-Nets (params init_from), after them.",
+                  "  train_from_st:", "    foreach:"]
+        for name in from_st:
+            sources = init_from(params, name)
+            sources += sources[-1:] * (width - len(sources))
+            lines.append(f"      {name}: {{{', '.join(f'{slot}: {src}' for slot, src in zip(slots, sources))}}}")
+        lines += ["    do:",
+                  *_stage(f"mbmt train {KEY}",
+                          train_deps + [paths.model_file(f"${{item.{slot}}}") for slot in slots],
+                          _params("train", KEY), 6, outs=[paths.model_file(KEY), paths.live_dir(KEY)])]
+    lines += ["", "  evaluate:", f"    foreach: [{', '.join(names)}]", "    do:",
+              *_stage(f"mbmt evaluate {ITEM}",
+                      _code("evaluate") + [paths.model_file(ITEM), paths.split_file(params["evaluate"]["split"])],
+                      _params("evaluate", ITEM), 6, metrics=[paths.metrics_file(ITEM)]),
+              "", "  report:",
+              *_stage("mbmt report", _code("report") + report_inputs(params), _params("report"), 4,
+                      outs=REPORT_OUTPUTS),
+              "",
+              "# Training curves: DVCLive's logs inside the train stages' `live` outputs. Plots of files inside",
+              "# an output are declared here, at the top level (a stage's `plots:` would be a second owner of",
+              "# those paths). `dvc plots show` renders them; `dvc plots diff` compares revisions.",
+              "plots:"]
+    for name in names:
+        lines += [f"  - {paths.live_dir(name)}/plots/metrics:", "      x: step"]
+    lines.append("  # Each task's headline validation metric, every model that predicts the task on one chart.")
+    for task, (title, curve, column) in CURVES.items():
+        lines += [f"  - {title}:", "      x: step", "      y:"]
+        lines += [f"        {paths.live_dir(name)}/plots/metrics/{curve}: {column}"
+                  for name in names if task in model_tasks(params, name)]
+    return "\n".join(lines) + "\n"

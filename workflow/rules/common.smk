@@ -1,20 +1,18 @@
 # Shared by the rules: the stage command line, the params keys and the code each stage
-# depends on, and the input functions. dvc.yaml declares the same commands, keys and code (tests/test_dag.py compares).
+# depends on, and the input functions, from the definitions `mbmt dag` writes dvc.yaml from
+# (src/mbmt/dag.py; tests/test_dag.py compares the two front ends).
 
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from mbmt import paths
+from mbmt import dag, paths
+from mbmt.config import validate, validate_backbones
 from mbmt.dag import STAGE_PARAMS, code_files
-
-# The MBMT-Net variants whose encoders start from trained ST-Nets (params init_from) train after
-# those ST-Nets (rule train_from_st); every other model trains straight from the data (rule train).
-MODELS = list(config["models"])
-FROM_ST = [name for name in MODELS if config["models"][name].get("init_from")]
-FROM_DATA = [name for name in MODELS if name not in FROM_ST]
+from mbmt.errors import ParamsError
 
 # The code each stage runs is an input (Snakemake's code trigger sees only the shell text), so
 # editing it re-runs the stage; mbmt.dag lists it once for both front ends and the trainer.
@@ -64,6 +62,21 @@ def param_files():
 
 
 PARAM_FILES = param_files()
+# The schema and the backbone names, before any job runs, in the words of `mbmt config` (a
+# WorkflowError would wrap them in Snakemake's traceback lines).
+try:
+    validate(config, source=" + ".join(PARAM_FILES))
+    validate_backbones(config, source=" + ".join(PARAM_FILES))
+except ParamsError as exc:
+    print(f"snakemake: error: {exc}", file=sys.stderr)
+    sys.exit(1)
+
+# The MBMT-Net variants whose encoders start from trained ST-Nets (params init_from) train after
+# those ST-Nets (rule train_from_st); every other model trains straight from the data (rule train).
+MODELS = dag.models(config)
+FROM_ST = dag.trained_from_st(config)
+FROM_DATA = dag.trained_from_data(config)
+
 # Without presets the commands read params.yaml by default and are exactly dvc.yaml's.
 PARAM_OPTIONS = "".join(f" --params {shlex.quote(f)}" for f in PARAM_FILES) if PARAM_FILES != [str(paths.PARAMS_FILE)] else ""
 # Appended to every command: the job's output goes to its log file.
@@ -89,15 +102,13 @@ def split_file(split):
 
 def processed_files():
     """preprocess's files: the splits, the manifest and, when params data.real_images is set, real.h5."""
-    splits = list(paths.SPLITS) + ([paths.REAL_SPLIT] if config["data"]["real_images"] else [])
-    return [split_file(split) for split in splits] + [str(paths.manifest_file())]
+    return [str(path) for path in dag.processed_files(config)]
 
 
 def training_inputs(wildcards):
     """train / train_from_st: the code, the data, and the ST-Nets of the model's init_from."""
     return {
         "code": code("train"),
-        # Not the manifest: it records when and from where the data came, which must not retrain.
-        "data": [split_file("train"), split_file("test")],
-        "init": [model_file(name) for name in config["models"][wildcards.model].get("init_from") or []],
+        "data": [str(path) for path in dag.TRAINING_DATA],
+        "init": [model_file(name) for name in dag.init_from(config, wildcards.model)],
     }

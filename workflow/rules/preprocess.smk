@@ -5,7 +5,7 @@ rule preprocess:
     input:
         code=code("preprocess"),
         raw=str(paths.RAW_DIR),
-        # dvc.yaml cannot declare a folder named by a param; params.yaml leaves it null.
+        # The folder of params data.real_images, when set (mbmt dag declares it in dvc.yaml too).
         real_images=[config["data"]["real_images"]] if config["data"]["real_images"] else [],
     output:
         processed_files(),

@@ -1,4 +1,5 @@
-"""Print the merged, validated parameters (params.yaml and any presets given with --params).
+"""Print the merged, validated parameters (params.yaml and any presets given with --params);
+every backbone name is checked against timm's models too.
 
 Use it to see what a preset changes before running it, e.g.
     mbmt config -p params.yaml -p config/demo.yaml
@@ -16,10 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import yaml
 
-    from mbmt.config import load_params
+    from mbmt.config import load_params, validate_backbones
     from mbmt.io import atomic_path
 
     params = load_params(args.params)
+    validate_backbones(params, source=" + ".join(args.params or ["params.yaml"]))
     text = yaml.safe_dump(params, sort_keys=False)
     print(text, end="")
     if args.output:

@@ -1,0 +1,44 @@
+"""Write dvc.yaml from params.yaml and the stage definitions the Snakefile uses (src/mbmt/dag.py).
+
+dvc.yaml is generated, so the two front ends cannot drift apart: run this after changing `models`
+or an `init_from` in params.yaml, and commit the result. --check (for CI and the tests) writes
+nothing and fails if the committed dvc.yaml is not what this command would write.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if dvc.yaml differs from what would be written")
+    parser.add_argument("--output", metavar="FILE", help="where to write (default: dvc.yaml)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from mbmt.config import load_params
+    from mbmt.dag import DVC_YAML, GENERATE_COMMAND, render_dvc_yaml
+    from mbmt.errors import MbmtError
+    from mbmt.io import atomic_path
+    from mbmt.paths import PARAMS_FILE
+
+    text = render_dvc_yaml(load_params(args.params))
+    target = Path(args.output or DVC_YAML)
+    if args.params and [Path(p) for p in args.params] != [PARAMS_FILE]:
+        # DVC reads the values of the params keys from params.yaml alone.
+        print(f"mbmt dag: note: generated from {' + '.join(args.params)}; `dvc repro` reads params.yaml, "
+              "so write the merged parameters there first (mbmt config ... --output params.yaml)", file=sys.stderr)
+    if args.check:
+        if not target.is_file() or target.read_text() != text:
+            raise MbmtError(f"{target} is out of date with params.yaml (models or init_from changed, or "
+                            f"src/mbmt/dag.py): run `{GENERATE_COMMAND}` and commit {target}")
+        print(f"{target} is up to date")
+        return 0
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+    print(f"{target}: {text.count(chr(10))} lines")
+    return 0

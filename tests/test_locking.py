@@ -1,0 +1,160 @@
+"""Two runs on one checkout: the output locks (mbmt.locking) and what each front end does when
+the other is running. The end-to-end tests run the real `snakemake`, `dvc repro` and `mbmt`
+commands in a git + DVC copy of the project on the tiny preset, training st_ss long enough
+(40 epochs, ~15 s) for a second run to meet the first."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from test_workflow_project import ENV, copy_project, init_git_dvc, run
+
+from mbmt.locking import LOCK_DIR, LockError, OutputLock, holder, stage_lock
+
+TARGET = "models/st_ss/model.pt"
+SNAKEMAKE = ["snakemake", TARGET, "--cores", "2", "--resources", "gpu=1"]
+DVC_REPRO = ["dvc", "repro", "train@st_ss"]
+
+
+# --- the lock itself -------------------------------------------------------------------------------
+
+def test_a_second_holder_is_refused_with_the_first_ones_pid_and_command(tmp_path):
+    with OutputLock("model-st_ss", ["models/st_ss"], tmp_path):
+        info = holder("model-st_ss", tmp_path)
+        assert info["pid"] == os.getpid()
+        with pytest.raises(LockError) as refused:
+            OutputLock("model-st_ss", ["models/st_ss"], tmp_path).acquire()
+        assert f"models/st_ss is being written by pid {os.getpid()} (`" in str(refused.value)
+        assert info["command"] in str(refused.value)
+        OutputLock("model-st_de", ["models/st_de"], tmp_path).acquire()  # another model: another lock
+    assert holder("model-st_ss", tmp_path) is None
+
+
+def test_the_kernel_releases_the_lock_of_a_killed_process(tmp_path):
+    """kill -9 runs no cleanup code: the flock goes with the process, so nothing is left stale."""
+    code = ("import sys, time; from mbmt.locking import OutputLock; "
+            f"lock = OutputLock('data-raw', ['data/raw'], {str(tmp_path)!r}); lock.acquire(); print('held', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert child.stdout.readline() == "held\n"
+        with pytest.raises(LockError, match=f"being written by pid {child.pid} "):
+            OutputLock("data-raw", ["data/raw"], tmp_path).acquire()
+    finally:
+        child.kill()
+        child.wait()
+    with OutputLock("data-raw", ["data/raw"], tmp_path):
+        assert holder("data-raw", tmp_path)["pid"] == os.getpid()
+
+
+def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "reports.lock").write_text(json.dumps({"pid": dead.pid, "command": "mbmt report", "host": "h", "since": "t"}))
+    assert holder("reports", tmp_path) is None
+    with OutputLock("reports", ["reports"], tmp_path):
+        assert holder("reports", tmp_path)["pid"] == os.getpid()
+
+
+def test_stage_commands_lock_what_they_write():
+    assert stage_lock("train", "st_ss") == stage_lock("evaluate", "st_ss") != stage_lock("train", "st_de")
+    assert stage_lock("train", "st_ss")[1] == [Path("models/st_ss"), Path("runs/st_ss"), Path("metrics/st_ss.json")]
+    assert {stage_lock(s)[0] for s in ("fetch", "preprocess", "report")} == {"data-raw", "data-processed", "reports"}
+    assert stage_lock("predict") is None and stage_lock("config") is None
+
+
+def test_a_stage_command_refuses_while_its_outputs_are_locked(project, capsys):
+    from mbmt.cli import main
+
+    with OutputLock(*stage_lock("train", "st_ss")):
+        assert main(["evaluate", "st_ss"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mbmt evaluate: error: models/st_ss, runs/st_ss, metrics/st_ss.json are being written "
+                          f"by pid {os.getpid()}")
+    assert err.count("\n") == 1
+
+
+# --- the two front ends ----------------------------------------------------------------------------
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """The tiny project, st_ss trained for 40 epochs, committed to git and DVC."""
+    root = copy_project(tmp_path / "project")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["epochs"] = 40
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    init_git_dvc(root)
+    return root
+
+
+def start(args: list[str], root: Path) -> subprocess.Popen:
+    return subprocess.Popen(args, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_training(root: Path, process: subprocess.Popen, front_end: str) -> dict:
+    """The holder of st_ss's lock once ``process`` trains it (started by ``front_end``)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        info = holder("model-st_ss", root / LOCK_DIR)
+        if info and info.get("front_end", {}).get("command", "").startswith(front_end):
+            return info
+        if process.poll() is not None:
+            pytest.fail(f"{front_end} ended before training st_ss:\n{process.stdout.read()[-3000:]}")
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail(f"{front_end} did not start training st_ss in 120 s")
+
+
+def finish(process: subprocess.Popen) -> str:
+    """Wait for the first run, which the second must have met still running."""
+    assert process.poll() is None, "the first run ended before the second was checked: train longer"
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+def test_a_second_snakemake_refuses_and_nothing_is_lost(project):
+    first = start(SNAKEMAKE, project)
+    wait_for_training(project, first, "snakemake")
+    second = run(SNAKEMAKE, project, check=False)
+    assert second.returncode != 0
+    assert "cannot be locked" in second.stdout + second.stderr
+    # A part of the DAG is not recorded for DVC (what the rest of dvc.lock would say is unknown).
+    assert "Not recorded for DVC: this run built only some targets" in finish(first)
+    assert (project / TARGET).is_file() and (project / "data/processed/train.h5").is_file()
+    assert "Nothing to be done" in run(["snakemake", TARGET, "-n"], project).stdout
+
+
+def test_dvc_refuses_while_snakemake_runs(project):
+    """`dvc repro` stops before it deletes anything, naming the Snakemake run; a stage command
+    started by hand stops at the lock, naming the command that holds it; Snakemake finishes."""
+    first = start(SNAKEMAKE, project)
+    training = wait_for_training(project, first, "snakemake")
+    dvc = run(DVC_REPRO, project, check=False)
+    assert dvc.returncode != 0
+    assert f"(PID {first.pid}): snakemake {TARGET}" in dvc.stderr
+    by_hand = run(["mbmt", "train", "st_ss"], project, check=False)
+    assert by_hand.returncode == 2
+    assert by_hand.stderr.startswith(
+        f"mbmt train: error: models/st_ss, runs/st_ss, metrics/st_ss.json are being written by pid {training['pid']} "
+        f"(`mbmt train st_ss`, run by `snakemake {TARGET}")
+    finish(first)
+    assert "Nothing to be done" in run(["snakemake", TARGET, "-n"], project).stdout
+
+
+def test_snakemake_refuses_while_dvc_repro_runs(project):
+    first = start(DVC_REPRO, project)
+    wait_for_training(project, first, "dvc")
+    second = run(SNAKEMAKE, project, check=False)
+    assert second.returncode != 0
+    output = second.stdout + second.stderr
+    assert "DVC is using this project's outputs (models/st_ss/" in output
+    assert f"pid {first.pid} (`dvc repro train@st_ss`); wait for it to finish" in output
+    finish(first)
+    assert run(["dvc", "status", "train@st_ss"], project).stdout.strip() == "Data and pipelines are up to date."
