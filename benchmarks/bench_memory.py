@@ -86,7 +86,8 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=["paper"])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=2, help="training steps (default 2: Adam's state exists after the first)")
+    parser.add_argument("--steps", type=int, default=2,
+                        help="training steps (default 2: Adam's state exists after the first)")
     parser.add_argument("--one", nargs=2, metavar=("CONFIG", "MODEL"), help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.one:

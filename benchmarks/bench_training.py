@@ -289,11 +289,13 @@ def main() -> None:
                     r = measure(name, params, context, args.steps, args.repeats)
                     speeds[name] = r["speed"]
                     memory = "n/a" if r["memory_gib"] is None else f"{r['memory_gib']:.2f}"
+                    amp = "bf16" if train["amp"] and context.cuda else "off"
                     print(f"| {config} | {name} | {params['data']['height']}x{params['data']['width']} "
-                          f"| {train['batch_size']} | {train['num_workers']} | {'bf16' if train['amp'] and context.cuda else 'off'} "
+                          f"| {train['batch_size']} | {train['num_workers']} | {amp} "
                           f"| {r['bare']:.3f} | {r['trainer']:.3f} "
                           f"| {r['overhead']:+.1%} | {r['images_s']:.2f} | {r['data']:.4f} ({r['data_share']:.1%}) "
-                          f"| {r['extras']:.2f} ({r['extras_share']:.2%}) | {r['val_images_s']:.2f} | {memory} |", flush=True)
+                          f"| {r['extras']:.2f} ({r['extras_share']:.2%}) | {r['val_images_s']:.2f} | {memory} |",
+                          flush=True)
             finally:
                 os.chdir(cwd)
         # The configuration as the workflow runs it, not the benchmark's short epochs.

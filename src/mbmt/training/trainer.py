@@ -22,9 +22,9 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -113,7 +113,8 @@ class Trainer:
         self.channels_last = bool(train["channels_last"])
         self.split_on_device = bool(train["split_on_device"])
         self.sync_every = resolve_auto(train["sync_every"], cpu=1, cuda=CUDA_SYNC_EVERY, context=context)
-        self.val_batch = resolve_auto(train["val_batch_size"], cpu=self.local_batch, cuda=CUDA_VAL_BATCH, context=context)
+        self.val_batch = resolve_auto(train["val_batch_size"], cpu=self.local_batch, cuda=CUDA_VAL_BATCH,
+                                      context=context)
         if context.cuda:
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
