@@ -34,7 +34,7 @@ def test_most_trainings_at_once_reads_snakemakes_log():
 def test_gpu_check_runs_every_step_on_cpu(tmp_path):
     results = tmp_path / "results"
     run = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(results), "--device", "cpu", "--tiny"],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout + run.stderr
     steps = dict(re.findall(r"^(\w+) rc=(\d+)", (results / "steps.txt").read_text(), re.MULTILINE))
     assert steps == dict.fromkeys(("env", "bench_bf16", "workflow", "concurrent", "bench_fp32"), "0"), steps
