@@ -17,10 +17,10 @@
 #                      MBMT-Net (partial)
 #   bench_fp32.txt     the benchmark again with autocast off
 #   tests.txt          the tests that only run on CUDA (device-held split, compiled step)
-# --tiny gives each step 4x its time and leaves out bench_graphs and tests (compiling takes minutes
-# on a CPU; the tests run on
-# CPU anyway).
 #   steps.txt          each step's exit status and seconds (124: cut off by its timeout)
+#
+# --tiny gives each step 4x its time and leaves out bench_graphs and tests (compiling takes
+# minutes on a CPU; the tests run on CPU anyway).
 set -u
 
 usage="usage: bash benchmarks/gpu_check.sh RESULTS_DIR [--device cuda|cpu] [--tiny]"
