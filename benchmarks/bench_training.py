@@ -11,17 +11,29 @@ in one process, alternating blocks:
 
 and prints seconds per step, their ratio (the overhead), training images/s, the DataLoader's
 time per batch alone (the main work the trainer adds, measured without the model's timing
-noise), and the per-epoch extras (checkpoint + DVCLive log) as a share of a full NYUv2 epoch
-(795 images). Weights are random (no ImageNet download): speed does not depend on them.
+noise), the per-epoch extras (checkpoint + DVCLive log) as a share of a full NYUv2 epoch
+(795 images), validation images/s and, on CUDA, the peak GPU memory of the training. Weights are
+random (no ImageNet download): speed does not depend on them.
 
-    python benchmarks/bench_training.py [--configs paper demo] [--models st_ss mtnet ...]
+It then estimates, from these speeds, what the configuration's full protocol costs
+(benchmarks/protocol_estimate.py): each model's training (its epochs of the whole training split
+and its validations) and evaluation, and the whole DAG's wall time one job at a time and under
+the default profile (profiles/default/config.yaml: as many jobs at once as its gpu_mem_gb allows,
+or --gpu-mem-gb), assuming that jobs sharing the GPU do not slow each other down unless
+--slowdown says by how much (benchmarks/gpu_check.sh measures it).
+
+    python benchmarks/bench_training.py [--configs paper demo tiny] [--models st_ss mtnet ...]
         [--steps 4] [--repeats 3] [--num-workers N] [--device cpu|cuda] [--threads N]
+        [--amp on|off] [--compile none|default|reduce-overhead] [--sync-every auto|N]
+        [--gpu-mem-gb GB] [--slowdown F]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,21 +54,35 @@ from mbmt.training import distributed
 from mbmt.training.checkpoint import save_checkpoint
 from mbmt.training.trainer import Trainer, log_epoch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol_estimate import (  # noqa: E402
+    NYUV2_TEST,
+    NYUV2_TRAIN,
+    ModelSpeed,
+    dag_seconds,
+    duration,
+    profile_gpu_memory,
+    training_seconds,
+)
+
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = {"paper": [REPO / "params.yaml"], "demo": [REPO / "params.yaml", REPO / "config" / "demo.yaml"]}
+CONFIGS = {"paper": [REPO / "params.yaml"], "demo": [REPO / "params.yaml", REPO / "config" / "demo.yaml"],
+           "tiny": [REPO / "params.yaml", REPO / "tests" / "tiny.yaml"]}
+DEFAULT_PROFILE = REPO / "profiles" / "default" / "config.yaml"
 MODELS = ("st_ss", "st_de", "st_snp", "mtnet", "mbmt_partial", "mbmt_full_pretrained", "mbmt_full_scratch", "mtan")
-NYUV2_TRAIN = 795
 
 
-def benchmark_params(config: str, steps: int, num_workers: int | None, device: str) -> dict:
-    """The configuration with random weights, no validation and epochs of ``steps`` steps."""
+def benchmark_params(config: str, steps: int, num_workers: int | None, device: str, train: dict | None = None) -> dict:
+    """The configuration with random weights and epochs of ``steps`` steps (fit() is never called:
+    the timed blocks call train_epoch and validate themselves), and the ``train`` settings given."""
     params = load_params(CONFIGS[config])
     overrides = {
-        "train": {"steps_per_epoch": steps, "val_every": 0, "epochs": 1000, "device": device},
+        "train": {"steps_per_epoch": steps, "val_every": 1, "epochs": 1000, "device": device},
         "models": {name: {"pretrained": False} for name, entry in params["models"].items() if "pretrained" in entry},
     }
     if num_workers is not None:
         overrides["train"]["num_workers"] = num_workers
+    overrides["train"].update(train or {})
     params = deep_merge(params, overrides)
     validate(params, source=f"{config} benchmark settings")
     return params
@@ -66,7 +92,7 @@ def write_project(params: dict, images: int) -> None:
     """Synthetic splits in the current directory, and random ST-Nets for MBMT-Net's init_from."""
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     height, width = params["data"]["height"], params["data"]["width"]
-    for split, count in (("train", images), ("test", 1)):
+    for split, count in (("train", images), ("test", images)):
         with SplitWriter(split_file(split), count, height, width, split=split, source="synthetic",
                          modalities=dict.fromkeys(MODALITIES, RENDERED)) as writer:
             for index, sample in enumerate(generate(count, height, width, 0, split=split)):
@@ -76,13 +102,16 @@ def write_project(params: dict, images: int) -> None:
 
 
 def bare_steps(trainer: Trainer, batch: dict, steps: int) -> float:
-    """Seconds per step of forward + summed losses + backward + Adam on a batch in memory."""
-    model, optimizer = trainer.model, trainer.optimizer
-    model.train()
+    """Seconds per step of forward + summed losses + backward + Adam on a batch in memory (compiled
+    as the trainer's step is, under train.compile)."""
+    model, optimizer = trainer.forward, trainer.optimizer
+    trainer.model.train()
     sync = torch.cuda.synchronize if trainer.context.cuda else (lambda: None)
     sync()
     start = time.perf_counter()
     for _ in range(steps):
+        if trainer.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(trainer.context.device.type, dtype=torch.bfloat16, enabled=trainer.amp):
             outputs = model(batch["image"])
         total = sum(compute_losses({t: o.float() for t, o in outputs.items()}, batch).values())
@@ -106,12 +135,15 @@ def trainer_steps(trainer: Trainer, epoch: int, steps: int) -> tuple[float, dict
 
 
 def loader_steps(trainer: Trainer, epoch: int, steps: int) -> float:
-    """Seconds per batch of the training DataLoader alone (reading, augmenting, collating): the part
+    """Seconds per batch of the training batches alone (reading or gathering, augmenting, collating): the part
     of the trainer's step that the bare step does not do, measured without the model's noise."""
+    sync = torch.cuda.synchronize if trainer.context.cuda else (lambda: None)
+    sync()
     start = time.perf_counter()
     for step, _ in enumerate(trainer.train_loader(epoch)):
         if step + 1 == steps:
             break
+    sync()  # batches of a device-held split are built by the GPU, asynchronously
     return (time.perf_counter() - start) / steps
 
 
@@ -123,7 +155,21 @@ def epoch_extras(trainer: Trainer, live, record: dict) -> float:
     return time.perf_counter() - start
 
 
+def validation_image_seconds(trainer: Trainer, repeats: int) -> float:
+    """Seconds per test image of `Trainer.validate` (the fastest of ``repeats`` passes)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        trainer.validate()
+        times.append((time.perf_counter() - start) / len(trainer.val_set))
+    return min(times)
+
+
 def measure(name: str, params: dict, context, steps: int, repeats: int) -> dict:
+    if context.cuda:
+        gc.collect()  # the previous model's memory back to the allocator, then count from here
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(context.device)
     trainer = Trainer(name, params, context, progress=False)
     batch = to_device(next(iter(trainer.train_loader(0))), context.device, trainer.channels_last)
     live = trainer.open_live()
@@ -139,12 +185,59 @@ def measure(name: str, params: dict, context, steps: int, repeats: int) -> dict:
             bare.append(bare_steps(trainer, batch, steps))
     extras = epoch_extras(trainer, live, record)
     data = min(loader_steps(trainer, epoch, steps) for epoch in range(repeats))
+    memory = torch.cuda.max_memory_allocated(context.device) / 2**30 if context.cuda else None
+    val_image = validation_image_seconds(trainer, repeats)
     # The fastest block of each: interference from other processes only ever adds time.
     bare_s, full_s = min(bare), min(full)
     batch_size = params["train"]["batch_size"]
     return {"bare": bare_s, "trainer": full_s, "overhead": full_s / bare_s - 1, "images_s": batch_size / full_s,
             "data": data, "data_share": data / bare_s,
-            "extras": extras, "extras_share": extras / (NYUV2_TRAIN / batch_size * full_s)}
+            "extras": extras, "extras_share": extras / (NYUV2_TRAIN / batch_size * full_s),
+            "val_images_s": 1 / val_image, "memory_gib": memory,
+            "speed": ModelSpeed(step_s=full_s, val_image_s=val_image, extras_s=extras)}
+
+
+def split_sizes(params: dict) -> tuple[int, int]:
+    """(train, test) images of the configuration's dataset."""
+    data = params["data"]
+    if data["source"] == "synthetic":
+        return data["synthetic"]["train_size"], data["synthetic"]["test_size"]
+    return NYUV2_TRAIN, NYUV2_TEST
+
+
+def print_estimate(config: str, params: dict, speeds: dict[str, ModelSpeed], gpu_memory: float | None,
+                   requests: dict[str, float], slowdown: float) -> None:
+    """The configuration's full protocol, from the measured speeds (benchmarks/protocol_estimate.py)."""
+    train, evaluate = params["train"], params["evaluate"]
+    train_images, test_images = split_sizes(params)
+    trainings = {name: training_seconds(speed, train, train_images, test_images) for name, speed in speeds.items()}
+    evaluations = {name: test_images * speed.val_image_s for name, speed in speeds.items()}
+    init_from = {name: [dep for dep in params["models"][name].get("init_from") or [] if dep in speeds]
+                 for name in speeds}
+    print(f"\nEstimated full protocol, {config}: {train['epochs']} epochs of {train_images} images in batches of "
+          f"{train['batch_size']}, validation every {train['val_every'] or 'never'} epoch(s) on {test_images} "
+          f"images, evaluation on {test_images} (at the validation's speed; evaluate.batch_size "
+          f"{evaluate['batch_size']}).\n")
+    print("| model | train img/s | val img/s | training (h:mm:ss) | evaluation |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, speed in speeds.items():
+        print(f"| {name} | {train['batch_size'] / speed.step_s:.2f} | {1 / speed.val_image_s:.2f} "
+              f"| {duration(trainings[name])} | {duration(evaluations[name])} |")
+    serial = dag_seconds(trainings, evaluations, init_from)
+    print(f"\nWhole DAG ({len(speeds)} trainings and evaluations; data preparation and the report not included):")
+    print(f"- one job at a time: {duration(serial)}")
+    if gpu_memory is None:
+        print("- the profile runs one job at a time")
+        return
+    shared = dag_seconds(trainings, evaluations, init_from, gpu_memory, requests, slowdown)
+    assumption = (f"each job {slowdown:g}x slower when sharing the GPU" if slowdown != 1
+                  else "if jobs sharing the GPU did not slow each other down: a lower bound")
+    print(f"- default profile, gpu_mem_gb={gpu_memory:g} (trainings {requests['train']:g}, evaluations "
+          f"{requests['evaluate']:g} each): {duration(shared)}, {assumption}")
+
+
+def auto_or_int(value: str) -> str | int:
+    return value if value == "auto" else int(value)
 
 
 def main() -> None:
@@ -158,32 +251,59 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads; 1 on a shared machine "
                         "avoids OpenMP oversubscription stalls)")
+    parser.add_argument("--amp", choices=("on", "off"), help="bf16 autocast on CUDA (default: the configuration's)")
+    parser.add_argument("--compile", choices=("none", "default", "reduce-overhead"),
+                        help="train.compile (default: the configuration's)")
+    parser.add_argument("--sync-every", type=auto_or_int,
+                        help="train.sync_every: auto or a number of steps (default: the configuration's)")
+    parser.add_argument("--gpu-mem-gb", type=float, help="the GPU memory the estimate's scheduler shares "
+                        "(default: profiles/default/config.yaml's gpu_mem_gb)")
+    parser.add_argument("--slowdown", type=float, default=1.0, help="how much slower each job runs when jobs "
+                        "share the GPU, for the estimate (default 1: not at all, a lower bound)")
     args = parser.parse_args()
+    gpu_memory, requests = profile_gpu_memory(DEFAULT_PROFILE)
+    if args.gpu_mem_gb is not None:
+        gpu_memory = args.gpu_mem_gb
     if args.threads:
         torch.set_num_threads(args.threads)
 
     context = distributed.setup(args.device)
     print(f"device: {args.device} ({torch.get_num_threads()} threads), steps per block {args.steps}, "
           f"repeats {args.repeats}, torch {torch.__version__}\n")
-    print("| config | model | size | batch | workers | bare s/step | trainer s/step | overhead | train img/s "
-          "| data s/step (share of bare) | checkpoint+log s/epoch (share of a 795-image epoch) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    settings = {"amp": None if args.amp is None else args.amp == "on", "compile": args.compile,
+                "sync_every": args.sync_every}
+    overrides = {key: value for key, value in settings.items() if value is not None}
     for config in args.configs:
-        params = benchmark_params(config, args.steps, args.num_workers, args.device)
+        params = benchmark_params(config, args.steps, args.num_workers, args.device, overrides)
         train = params["train"]
+        print(f"{config}: train.compile {train['compile']}, sync_every {train['sync_every']}, split_on_device "
+              f"{train['split_on_device']}, val_batch_size {train['val_batch_size']}\n")
+        print("| config | model | size | batch | workers | amp | bare s/step | trainer s/step | overhead | train img/s "
+              "| data s/step (share of bare) | checkpoint+log s/epoch (share of a 795-image epoch) | val img/s "
+              "| peak GPU memory GiB |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         with tempfile.TemporaryDirectory(prefix=f"bench_training_{config}_") as root:
             cwd = os.getcwd()
             os.chdir(root)
             try:
                 write_project(params, train["batch_size"] * args.steps)
+                speeds = {}
                 for name in args.models:
                     r = measure(name, params, context, args.steps, args.repeats)
+                    speeds[name] = r["speed"]
+                    memory = "n/a" if r["memory_gib"] is None else f"{r['memory_gib']:.2f}"
+                    amp = "bf16" if train["amp"] and context.cuda else "off"
                     print(f"| {config} | {name} | {params['data']['height']}x{params['data']['width']} "
-                          f"| {train['batch_size']} | {train['num_workers']} | {r['bare']:.3f} | {r['trainer']:.3f} "
+                          f"| {train['batch_size']} | {train['num_workers']} | {amp} "
+                          f"| {r['bare']:.3f} | {r['trainer']:.3f} "
                           f"| {r['overhead']:+.1%} | {r['images_s']:.2f} | {r['data']:.4f} ({r['data_share']:.1%}) "
-                          f"| {r['extras']:.2f} ({r['extras_share']:.2%}) |", flush=True)
+                          f"| {r['extras']:.2f} ({r['extras_share']:.2%}) | {r['val_images_s']:.2f} | {memory} |",
+                          flush=True)
             finally:
                 os.chdir(cwd)
+        # The configuration as the workflow runs it, not the benchmark's short epochs.
+        print_estimate(config, load_params(CONFIGS[config]), speeds, gpu_memory, requests, args.slowdown)
+        print(flush=True)
 
 
 if __name__ == "__main__":

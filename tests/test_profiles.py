@@ -29,7 +29,8 @@ def test_default_profile_is_loaded(project, monkeypatch):
     monkeypatch.chdir(project)
     _, args = parse_args(["--dry-run"])
     assert args.cores == os.cpu_count()  # cores: all
-    assert args.resources["gpu"].value == 1  # one GPU job at a time
+    assert args.resources["gpu_mem_gb"].value == 80  # jobs share the GPU's memory
+    assert "gpu" not in args.resources  # not one GPU job at a time
     assert args.keep_going and args.rerun_incomplete
 
 
@@ -38,8 +39,17 @@ def test_default_profile_plans_the_pipeline(project):
     output = result.stdout + result.stderr
     assert "Using workflow specific profile profiles/default" in output
     assert job_stats(output) == EXPECTED_JOBS
-    for name, resources in dry_run_jobs(output).items():
+    jobs = dry_run_jobs(output)
+    for name, resources in jobs.items():
         assert (resources.get("gpu") == "1") == (name.split("@")[0] in GPU_RULES), name
+        assert ("gpu_mem_gb" in resources) == (name.split("@")[0] in GPU_RULES), name
+    # Of the paper's params: the six trainings straight from the data fit on the GPU at once.
+    trainings = [int(r["gpu_mem_gb"]) for name, r in jobs.items() if name.startswith("train@")]
+    assert len(trainings) == 6 and sum(trainings) <= 80
+    # One thread per training and evaluation (Snakemake prints a job's threads above 1 only).
+    blocks = re.split(r"\n(?=\[.*\]\n(?:local)?rule )", output)
+    threaded = {block.split("rule ", 1)[1].split(":", 1)[0] for block in blocks if "    threads: " in block}
+    assert threaded == {"preprocess", "report"}
 
 
 def test_slurm_profile_requests_gpus_per_rule(project):

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -22,9 +23,10 @@ MODEL = "mtnet"  # multi-task: the DWA weights of epoch 3 depend on the recorded
 SETTINGS = {"epochs": 3, "train_size": 24}
 
 
-def write_params(root: Path) -> None:
+def write_params(root: Path, sync_every: str | int) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["epochs"] = SETTINGS["epochs"]
+    params["train"]["sync_every"] = sync_every
     params["data"]["synthetic"]["train_size"] = SETTINGS["train_size"]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -40,8 +42,11 @@ def published(root: Path) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]
     return weights, log
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(project, processed_data, tmp_path_factory, monkeypatch):
-    write_params(project)
+# auto: on CPU the losses read back every step; 3: the device-side guard with fused Adam.
+@pytest.mark.parametrize("sync_every", ["auto", 3])
+def test_killed_run_resumes_to_the_uninterrupted_result(project, processed_data, tmp_path_factory, monkeypatch,
+                                                        sync_every):
+    write_params(project, sync_every)
     processed_data()
     reference = tmp_path_factory.mktemp("uninterrupted")
     shutil.copy(project / "params.yaml", reference / "params.yaml")

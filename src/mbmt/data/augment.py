@@ -1,11 +1,14 @@
 """MTAN's training augmentation: random scale crop and horizontal flip, on one sample.
 
-A sample here is what `mbmt.data.dataset.NYUv2Dataset` works on: channel-first tensors
+A sample here is what `mbmt.data.dataset.NYUv2Dataset` (on the CPU) and
+`mbmt.data.device_split.DeviceSplit` (on the training device) work on: channel-first tensors
 ``image`` (3,H,W) float, ``semantic`` (H,W) int, ``depth`` (1,H,W) float metres (0 = missing),
 ``normal`` (3,H,W) float unit vectors (all-zero = missing). A transform is a callable
 ``transform(sample, rng) -> sample`` that draws all its randomness from ``rng``, a
 ``numpy.random.Generator``; the dataset seeds ``rng`` from (seed, epoch, index) alone, so an
-augmented sample does not depend on the number of workers or processes, or on resumption.
+augmented sample does not depend on the number of workers or processes, or on resumption. The
+random draws and the resampling indices are computed on the host; the pixels are moved on the
+sample's device, so the same functions augment a sample held on a GPU.
 
 Choices (MTAN's, except where said):
 
@@ -30,6 +33,7 @@ Choices (MTAN's, except where said):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -49,10 +53,20 @@ def crop_size(height: int, width: int, scale: float) -> tuple[int, int]:
     return int(height / scale), int(width / scale)
 
 
-def _nearest_source(start: int, length: int, size: int) -> torch.Tensor:
-    """Source index, in [start, start + length), of each of ``size`` output pixels (pixel centres)."""
+@functools.lru_cache(maxsize=64)
+def _nearest_offsets(length: int, size: int, device: torch.device) -> torch.Tensor:
+    """Offset in a window of ``length`` pixels read by each of ``size`` output pixels (pixel centres).
+
+    Computed once on the host in float64 and kept on ``device`` (never modified): the same indices
+    on every device, and no host-to-device copy per sample.
+    """
     centres = (np.arange(size) + 0.5) * (length / size)
-    return torch.from_numpy(start + np.floor(centres).astype(np.int64))
+    return torch.from_numpy(np.floor(centres).astype(np.int64)).to(device)
+
+
+def _nearest_source(start: int, length: int, size: int, device: torch.device) -> torch.Tensor:
+    """Source index, in [start, start + length), of each of ``size`` output pixels."""
+    return _nearest_offsets(length, size, device) + start
 
 
 def scale_crop(sample: Sample, top: int, left: int, crop_height: int, crop_width: int, scale: float) -> Sample:
@@ -66,8 +80,9 @@ def scale_crop(sample: Sample, top: int, left: int, crop_height: int, crop_width
     window = sample["image"][None, :, top:top + crop_height, left:left + crop_width]
     out = dict(sample)
     out["image"] = F.interpolate(window, size=(height, width), mode="bilinear", align_corners=False)[0]
-    rows = _nearest_source(top, crop_height, height)
-    cols = _nearest_source(left, crop_width, width)
+    device = sample["image"].device
+    rows = _nearest_source(top, crop_height, height, device)
+    cols = _nearest_source(left, crop_width, width, device)
     # One gather from the flattened map: several times faster than 2-D advanced indexing.
     pixels = (rows[:, None] * width + cols[None, :]).flatten()
     for name in TARGETS:
@@ -79,7 +94,7 @@ def scale_crop(sample: Sample, top: int, left: int, crop_height: int, crop_width
 def hflip(sample: Sample) -> Sample:
     """Mirror every map left-right and negate the normal's x component."""
     out = {name: value.flip(-1) if name in ("image", *TARGETS) else value for name, value in sample.items()}
-    out["normal"] = out["normal"] * torch.tensor([-1.0, 1.0, 1.0], dtype=out["normal"].dtype)[:, None, None]
+    out["normal"][0].neg_()  # flip() made a copy: the input sample is left untouched
     return out
 
 
@@ -120,6 +135,11 @@ class Compose:
         for transform in self.transforms:
             sample = transform(sample, rng)
         return sample
+
+
+def sample_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator that augments sample ``index`` in epoch ``epoch``: a function of those alone."""
+    return np.random.default_rng([seed, epoch, index])
 
 
 def training_augmentation() -> Compose:

@@ -17,18 +17,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mbmt.data.augment import training_augmentation
+from mbmt.data.augment import sample_generator, training_augmentation
 from mbmt.data.hdf5 import MODALITIES, read_attrs
 
 
-def decode_tensors(stored: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def decode_tensors(stored: dict[str, np.ndarray | torch.Tensor]) -> dict[str, torch.Tensor]:
     """`mbmt.data.hdf5.decode` as tensors, converted by torch: its float16 -> float32 conversion is
-    several times faster than numpy's, which made decoding the slowest step of loading a sample."""
+    several times faster than numpy's, which made decoding the slowest step of loading a sample.
+    Storage arrays or tensors (on any device; the result stays there) of one sample or a batch."""
     return {
-        "image": torch.from_numpy(stored["image"]).float().div_(255.0),
-        "semantic": torch.from_numpy(stored["semantic"]).long(),
-        "depth": torch.from_numpy(stored["depth"]).float(),
-        "normal": torch.from_numpy(stored["normal"]).float(),
+        "image": torch.as_tensor(stored["image"]).float().div_(255.0),
+        "semantic": torch.as_tensor(stored["semantic"]).long(),
+        "depth": torch.as_tensor(stored["depth"]).float(),
+        "normal": torch.as_tensor(stored["normal"]).float(),
     }
 
 
@@ -87,7 +88,6 @@ class NYUv2Dataset(Dataset):
         stored = {name: handle[index] for name, handle in self._datasets().items()}
         sample = decode_tensors(stored)
         if self.transform is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            sample = self.transform(sample, rng)
+            sample = self.transform(sample, sample_generator(self.seed, self.epoch, index))
         sample["index"] = index
         return sample

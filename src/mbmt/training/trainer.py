@@ -22,6 +22,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from mbmt.data.dataset import NYUv2Dataset
+from mbmt.data.device_split import DeviceSplit
 from mbmt.errors import MbmtError
 from mbmt.evaluation import accumulate_metrics, non_finite_metrics, non_finite_tensors, to_device
 from mbmt.io import atomic_path
@@ -60,6 +62,10 @@ LIVE_DIR = "live"
 # Validation curves use the pixel averaging: it does not depend on how the split is batched or
 # sharded over ranks, so the curves are the same on 1 or N processes (evaluate reports both).
 VAL_AVERAGING = "pixel"
+# train.sync_every and train.val_batch_size `auto` on CUDA: at the paper's batch of 2 a step is
+# bound by kernel launches and host synchronisation, not by arithmetic (docs/training.md).
+CUDA_SYNC_EVERY = 50
+CUDA_VAL_BATCH = 16
 
 
 class DivergedError(MbmtError):
@@ -105,6 +111,10 @@ class Trainer:
         self.local_batch = distributed.per_rank_batch_size(train["batch_size"], context.world_size)
         self.amp = bool(train["amp"] and context.cuda)
         self.channels_last = bool(train["channels_last"])
+        self.split_on_device = bool(train["split_on_device"])
+        self.sync_every = resolve_auto(train["sync_every"], cpu=1, cuda=CUDA_SYNC_EVERY, context=context)
+        self.val_batch = resolve_auto(train["val_batch_size"], cpu=self.local_batch, cuda=CUDA_VAL_BATCH,
+                                      context=context)
         if context.cuda:
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
@@ -139,13 +149,26 @@ class Trainer:
         self.weighting = (weighting_from_params(self.tasks, train) if len(self.tasks) > 1
                           else build_weighting("equal", self.tasks))
         trainable = [p for p in self.module.parameters() if p.requires_grad] + list(self.weighting.parameters())
-        self.optimizer = torch.optim.Adam(trainable, lr=train["lr"], weight_decay=train["weight_decay"])
+        # Read back every step, the host skips a bad update itself; otherwise fused Adam skips it on
+        # the device (its found_inf), without a synchronisation.
+        self.optimizer = torch.optim.Adam(trainable, lr=train["lr"], weight_decay=train["weight_decay"],
+                                          fused=self.sync_every > 1 or None)
+        self.compile_mode = train["compile"]
+        self.forward = compiled(self.model, self.compile_mode)
+        # The device-side guard: False from the first step with a non-finite loss on (see train_step).
+        self.healthy = torch.ones((), dtype=torch.bool, device=context.device)
+        self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=context.device)
+        self.first_bad_values = torch.zeros(len(self.tasks), device=context.device)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=train["lr_step"], gamma=train["lr_gamma"])
 
-        self.train_set = NYUv2Dataset(split_file("train"), augment=train["augment"], seed=self.seed)
+        if self.split_on_device:
+            self.train_set = DeviceSplit(split_file("train"), context.device, augment=train["augment"], seed=self.seed)
+            self.val_set = DeviceSplit(split_file("test"), context.device) if train["val_every"] else None
+        else:
+            self.train_set = NYUv2Dataset(split_file("train"), augment=train["augment"], seed=self.seed)
+            self.val_set = NYUv2Dataset(split_file("test")) if train["val_every"] else None
         self.train_sampler = DistributedSampler(self.train_set, num_replicas=context.world_size, rank=context.rank,
                                                 shuffle=True, seed=self.seed, drop_last=False)
-        self.val_set = NYUv2Dataset(split_file("test")) if train["val_every"] else None
 
         self.epoch = 0  # completed epochs
         self.history: list[dict[str, Any]] = []  # per epoch: the logged metrics
@@ -189,7 +212,10 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["model"])
+        fused = [group["fused"] for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, value in zip(self.optimizer.param_groups, fused):
+            group["fused"] = value  # this run's choice (train.sync_every), not the checkpoint's
         self.scheduler.load_state_dict(state["scheduler"])
         self.weighting.load_state_dict(state["weighting"])
         set_rng_state(state["rng"][self.context.rank])
@@ -202,8 +228,11 @@ class Trainer:
 
     # -- loops ---------------------------------------------------------------------------
 
-    def train_loader(self, epoch: int) -> DataLoader:
+    def train_loader(self, epoch: int) -> Iterable[dict[str, Any]]:
+        """The batches of epoch ``epoch``: the same from the device-held split as from the DataLoader."""
         self.train_sampler.set_epoch(epoch)
+        if self.split_on_device:
+            return self.train_set.batches(self.train_sampler, self.local_batch, epoch)
         self.train_set.set_epoch(epoch)
         return DataLoader(self.train_set, batch_size=self.local_batch, sampler=self.train_sampler,
                           num_workers=self.train_params["num_workers"], persistent_workers=False,
@@ -214,19 +243,33 @@ class Trainer:
         cap = self.train_params["steps_per_epoch"]
         return min(steps, cap) if cap else steps
 
-    def train_step(self, batch: dict[str, Any], epoch: int) -> torch.Tensor:
-        """Forward, loss, backward, update; returns the task losses summed over ranks (on the host).
+    def train_step(self, batch: dict[str, Any], epoch: int, step: int) -> torch.Tensor:
+        """Forward, loss, backward, update; returns the task losses summed over ranks.
 
-        Skips the update if a loss is not finite (train_epoch then raises DivergedError on every rank alike).
+        No update is made from a step with a non-finite loss, nor (sync_every > 1) from any later
+        step; train_epoch then raises DivergedError on every rank alike. With sync_every 1 the losses
+        come back to the host and the update is skipped there; otherwise they stay on the device,
+        where the guard records the first bad step, and fused Adam skips the update
+        (`check_healthy` raises at the next read-back).
         """
         batch = to_device(batch, self.context.device, self.channels_last)
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are consumed
         with torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            outputs = self.model(batch["image"])
+            outputs = self.forward(batch["image"])
         losses = self.global_batch_losses(outputs, batch)
         values = torch.stack([losses[task].detach() for task in self.tasks])
-        values = distributed.all_reduce_sum(values, self.context).cpu()  # one host sync per step
-        if not torch.isfinite(values).all():
-            return values
+        values = distributed.all_reduce_sum(values, self.context)  # equal on every rank: so is the guard
+        if self.sync_every == 1:
+            values = values.cpu()  # the one host synchronisation of the step
+            if not torch.isfinite(values).all():
+                return values
+        else:
+            newly_bad = self.healthy & ~torch.isfinite(values).all()
+            self.first_bad_step.copy_(torch.where(newly_bad, step, self.first_bad_step))
+            self.first_bad_values.copy_(torch.where(newly_bad, values, self.first_bad_values))
+            self.healthy &= ~newly_bad
+            self.optimizer.found_inf = (~self.healthy).float()
         total = self.weighting.total_loss(losses, epoch)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -249,7 +292,9 @@ class Trainer:
     def train_epoch(self, epoch: int, weights: dict[str, float]) -> EpochStats:
         self.model.train()
         steps = self.steps_in_epoch()
-        loss_sum = torch.zeros(len(self.tasks), dtype=torch.float64)
+        # Summed where the losses are: on the host when read back every step, else on the device.
+        loss_sum = torch.zeros(len(self.tasks), dtype=torch.float64,
+                               device="cpu" if self.sync_every == 1 else self.context.device)
         images, start = 0, time.perf_counter()
         bar = tqdm(total=steps, desc=f"{self.name} epoch {epoch + 1}/{self.epochs}", unit="step",
                    disable=not (self.progress and self.context.is_main), leave=False, dynamic_ncols=True)
@@ -257,18 +302,29 @@ class Trainer:
             for step, batch in enumerate(self.train_loader(epoch)):
                 if step == steps:
                     break
-                values = self.train_step(batch, epoch) / self.context.world_size
-                self.check_finite_losses(values, epoch, step, steps)
+                values = self.train_step(batch, epoch, step) / self.context.world_size
+                if self.sync_every == 1:
+                    self.check_finite_losses(values, epoch, step, steps)
                 loss_sum += values.double()
                 images += len(batch["index"]) * self.context.world_size
-                total = sum(weights[task] * float(v) for task, v in zip(self.tasks, values))
-                bar.set_postfix(loss=f"{total:.4f}", img_s=f"{images / (time.perf_counter() - start):.1f}", refresh=False)
+                if (step + 1) % self.sync_every == 0 or step + 1 == steps:
+                    self.check_healthy(epoch, steps)
+                    total = sum(weights[task] * float(v) for task, v in zip(self.tasks, values))
+                    bar.set_postfix(loss=f"{total:.4f}", img_s=f"{images / (time.perf_counter() - start):.1f}",
+                                    refresh=False)
                 bar.update(1)
         mean = (loss_sum / steps).tolist()
         mean_losses = dict(zip(self.tasks, mean))
         return EpochStats(mean_losses=mean_losses,
                           total_loss=sum(weights[task] * mean_losses[task] for task in self.tasks),
                           images=images, seconds=time.perf_counter() - start)
+
+    def check_healthy(self, epoch: int, steps: int) -> None:
+        """The device-side guard's read-back (sync_every > 1): raise if a step since the last one had a
+        non-finite loss. That step and every later one made no update."""
+        if self.sync_every > 1 and not bool(self.healthy):
+            bad = self.first_bad_values.cpu() / self.context.world_size
+            self.check_finite_losses(bad, epoch, int(self.first_bad_step), steps)
 
     def check_finite_losses(self, values: torch.Tensor, epoch: int, step: int, steps: int) -> None:
         if torch.isfinite(values).all():
@@ -304,9 +360,12 @@ class Trainer:
     def validate(self) -> dict[str, dict[str, float]]:
         """Metrics of the test split (DESIGN §3 keys), summed over ranks' shards."""
         sampler = ShardSampler(len(self.val_set), self.context.rank, self.context.world_size)
-        loader = DataLoader(self.val_set, batch_size=self.local_batch, sampler=sampler,
-                            num_workers=self.train_params["num_workers"], pin_memory=self.context.cuda,
-                            generator=torch.Generator().manual_seed(self.seed))  # never the global RNG
+        if self.split_on_device:
+            loader = self.val_set.batches(sampler, self.val_batch)
+        else:
+            loader = DataLoader(self.val_set, batch_size=self.val_batch, sampler=sampler,
+                                num_workers=self.train_params["num_workers"], pin_memory=self.context.cuda,
+                                generator=torch.Generator().manual_seed(self.seed))  # never the global RNG
         accumulator = accumulate_metrics(self.module, loader, self.tasks, device=self.context.device,
                                          channels_last=self.channels_last)
         accumulator.all_reduce()
@@ -390,6 +449,28 @@ class Trainer:
         with atomic_path(model_dir(self.name), directory=True) as tmp:
             save_model(tmp / "model.pt", self.module, name=self.name, params=self.params, extra=self.summary)
             shutil.copytree(self.run_dir / LIVE_DIR, tmp / LIVE_DIR)
+
+
+def resolve_auto(value: int | str, *, cpu: int, cuda: int, context: DistributedContext) -> int:
+    """A train setting that may be `auto`: ``cpu`` (the exact computation) on CPU, ``cuda`` on CUDA."""
+    if value != "auto":
+        return int(value)
+    return cuda if context.cuda else cpu
+
+
+def compiled(model: torch.nn.Module, mode: str):
+    """``model`` under torch.compile (params train.compile), or itself for ``none``.
+
+    Whatever cannot be compiled (an unsupported operation, no compiler toolchain) or captured in a
+    CUDA graph runs eagerly instead, with a warning: the results are the same up to rounding.
+    """
+    if mode == "none":
+        return model
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    # One input shape per run, except a smaller last batch: no dynamic-shape kernels.
+    return torch.compile(model, mode=None if mode == "default" else mode, dynamic=False)
 
 
 def log_epoch(live, record: dict[str, float]) -> None:
