@@ -114,7 +114,11 @@ def wait_for_training(root: Path, process: subprocess.Popen, front_end: str) -> 
 def finish(process: subprocess.Popen) -> str:
     """Wait for the first run, which the second must have met still running."""
     assert process.poll() is None, "the first run ended before the second was checked: train longer"
-    output = process.communicate(timeout=300)[0]
+    try:
+        output = process.communicate(timeout=300)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()  # no orphan run left behind
+        pytest.fail(f"the first run did not end in 300 s:\n{process.communicate()[0][-4000:]}")
     assert process.returncode == 0, output[-4000:]
     return output
 

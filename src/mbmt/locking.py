@@ -165,9 +165,14 @@ def dvc_write_lock(root: Path, outputs: Iterable[str | os.PathLike], command: st
     ``command``; it drops the entries of a process that no longer exists. The table's format is
     DVC's (dvc.rwlock, the version pinned in pyproject.toml).
     """
+    import tqdm
     from dvc.lock import LockError as DvcLockError
     from dvc.repo import Repo
     from dvc.rwlock import rwlock
+
+    # DVC's lock opens a (hidden) tqdm bar, whose first instance starts tqdm's monitor thread; inside
+    # Snakemake's onsuccess hook that Thread.start() was seen to hang for good. The bar needs no monitor.
+    tqdm.tqdm.monitor_interval = 0
 
     with Repo(str(root)) as repo:
         tmp_dir, fs, hardlink = repo.tmp_dir, repo.fs, repo.config["core"].get("hardlink_lock", False)
