@@ -26,11 +26,15 @@ def main(args: argparse.Namespace) -> int:
     model_params(params, args.model)
     seed = job_seed(params, args.seed)
 
+    from mbmt.errors import MbmtError
     from mbmt.evaluation import evaluate_model_file
     from mbmt.io import write_json
     from mbmt.paths import metrics_file, model_file
 
-    metrics = evaluate_model_file(model_file(args.model, seed), params)
+    model = model_file(args.model, seed)
+    if not model.is_file():
+        raise MbmtError(f"{model}: trained model not found; run `mbmt train {args.model} --seed {seed}` first")
+    metrics = evaluate_model_file(model, params)
     write_json(metrics_file(args.model, seed), metrics)
     print(f"{metrics_file(args.model, seed)}: {args.model} on {metrics['context']['images']} "
           f"{metrics['context']['split']} images")
