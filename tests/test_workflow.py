@@ -1,9 +1,10 @@
 """End to end on the tiny configuration, in a git + DVC copy of the project.
 
-The whole DAG runs once under Snakemake (one module-scoped run, ~2 min on 2 cores), which records
-its outputs for DVC when it succeeds; each test then works on a copy of that finished project:
-a params change re-runs exactly the changed model's training, its evaluation and the report (with
-Snakemake and with `dvc repro`), the results round-trip through a DVC remote, and the report
+The whole DAG runs once under Snakemake with seeds [0, 1] (one module-scoped run, ~3 min on 2
+cores), which records its outputs for DVC when it succeeds; each test then works on a copy of that
+finished project: every model trained once per seed, a params change re-runs exactly the changed
+model's trainings, its evaluations and the report, a third seed exactly its own jobs and the report
+(with Snakemake and with `dvc repro`), the results round-trip through a DVC remote, and the report
 holds every table; so does Snakemake's HTML report of the run, which renders in headless Chromium.
 """
 
@@ -20,13 +21,14 @@ from pathlib import Path
 import pytest
 import yaml
 from mbmt import paper
-from mbmt.dag import REPORT_OUTPUTS, job_name
+from mbmt.config import load_params
+from mbmt.dag import REPORT_OUTPUTS, evaluate_outputs, job_name, models, train_outputs
 from mbmt.reporting.document import RUN_TITLE
 from mbmt.reporting.tables import TABLE_TITLES
 
 import chromium
-from test_workflow_project import (SNAKEMAKE_FAST, commit, contents, copy_project, dvc_changed, dvc_view,
-                                   init_git_dvc, outputs, planned, run, written)
+from test_workflow_project import (SNAKEMAKE_FAST, assert_trained_per_seed, commit, contents, copy_project,
+                                   dvc_changed, dvc_view, init_git_dvc, outputs, planned, run, set_seeds, written)
 
 pytestmark = pytest.mark.slow
 
@@ -35,17 +37,19 @@ pytestmark = pytest.mark.slow
 INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/dag.py", "mbmt/errors.py", "mbmt/io.py",
                   "mbmt/locking.py", "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py",
                   "mbmt/stages/config.py"}
-# A change to the paper's MBMT-Net alone, and what it must re-run.
+SEEDS = [0, 1]
+# A change to the paper's MBMT-Net alone, and what it must re-run: its jobs of every seed.
 CHANGED_MODEL = "mbmt_partial"
-AFFECTED_STAGES = {f"train_from_st@{CHANGED_MODEL}-0", f"evaluate@{CHANGED_MODEL}-0", "report"}
-AFFECTED_OUTPUTS = {f"models/{CHANGED_MODEL}/seed0/model.pt", f"models/{CHANGED_MODEL}/seed0/live",
-                    f"metrics/{CHANGED_MODEL}/seed0.json", *map(str, REPORT_OUTPUTS)}
+AFFECTED_STAGES = {job_name(stage, CHANGED_MODEL, seed) for stage in ("train_from_st", "evaluate") for seed in SEEDS} | {"report"}
+AFFECTED_OUTPUTS = {str(path) for seed in SEEDS for path in train_outputs(CHANGED_MODEL, seed)
+                    + evaluate_outputs(CHANGED_MODEL, seed)} | set(map(str, REPORT_OUTPUTS))
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """The project after `snakemake` (which records its outputs for DVC), committed to git."""
     root = copy_project(tmp_path_factory.mktemp("workflow") / "project")
+    set_seeds(root, SEEDS)
     init_git_dvc(root)
     # Each stage's log then lists every module it imported (test_stages_depend_on_the_code_they_import).
     result = run(["snakemake", *SNAKEMAKE_FAST], root, env={"PYTHONPROFILEIMPORTTIME": "1"})
@@ -158,6 +162,43 @@ def test_params_change_reruns_one_model_with_dvc(project):
     assert set(re.findall(r"Running stage '([^']+)'", output)) == AFFECTED_STAGES
     after = written(project)
     assert {out for out in after if after[out] != before[out]} == AFFECTED_OUTPUTS
+    assert dvc_changed(project) == set()
+
+
+def test_every_model_trained_once_per_seed(finished):
+    """Each seed's own weights, metrics of those weights, each MBMT-Net from its seed's ST-Nets."""
+    assert_trained_per_seed(finished, models(load_params([finished / "params.yaml"])), SEEDS)
+
+
+def added_seed(project: Path) -> tuple[set[str], set[str]]:
+    """Seed 2 added to params.yaml (and dvc.yaml regenerated): its jobs and outputs, and the report's."""
+    set_seeds(project, [*SEEDS, 2])
+    names = models(load_params([project / "params.yaml"]))
+    stages = {stage for stage, stage_view in dvc_view(project).items() if stage_view.cmd.endswith("--seed 2")}
+    assert {stage.split("@")[1] for stage in stages} == {f"{name}-2" for name in names for _ in (0, 1)}
+    outputs = {str(p) for name in names for p in train_outputs(name, 2) + evaluate_outputs(name, 2)}
+    return stages | {"report"}, outputs | set(map(str, REPORT_OUTPUTS))
+
+
+def test_a_new_seed_runs_only_its_jobs_and_the_report_with_snakemake(project):
+    stages, changed = added_seed(project)
+    assert planned(project) == stages
+    before = written(project)
+    run(["snakemake", *SNAKEMAKE_FAST], project)
+    after = written(project)
+    assert {out for out in after if after[out] != before.get(out)} == changed
+    assert_trained_per_seed(project, models(load_params([project / "params.yaml"])), [*SEEDS, 2])
+    assert planned(project) == set() and dvc_changed(project) == set()  # the run was recorded for DVC
+
+
+def test_a_new_seed_runs_only_its_jobs_and_the_report_with_dvc(project):
+    stages, changed = added_seed(project)
+    assert dvc_changed(project) == stages
+    before = written(project)
+    output = run(["dvc", "repro"], project).stdout
+    assert set(re.findall(r"Running stage '([^']+)'", output)) == stages
+    after = written(project)
+    assert {out for out in after if after[out] != before.get(out)} == changed
     assert dvc_changed(project) == set()
 
 

@@ -54,6 +54,14 @@ def copy_project(dest: Path, preset: Path | None = TINY) -> Path:
     return dest
 
 
+def set_seeds(root: Path, seeds: list[int]) -> None:
+    """params.yaml's seeds in ``root``, and dvc.yaml regenerated (docs/workflow.md, "Seeds")."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["seeds"] = seeds
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["mbmt", "dag"], root)
+
+
 def run(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(args, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -193,8 +201,9 @@ def files_of(path: Path) -> list[Path]:
 
 
 def written(root: Path) -> dict[str, int]:
-    """Each output's latest modification time (ns): what a run rewrote."""
-    return {out: max(f.stat().st_mtime_ns for f in files_of(root / out)) for out in outputs(root)}
+    """Each existing output's latest modification time (ns): what a run rewrote."""
+    return {out: max(f.stat().st_mtime_ns for f in files_of(root / out)) for out in outputs(root)
+            if (root / out).exists()}
 
 
 def contents(root: Path, out: str) -> dict[str, str]:
@@ -208,3 +217,34 @@ def planned(root: Path) -> set[str]:
 
 def dvc_changed(root: Path) -> set[str]:
     return set(json.loads(run(["dvc", "status", "--json"], root).stdout))
+
+
+def assert_trained_per_seed(root: Path, names: list[str], seeds: list[int]) -> None:
+    """Models ``names`` of ``root`` trained and evaluated once per seed: each seed's own weights, its
+    metrics computed from them, and each MBMT-Net's frozen encoders those of its seed's ST-Nets."""
+    import torch
+
+    from mbmt.config import load_params
+    from mbmt.dag import init_from
+    from mbmt.io import sha256_file
+    from mbmt.paths import metrics_file, model_file
+
+    def weights(name: str, seed: int, prefix: str = "") -> dict:
+        state = torch.load(root / model_file(name, seed), weights_only=True)["state_dict"]
+        return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+
+    def same(a: dict, b: dict) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    params = load_params([root / "params.yaml"])
+    for name in names:
+        for seed in seeds:
+            context = json.loads((root / metrics_file(name, seed)).read_text())["context"]
+            assert context["checkpoint_sha256"] == sha256_file(root / model_file(name, seed)), (name, seed)
+        trained = [weights(name, seed) for seed in seeds]
+        assert not any(same(a, b) for i, a in enumerate(trained) for b in trained[i + 1:]), name
+        if params["models"][name].get("freeze"):
+            for seed in seeds:
+                for index, st in enumerate(init_from(params, name)):
+                    frozen = weights(name, seed, f"encoder.backbones.{index}.")
+                    assert {s for s in seeds if same(frozen, weights(st, s, "encoder."))} == {seed}, (name, st, seed)
