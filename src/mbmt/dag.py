@@ -21,10 +21,10 @@ from mbmt.tasks import TASKS
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Params keys each stage depends on, at key granularity; "{model}" is the job's model. A change
-# of any other key re-runs nothing. A job's seed is on its command line (--seed), not a params key:
-# adding a seed to params `seeds` adds jobs and leaves the other seeds' jobs as they are. Execution settings (train.device, train.num_workers) choose
+# of any other key re-runs nothing. Execution settings (train.device, train.num_workers) choose
 # where and how fast, not what is computed, so they are left out, as mbmt.training.checkpoint's
-# run fingerprint leaves them out.
+# run fingerprint leaves them out. A job's seed is on its command line (--seed), not a params
+# key: adding a seed to params `seeds` adds jobs and leaves the other seeds' jobs as they are.
 STAGE_PARAMS = {
     "fetch": ["data.source", "data.height", "data.width", "data.nyuv2", "data.synthetic"],
     "preprocess": ["data.source", "data.height", "data.width", "data.real_images"],
@@ -137,10 +137,12 @@ TRAINING_DATA = [paths.split_file("train"), paths.split_file("test")]
 
 
 def train_outputs(name: str, seed) -> list[Path]:
+    """What training ``name`` with ``seed`` publishes (``seed`` may be a template, e.g. "{seed}")."""
     return [paths.model_file(name, seed), paths.live_dir(name, seed)]
 
 
 def evaluate_outputs(name: str, seed) -> list[Path]:
+    """What evaluating ``name``'s ``seed`` writes (``seed`` may be a template, e.g. "{seed}")."""
     return [paths.metrics_file(name, seed)]
 
 
