@@ -146,6 +146,9 @@ def test_dag_check_fails_on_a_stale_dvc_yaml(project, capsys):
     assert main(["dag", "--check"]) == 2
     assert "dvc.yaml is out of date with params.yaml" in capsys.readouterr().err
     assert main(["dag"]) == 0 and main(["dag", "--check"]) == 0
+    (project / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": [0, 1]}, sort_keys=False))
+    assert main(["dag", "--check"]) == 2  # dvc.yaml lists each seed's jobs
+    assert main(["dag"]) == 0 and "seed: [0, 1]" in (project / "dvc.yaml").read_text()
 
 
 # A preset that moves models between the two training groups: one variant now trains from the
