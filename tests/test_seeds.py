@@ -36,7 +36,7 @@ def test_dvc_trains_each_seed_from_its_own_st_nets_and_a_new_seed_alone(tmp_path
     init_git_dvc(root)
     ran = repro(root, dag.job_name("evaluate", MODEL, 0), dag.job_name("evaluate", MODEL, 1))
     assert sorted(ran) == sorted(chain(0) | chain(1) | {"fetch", "preprocess"})
-    assert_trained_per_seed(root, [*ST_NETS, MODEL], [0, 1])
+    assert_trained_per_seed(root, [*ST_NETS, MODEL], [0, 1], evaluated=[MODEL])
 
     set_seeds(root, [0, 1, 2])
     before = written(root)
@@ -46,4 +46,4 @@ def test_dvc_trains_each_seed_from_its_own_st_nets_and_a_new_seed_alone(tmp_path
     assert {out for out in after if after[out] != before.get(out)} == {
         str(path) for name in (*ST_NETS, MODEL) for path in dag.train_outputs(name, 2)} | {
         str(path) for path in dag.evaluate_outputs(MODEL, 2)}
-    assert_trained_per_seed(root, [*ST_NETS, MODEL], [0, 1, 2])
+    assert_trained_per_seed(root, [*ST_NETS, MODEL], [0, 1, 2], evaluated=[MODEL])
