@@ -145,7 +145,7 @@ def test_report_holds_every_table(finished):
 def test_params_change_reruns_one_model_with_snakemake(project):
     change_param(project)
     assert planned(project) == AFFECTED_STAGES
-    assert dvc_changed(project) == {f"train_from_st@{CHANGED_MODEL}"}  # DVC sees the same cause
+    assert dvc_changed(project) == {job_name("train_from_st", CHANGED_MODEL, seed) for seed in SEEDS}  # the same cause
     before, lock_before = written(project), locked_stages(project)
     run(["snakemake", *SNAKEMAKE_FAST], project)
     after, lock_after = written(project), locked_stages(project)
