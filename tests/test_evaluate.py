@@ -25,7 +25,7 @@ def save_untrained(name: str, change=None) -> None:
     if change is not None:
         with torch.no_grad():
             change(model.state_dict())
-    save_model(model_file(name), model, name=name, params=params, extra={"input_size": [64, 64]})
+    save_model(model_file(name, 0), model, name=name, params=params, extra={"input_size": [64, 64]})
 
 
 def set_evaluate(**settings) -> None:
@@ -36,7 +36,7 @@ def set_evaluate(**settings) -> None:
 
 def evaluate(name: str) -> dict:
     assert cli.main(["evaluate", name]) == 0
-    return json.loads(metrics_file(name).read_text())
+    return json.loads(metrics_file(name, 0).read_text())
 
 
 def test_metrics_blocks_averagings_and_context(project, processed_data):
@@ -65,8 +65,8 @@ def test_metrics_blocks_averagings_and_context(project, processed_data):
 
     context = single["context"]
     assert context["split"] == "test" and context["images"] == 4 and context["dataset"] == "synthetic"
-    assert context["checkpoint"] == str(model_file("mtnet"))
-    assert context["checkpoint_sha256"] == sha256_file(model_file("mtnet"))
+    assert context["checkpoint"] == str(model_file("mtnet", 0))
+    assert context["checkpoint_sha256"] == sha256_file(model_file("mtnet", 0))
     assert context["provenance"]["profile"] == "tiny"
 
     # A single-task model reports its task only; the split is a parameter.
@@ -81,8 +81,9 @@ def test_missing_model_file_is_one_clear_error(project, processed_data, capsys):
     processed_data()
     assert cli.main(["evaluate", "mtan"]) == 2
     error = capsys.readouterr().err
-    assert "models/mtan/model.pt" in error and "mbmt train mtan" in error
-    assert not metrics_file("mtan").exists()
+    assert error.strip() == ("mbmt evaluate: error: models/mtan/seed0/model.pt: trained model not found; "
+                             "run `mbmt train mtan --seed 0` first")
+    assert not metrics_file("mtan", 0).exists()
 
 
 def infinite_running_var(state: dict[str, torch.Tensor]) -> None:
@@ -107,6 +108,6 @@ def test_non_finite_model_is_refused_and_writes_nothing(project, processed_data,
     assert cli.main(["evaluate", "st_de"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1, error
-    assert error[0].startswith(f"mbmt evaluate: error: {model_file('st_de')}: {message}")
+    assert error[0].startswith(f"mbmt evaluate: error: {model_file('st_de', 0)}: {message}")
     assert error[0].endswith("retrain it with a lower train.lr (`mbmt train st_de`)")
-    assert not metrics_file("st_de").exists()
+    assert not metrics_file("st_de", 0).exists()

@@ -20,7 +20,7 @@ def trainer(root, name: str = MODEL, device: str = "cpu", **train) -> Trainer:
     """A Trainer of the project's params with ``train`` settings changed, its runs under ``root``."""
     params = load_params(["params.yaml"])
     params["train"].update(train)
-    return Trainer(name, params, distributed.setup(device), run_root=root, progress=False)
+    return Trainer(name, params, distributed.setup(device), seed=params["seeds"][0], run_root=root, progress=False)
 
 
 def fitted(root, name: str = MODEL, device: str = "cpu", **train) -> tuple[dict[str, torch.Tensor], list[dict]]:

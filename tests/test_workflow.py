@@ -1,9 +1,10 @@
 """End to end on the tiny configuration, in a git + DVC copy of the project.
 
-The whole DAG runs once under Snakemake (one module-scoped run, ~2 min on 2 cores), which records
-its outputs for DVC when it succeeds; each test then works on a copy of that finished project:
-a params change re-runs exactly the changed model's training, its evaluation and the report (with
-Snakemake and with `dvc repro`), the results round-trip through a DVC remote, and the report
+The whole DAG runs once under Snakemake with seeds [0, 1] (one module-scoped run, ~3 min on 2
+cores), which records its outputs for DVC when it succeeds; each test then works on a copy of that
+finished project: every model trained once per seed, a params change re-runs exactly the changed
+model's trainings, its evaluations and the report, a third seed exactly its own jobs and the report
+(with Snakemake and with `dvc repro`), the results round-trip through a DVC remote, and the report
 holds every table; so does Snakemake's HTML report of the run, which renders in headless Chromium.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import getpass
-import hashlib
 import json
 import re
 import shutil
@@ -21,11 +21,14 @@ from pathlib import Path
 import pytest
 import yaml
 from mbmt import paper
+from mbmt.config import load_params
+from mbmt.dag import REPORT_OUTPUTS, evaluate_outputs, job_name, models, train_outputs
 from mbmt.reporting.document import RUN_TITLE
 from mbmt.reporting.tables import TABLE_TITLES
 
 import chromium
-from test_workflow_project import SNAKEMAKE_FAST, commit, copy_project, dry_run_jobs, dvc_view, init_git_dvc, run
+from test_workflow_project import (SNAKEMAKE_FAST, assert_trained_per_seed, commit, contents, copy_project,
+                                   dvc_changed, dvc_view, init_git_dvc, outputs, planned, run, set_seeds, written)
 
 pytestmark = pytest.mark.slow
 
@@ -34,18 +37,19 @@ pytestmark = pytest.mark.slow
 INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/dag.py", "mbmt/errors.py", "mbmt/io.py",
                   "mbmt/locking.py", "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py",
                   "mbmt/stages/config.py"}
-# A change to the paper's MBMT-Net alone, and what it must re-run.
+SEEDS = [0, 1]
+# A change to the paper's MBMT-Net alone, and what it must re-run: its jobs of every seed.
 CHANGED_MODEL = "mbmt_partial"
-AFFECTED_STAGES = {f"train_from_st@{CHANGED_MODEL}", f"evaluate@{CHANGED_MODEL}", "report"}
-AFFECTED_OUTPUTS = {f"models/{CHANGED_MODEL}/model.pt", f"models/{CHANGED_MODEL}/live", f"metrics/{CHANGED_MODEL}.json",
-                    "reports/README.md", "reports/tables", "reports/figures", "reports/provenance.json"}
-TIMESTAMP = ".snakemake_timestamp"  # Snakemake's marker in directory outputs; .dvcignore'd
+AFFECTED_STAGES = {job_name(stage, CHANGED_MODEL, seed) for stage in ("train_from_st", "evaluate") for seed in SEEDS} | {"report"}
+AFFECTED_OUTPUTS = {str(path) for seed in SEEDS for path in train_outputs(CHANGED_MODEL, seed)
+                    + evaluate_outputs(CHANGED_MODEL, seed)} | set(map(str, REPORT_OUTPUTS))
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """The project after `snakemake` (which records its outputs for DVC), committed to git."""
     root = copy_project(tmp_path_factory.mktemp("workflow") / "project")
+    set_seeds(root, SEEDS)
     init_git_dvc(root)
     # Each stage's log then lists every module it imported (test_stages_depend_on_the_code_they_import).
     result = run(["snakemake", *SNAKEMAKE_FAST], root, env={"PYTHONPROFILEIMPORTTIME": "1"})
@@ -58,34 +62,6 @@ def finished(tmp_path_factory) -> Path:
 def project(finished, tmp_path) -> Path:
     """A copy of the finished project (modification times kept) that a test may change."""
     return Path(shutil.copytree(finished, tmp_path / "project", symlinks=True))
-
-
-def outputs(root: Path) -> list[str]:
-    return sorted(out for stage in dvc_view(root).values() for out in stage.outs)
-
-
-def files_of(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(f for f in path.rglob("*") if f.is_file() and f.name != TIMESTAMP)
-    return [path]
-
-
-def written(root: Path) -> dict[str, int]:
-    """Each output's latest modification time (ns): what a run rewrote."""
-    return {out: max(f.stat().st_mtime_ns for f in files_of(root / out)) for out in outputs(root)}
-
-
-def contents(root: Path, out: str) -> dict[str, str]:
-    return {str(f.relative_to(root)): hashlib.md5(f.read_bytes()).hexdigest() for f in files_of(root / out)}
-
-
-def planned(root: Path) -> set[str]:
-    """The jobs `snakemake --dry-run` would run, named as DVC stages."""
-    return set(dry_run_jobs(run(["snakemake", "--dry-run", "--cores", "1"], root).stdout)) - {"all"}
-
-
-def dvc_changed(root: Path) -> set[str]:
-    return set(json.loads(run(["dvc", "status", "--json"], root).stdout))
 
 
 def change_param(root: Path) -> None:
@@ -108,11 +84,11 @@ def locked_stages(root: Path) -> dict[str, object]:
 def test_a_deleted_model_file_comes_back_with_mbmt_pull(project):
     """Snakemake does not rebuild an intermediate output while what it feeds is current; DVC sees
     it missing. `mbmt pull --checkout` restores it from the cache, and both agree again."""
-    model = project / "models" / "mtnet" / "model.pt"
+    model = project / "models" / "mtnet" / "seed0" / "model.pt"
     recorded = model.read_bytes()
     model.unlink()
     assert planned(project) == set()
-    assert dvc_changed(project) == {"train@mtnet", "evaluate@mtnet", "report"}
+    assert dvc_changed(project) == {"train@mtnet-0", "evaluate@mtnet-0", "report"}
     run(["mbmt", "pull", "--checkout"], project)
     assert model.read_bytes() == recorded
     assert dvc_changed(project) == set() and planned(project) == set()
@@ -123,9 +99,10 @@ def test_stages_depend_on_the_code_they_import(finished):
     its declared dependencies, apart from the infrastructure modules."""
     view = dvc_view(finished)
     for log in sorted((finished / "logs").rglob("*.log")):
-        parts = log.relative_to(finished / "logs").with_suffix("").parts  # ("fetch",) or ("train", "st_ss")
+        parts = log.relative_to(finished / "logs").with_suffix("").parts  # ("fetch",) or ("train", "st_ss", "seed0")
         name = parts[0] if len(parts) == 1 else next(
-            s for s in (f"{parts[0]}@{parts[1]}", f"{parts[0]}_from_st@{parts[1]}") if s in view)
+            s for s in (job_name(parts[0], parts[1], parts[2].removeprefix("seed")),
+                        job_name(f"{parts[0]}_from_st", parts[1], parts[2].removeprefix("seed"))) if s in view)
         imported = {m.replace(".", "/") for m in re.findall(r"^import time:.*\|\s+(mbmt(?:\.\w+)*)$", log.read_text(), re.M)}
         files = {f"{m}.py" if (finished / "src" / f"{m}.py").is_file() else f"{m}/__init__.py" for m in imported}
         # The CLI loads the stage module with importlib.import_module, which -X importtime does not list.
@@ -149,7 +126,7 @@ def test_report_holds_every_table(finished):
     # Every measured value of the paper's MBMT-Net column is the metrics file's, to its last digit.
     header = results[0].split(",")
     ours = header.index("MBMT-Net DWA (partial) (ours)")
-    metrics = json.loads((finished / "metrics" / f"{CHANGED_MODEL}.json").read_text())
+    metrics = json.loads((finished / "metrics" / CHANGED_MODEL / "seed0.json").read_text())
     measured = [float(row.split(",")[ours]) for row in results[1:]]
     expected = [metrics[task][key] for task, key, _, _ in paper.METRICS]
     assert measured == pytest.approx(expected, rel=1e-12)
@@ -168,7 +145,7 @@ def test_report_holds_every_table(finished):
 def test_params_change_reruns_one_model_with_snakemake(project):
     change_param(project)
     assert planned(project) == AFFECTED_STAGES
-    assert dvc_changed(project) == {f"train_from_st@{CHANGED_MODEL}"}  # DVC sees the same cause
+    assert dvc_changed(project) == {job_name("train_from_st", CHANGED_MODEL, seed) for seed in SEEDS}  # the same cause
     before, lock_before = written(project), locked_stages(project)
     run(["snakemake", *SNAKEMAKE_FAST], project)
     after, lock_after = written(project), locked_stages(project)
@@ -185,6 +162,43 @@ def test_params_change_reruns_one_model_with_dvc(project):
     assert set(re.findall(r"Running stage '([^']+)'", output)) == AFFECTED_STAGES
     after = written(project)
     assert {out for out in after if after[out] != before[out]} == AFFECTED_OUTPUTS
+    assert dvc_changed(project) == set()
+
+
+def test_every_model_trained_once_per_seed(finished):
+    """Each seed's own weights, metrics of those weights, each MBMT-Net from its seed's ST-Nets."""
+    assert_trained_per_seed(finished, models(load_params([finished / "params.yaml"])), SEEDS)
+
+
+def added_seed(project: Path) -> tuple[set[str], set[str]]:
+    """Seed 2 added to params.yaml (and dvc.yaml regenerated): its jobs and outputs, and the report's."""
+    set_seeds(project, [*SEEDS, 2])
+    names = models(load_params([project / "params.yaml"]))
+    stages = {stage for stage, stage_view in dvc_view(project).items() if stage_view.cmd.endswith("--seed 2")}
+    assert {stage.split("@")[1] for stage in stages} == {f"{name}-2" for name in names for _ in (0, 1)}
+    outputs = {str(p) for name in names for p in train_outputs(name, 2) + evaluate_outputs(name, 2)}
+    return stages | {"report"}, outputs | set(map(str, REPORT_OUTPUTS))
+
+
+def test_a_new_seed_runs_only_its_jobs_and_the_report_with_snakemake(project):
+    stages, changed = added_seed(project)
+    assert planned(project) == stages
+    before = written(project)
+    run(["snakemake", *SNAKEMAKE_FAST], project)
+    after = written(project)
+    assert {out for out in after if after[out] != before.get(out)} == changed
+    assert_trained_per_seed(project, models(load_params([project / "params.yaml"])), [*SEEDS, 2])
+    assert planned(project) == set() and dvc_changed(project) == set()  # the run was recorded for DVC
+
+
+def test_a_new_seed_runs_only_its_jobs_and_the_report_with_dvc(project):
+    stages, changed = added_seed(project)
+    assert dvc_changed(project) == stages
+    before = written(project)
+    output = run(["dvc", "repro"], project).stdout
+    assert set(re.findall(r"Running stage '([^']+)'", output)) == stages
+    after = written(project)
+    assert {out for out in after if after[out] != before.get(out)} == changed
     assert dvc_changed(project) == set()
 
 

@@ -1,11 +1,14 @@
 """Helpers for the workflow tests (no tests here): a project copy, and each front end's view of the DAG.
 
-A job is named as DVC names its stage: the rule, "@" and the model for a per-model rule
-(train@st_ss), so Snakemake's jobs and DVC's stages can be compared one to one.
+A job is named as DVC names its stage: the rule, "@", the model, "-" and the seed for a per-model,
+per-seed rule (train@st_ss-0; mbmt.dag.job_name), so Snakemake's jobs and DVC's stages can be
+compared one to one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -51,6 +54,14 @@ def copy_project(dest: Path, preset: Path | None = TINY) -> Path:
     return dest
 
 
+def set_seeds(root: Path, seeds: list[int]) -> None:
+    """params.yaml's seeds in ``root``, and dvc.yaml regenerated (docs/workflow.md, "Seeds")."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["seeds"] = seeds
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["mbmt", "dag"], root)
+
+
 def run(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(args, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -89,6 +100,13 @@ def canonical(value):
     return value
 
 
+def job_name(rule: str, wildcards: dict[str, str]) -> str:
+    """The DVC stage name of a Snakemake job of ``rule`` with ``wildcards``."""
+    from mbmt.dag import job_name as per_seed
+
+    return per_seed(rule, wildcards["model"], wildcards["seed"]) if "model" in wildcards else rule
+
+
 def snakemake_view(root: Path, configfiles: tuple[Path, ...] = (), config: dict | None = None) -> dict[str, StageView]:
     """Every job of the Snakefile in ``root`` as Snakemake builds its DAG (all jobs, as with --forceall).
 
@@ -111,7 +129,7 @@ def snakemake_view(root: Path, configfiles: tuple[Path, ...] = (), config: dict 
         for job in workflow.dag.jobs:
             if job.rule.norun:  # the target rule "all"
                 continue
-            name = job.rule.name + (f"@{job.wildcards_dict['model']}" if "model" in job.wildcards_dict else "")
+            name = job_name(job.rule.name, job.wildcards_dict)
             shellcmd = job.shellcmd
             suffix = TO_LOG.format(log=job.log[0])
             assert shellcmd.endswith(suffix), f"{name}: {shellcmd!r} does not end with the log redirection"
@@ -160,8 +178,75 @@ def dry_run_jobs(output: str) -> dict[str, dict[str, str]]:
         header = re.search(r"^(?:local)?rule (\w+):", block, re.MULTILINE)
         if not header:
             continue
-        model = re.search(r"wildcards: model=(\w+)", block)
-        name = header[1] + (f"@{model[1]}" if model else "")
+        wildcards = re.search(r"wildcards: (.*)", block)
+        name = job_name(header[1], dict(item.split("=", 1) for item in wildcards[1].split(", ")) if wildcards else {})
         resources = re.search(r"resources: (.*)", block)
         jobs[name] = dict(item.split("=", 1) for item in resources[1].split(", ")) if resources else {}
     return jobs
+
+
+# --- What a run wrote, and what each front end would run next ----------------------------------------
+
+TIMESTAMP = ".snakemake_timestamp"  # Snakemake's marker in directory outputs; .dvcignore'd
+
+
+def outputs(root: Path) -> list[str]:
+    return sorted(out for stage in dvc_view(root).values() for out in stage.outs)
+
+
+def files_of(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(f for f in path.rglob("*") if f.is_file() and f.name != TIMESTAMP)
+    return [path]
+
+
+def written(root: Path) -> dict[str, int]:
+    """Each existing output's latest modification time (ns): what a run rewrote."""
+    return {out: max(f.stat().st_mtime_ns for f in files_of(root / out)) for out in outputs(root)
+            if (root / out).exists()}
+
+
+def contents(root: Path, out: str) -> dict[str, str]:
+    return {str(f.relative_to(root)): hashlib.md5(f.read_bytes()).hexdigest() for f in files_of(root / out)}
+
+
+def planned(root: Path) -> set[str]:
+    """The jobs `snakemake --dry-run` would run, named as DVC stages."""
+    return set(dry_run_jobs(run(["snakemake", "--dry-run", "--cores", "1"], root).stdout)) - {"all"}
+
+
+def dvc_changed(root: Path) -> set[str]:
+    return set(json.loads(run(["dvc", "status", "--json"], root).stdout))
+
+
+def assert_trained_per_seed(root: Path, names: list[str], seeds: list[int], evaluated: list[str] | None = None) -> None:
+    """Models ``names`` of ``root`` trained once per seed, and ``evaluated`` (default: all of them)
+    evaluated: each seed's own weights, its metrics computed from them, and each MBMT-Net's frozen
+    encoders those of its seed's ST-Nets."""
+    import torch
+
+    from mbmt.config import load_params
+    from mbmt.dag import init_from
+    from mbmt.io import sha256_file
+    from mbmt.paths import metrics_file, model_file
+
+    def weights(name: str, seed: int, prefix: str = "") -> dict:
+        state = torch.load(root / model_file(name, seed), weights_only=True)["state_dict"]
+        return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+
+    def same(a: dict, b: dict) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    params = load_params([root / "params.yaml"])
+    for name in names if evaluated is None else evaluated:
+        for seed in seeds:
+            context = json.loads((root / metrics_file(name, seed)).read_text())["context"]
+            assert context["checkpoint_sha256"] == sha256_file(root / model_file(name, seed)), (name, seed)
+    for name in names:
+        trained = [weights(name, seed) for seed in seeds]
+        assert not any(same(a, b) for i, a in enumerate(trained) for b in trained[i + 1:]), name
+        if params["models"][name].get("freeze"):
+            for seed in seeds:
+                for index, st in enumerate(init_from(params, name)):
+                    frozen = weights(name, seed, f"encoder.backbones.{index}.")
+                    assert {s for s in seeds if same(frozen, weights(st, s, "encoder."))} == {seed}, (name, st, seed)
