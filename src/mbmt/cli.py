@@ -83,7 +83,12 @@ def output_lock(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     """
     from mbmt.locking import OutputLock, stage_lock
 
-    lock = stage_lock(args.stage, getattr(args, "model", None))
+    seed = None
+    if args.stage in ("train", "evaluate"):
+        from mbmt.config import job_seed, load_params
+
+        seed = job_seed(load_params(args.params), args.seed)
+    lock = stage_lock(args.stage, getattr(args, "model", None), seed)
     if lock is None or os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
     return OutputLock(*lock)

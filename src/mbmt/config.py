@@ -148,6 +148,20 @@ def model_params(params: Mapping, name: str) -> dict:
         raise ParamsError(f"unknown model {name!r}; models in params: {', '.join(params['models'])}") from None
 
 
+def job_seed(params: Mapping, seed: int | None) -> int:
+    """The seed a train or evaluate job runs with: ``seed`` (its --seed), one of params ``seeds``;
+    None stands for the only one when there is one."""
+    seeds = params["seeds"]
+    if seed is None:
+        if len(seeds) > 1:
+            raise ParamsError(f"params seeds is {seeds}: give the job's seed with --seed (one of them)")
+        return seeds[0]
+    if seed not in seeds:
+        raise ParamsError(f"--seed {seed} is not in params seeds {seeds}; add it there (and run `mbmt dag`) "
+                          "or pick one of them")
+    return seed
+
+
 def fingerprint(obj: Any) -> str:
     """A short, stable hash of JSON-serialisable settings (used to key resumable state)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"))

@@ -41,14 +41,17 @@ class LockError(MbmtError):
     """Another process is writing the same outputs."""
 
 
-def stage_lock(stage: str, model: str | None = None) -> tuple[str, list[Path]] | None:
+def stage_lock(stage: str, model: str | None = None, seed: int | None = None) -> tuple[str, list[Path]] | None:
     """The lock a stage command holds: its name and the paths it guards, or None (reads only).
 
-    A model's training and evaluation share one lock: evaluate reads what train writes, and both
-    write under the model's name (models/<m>/, its runs/ state, metrics/<m>.json).
+    A model's training and evaluation with one seed share one lock: evaluate reads what train
+    writes, and both write under the model's name and seed (models/<m>/seed<S>/, its runs/ state,
+    metrics/<m>/seed<S>.*). Other seeds of the same model run alongside (their runs/ state lies in
+    other run directories: the seed is part of the run's fingerprint).
     """
     if stage in ("train", "evaluate"):
-        return f"model-{model}", [paths.model_dir(model), paths.RUNS_DIR / model, paths.metrics_file(model)]
+        return f"model-{model}-seed{seed}", [paths.run_dir(model, seed), paths.RUNS_DIR / model,
+                                             paths.metrics_file(model, seed), paths.per_image_file(model, seed)]
     guarded = {"fetch": paths.RAW_DIR, "preprocess": paths.PROCESSED_DIR, "report": paths.REPORTS_DIR}.get(stage)
     return (str(guarded).replace("/", "-"), [guarded]) if guarded else None
 

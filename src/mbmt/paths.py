@@ -28,22 +28,29 @@ def manifest_file() -> Path:
     return PROCESSED_DIR / "manifest.json"
 
 
-def model_dir(name: str) -> Path:
-    return MODELS_DIR / name
+def run_dir(name: str, seed: int) -> Path:
+    """What training model ``name`` with seed ``seed`` publishes: model.pt and live/."""
+    return MODELS_DIR / name / f"seed{seed}"
 
 
-def model_file(name: str) -> Path:
+def model_file(name: str, seed: int) -> Path:
     """The trained weights and the settings that built them (see mbmt.training.checkpoint)."""
-    return model_dir(name) / "model.pt"
+    return run_dir(name, seed) / "model.pt"
 
 
-def live_dir(name: str) -> Path:
-    """The model's DVCLive training log (metrics.json, plots/metrics/**.tsv)."""
-    return model_dir(name) / "live"
+def live_dir(name: str, seed: int) -> Path:
+    """The training's DVCLive log (metrics.json, plots/metrics/**.tsv)."""
+    return run_dir(name, seed) / "live"
 
 
-def metrics_file(name: str) -> Path:
-    return METRICS_DIR / f"{name}.json"
+def metrics_file(name: str, seed: int) -> Path:
+    """mbmt evaluate's split metrics of one trained model."""
+    return METRICS_DIR / name / f"seed{seed}.json"
+
+
+def per_image_file(name: str, seed: int) -> Path:
+    """mbmt evaluate's per-image sums and confusion matrices (see mbmt.evaluation)."""
+    return METRICS_DIR / name / f"seed{seed}.images.npz"
 
 
 # The report (mbmt report): the index a reader opens, the paper's tables (Markdown and CSV),

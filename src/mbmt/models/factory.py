@@ -44,9 +44,10 @@ ENCODER_ARCHS = ("st", "mt")  # single-encoder models whose encoder can initiali
 class _Builder:
     """Builds one params entry; ``load_init`` False: random weights, nothing read."""
 
-    def __init__(self, name: str, entry: Mapping, decoder: Mapping, load_init: bool, backbone_weights: Mapping[str, str]):
+    def __init__(self, name: str, entry: Mapping, decoder: Mapping, load_init: bool, backbone_weights: Mapping[str, str],
+                 seed: int | None):
         self.name, self.entry, self.decoder = name, entry, decoder
-        self.load_init, self.backbone_weights = load_init, backbone_weights
+        self.load_init, self.backbone_weights, self.seed = load_init, backbone_weights, seed
 
     def encoder(self, backbone: str, *, imagenet: bool) -> Encoder:
         weights = pretrained_weights(backbone, self.backbone_weights) if imagenet and self.load_init else None
@@ -73,8 +74,10 @@ class _Builder:
         imagenet = entry["pretrained"] and init_from is None
         backbones = [self.encoder(b, imagenet=imagenet) for b in entry["backbones"]]
         if init_from is not None and self.load_init:
+            if self.seed is None:
+                raise TypeError(f"{self.name} starts from trained ST-Nets: give the seed they were trained with")
             for encoder, source in zip(backbones, init_from):
-                load_encoder(encoder, source, self.decoder, f"models.{self.name}.init_from")
+                load_encoder(encoder, source, self.seed, self.decoder, f"models.{self.name}.init_from")
         extra = None
         if entry["extra_backbone"] is not None:
             extra = self.encoder(entry["extra_backbone"], imagenet=entry["pretrained"])
@@ -91,18 +94,19 @@ class _Builder:
         return builders[self.entry["arch"]]()
 
 
-def build_model(name: str, entry: Mapping, decoder: Mapping, *, load_init: bool = False,
+def build_model(name: str, entry: Mapping, decoder: Mapping, *, load_init: bool = False, seed: int | None = None,
                 backbone_weights: Mapping[str, str] | None = None) -> TaskModel:
     """The model of params entry ``entry`` (model ``name``). ``load_init``: load the initial
     weights the entry asks for (see create_model); ``backbone_weights``: params ``backbone_weights``."""
-    return _Builder(name, entry, decoder, load_init, backbone_weights or {}).build()
+    return _Builder(name, entry, decoder, load_init, backbone_weights or {}, seed).build()
 
 
-def create_model(name: str, params: dict, *, load_init: bool = True) -> TaskModel:
+def create_model(name: str, params: dict, *, load_init: bool = True, seed: int | None = None) -> TaskModel:
     """Model ``name`` of ``params`` (the full validated params). ``load_init``: load its initial
-    weights (ImageNet where ``pretrained``, the ST-Nets' encoders for MBMT ``init_from``);
-    False builds the same architecture with random weights (counting, or before load_state_dict)."""
-    return build_model(name, model_params(params, name), params["decoder"], load_init=load_init,
+    weights (ImageNet where ``pretrained``, for MBMT ``init_from`` the encoders of the ST-Nets
+    trained with ``seed``); False builds the same architecture with random weights (counting, or
+    before load_state_dict)."""
+    return build_model(name, model_params(params, name), params["decoder"], load_init=load_init, seed=seed,
                        backbone_weights=params["backbone_weights"])
 
 
@@ -171,11 +175,11 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[TaskModel, 
     return model, record
 
 
-def load_encoder(encoder: Encoder, source: str, decoder: Mapping, key: str) -> None:
-    """Copy the encoder of trained model ``source`` (models/<source>/model.pt) into ``encoder``."""
-    path = model_file(source)
+def load_encoder(encoder: Encoder, source: str, seed: int, decoder: Mapping, key: str) -> None:
+    """Copy the encoder of trained model ``source`` (models/<source>/seed<seed>/model.pt) into ``encoder``."""
+    path = model_file(source, seed)
     if not path.is_file():
-        raise MbmtError(f"{key}: {path} not found; train {source} first (mbmt train {source}), "
+        raise MbmtError(f"{key}: {path} not found; train {source} first (mbmt train {source} --seed {seed}), "
                         f"or set {key}: null to start from ImageNet weights")
     record = read_model_file(path)
     arch, backbones = record["model"]["arch"], record["backbones"]

@@ -57,13 +57,14 @@ def comparison_rows(results: Mapping[str, ModelResult], split: str) -> list[tupl
     return rows
 
 
-def write_figures(results: Mapping[str, ModelResult], samples: list[Samples], directory: Path) -> list[tuple[str, str, str]]:
+def write_figures(results: Mapping[str, ModelResult], seed: int, samples: list[Samples],
+                  directory: Path) -> list[tuple[str, str, str]]:
     """Draw every figure into ``directory``; returns (section, caption, path under reports/) for the index."""
     listed = []
     rel = paths.REPORT_FIGURES_DIR.relative_to(paths.REPORTS_DIR)
     with atomic_path(directory, directory=True) as tmp:
         for task in TASKS:
-            live_dirs = {name: paths.live_dir(name) for name, r in results.items() if task in r.tasks}
+            live_dirs = {name: paths.live_dir(name, seed) for name, r in results.items() if task in r.tasks}
             figures.training_curves(task, live_dirs, TITLES, tmp / f"training_{task}.png")
             unit = figures.HEADLINE[task][1]
             listed.append(("Training curves", f"{figures.TASK_NAMES[task].capitalize()}: training loss and "
@@ -107,13 +108,14 @@ def write_report(params: dict) -> Path:
     count = params["report"]["qualitative_images"]
     splits = ["test"] + ([paths.REAL_SPLIT] if paths.split_file(paths.REAL_SPLIT).is_file() else [])
     samples = [read_samples(split, count) for split in splits]
-    results = {name: read_model(name, samples) for name in params["models"]}
+    seed = params["seeds"][0]  # the first seed's results until the report averages over seeds
+    results = {name: read_model(name, seed, samples) for name in params["models"]}
     dataset = read_dataset()
 
     tables = build_tables(results)
     summary = summarise(results, dataset)
     write_tables([*tables, document.run_table(summary)], paths.REPORT_TABLES_DIR)
-    listed = write_figures(results, samples, paths.REPORT_FIGURES_DIR)
+    listed = write_figures(results, seed, samples, paths.REPORT_FIGURES_DIR)
     provenance = {**summary, "models": {name: r.provenance() for name, r in results.items()},
                   "figure_images": {s.split: s.file for s in samples}}
     write_json(paths.REPORT_PROVENANCE, provenance)

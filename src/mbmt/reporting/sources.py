@@ -97,15 +97,15 @@ class ModelResult:
         }
 
 
-def read_model(name: str, samples: list[Samples]) -> ModelResult:
-    """Load model ``name``'s metrics and file, count its parameters, predict ``samples`` on the CPU."""
+def read_model(name: str, seed: int, samples: list[Samples]) -> ModelResult:
+    """Load model ``name``'s metrics and file of ``seed``, count its parameters, predict ``samples`` on the CPU."""
     import torch
 
     from mbmt.models import count_parameters, load_model
     from mbmt.predict import predict
 
-    metrics_path = require(paths.metrics_file(name), f"mbmt evaluate {name}")
-    model_path = require(paths.model_file(name), f"mbmt train {name}")
+    metrics_path = require(paths.metrics_file(name, seed), f"mbmt evaluate {name} --seed {seed}")
+    model_path = require(paths.model_file(name, seed), f"mbmt train {name} --seed {seed}")
     model, meta = load_model(model_path, map_location="cpu")
     predictions = {s.split: predict(model, torch.from_numpy(s.image.transpose(0, 3, 1, 2).copy())) for s in samples}
     return ModelResult(name=name, metrics=read_json(metrics_path), meta=meta, parameters=count_parameters(model),

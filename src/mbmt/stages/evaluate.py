@@ -1,4 +1,5 @@
-"""Evaluate a trained model on params evaluate.split and write metrics/MODEL.json.
+"""Evaluate a trained model (models/MODEL/seedSEED/model.pt) on params evaluate.split and write
+metrics/MODEL/seedSEED.json.
 
 The whole split, in order, batched by evaluate.batch_size, without augmentation. The file holds
 the paper's metric blocks (semantic, depth, normal: those of the model's tasks) under
@@ -14,21 +15,23 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a model name of params.yaml `models`; reads models/MODEL/model.pt")
+    parser.add_argument("model", help="a model name of params.yaml `models`; reads models/MODEL/seedSEED/model.pt")
+    parser.add_argument("--seed", type=int, help="one of params seeds (default: the only one)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from mbmt.config import load_params, model_params
+    from mbmt.config import job_seed, load_params, model_params
 
     params = load_params(args.params)
     model_params(params, args.model)
+    seed = job_seed(params, args.seed)
 
     from mbmt.evaluation import evaluate_model_file
     from mbmt.io import write_json
     from mbmt.paths import metrics_file, model_file
 
-    metrics = evaluate_model_file(model_file(args.model), params)
-    write_json(metrics_file(args.model), metrics)
-    print(f"{metrics_file(args.model)}: {args.model} on {metrics['context']['images']} "
+    metrics = evaluate_model_file(model_file(args.model, seed), params)
+    write_json(metrics_file(args.model, seed), metrics)
+    print(f"{metrics_file(args.model, seed)}: {args.model} on {metrics['context']['images']} "
           f"{metrics['context']['split']} images")
     return 0

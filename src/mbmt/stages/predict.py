@@ -7,7 +7,7 @@ model predicts; with --npy also the arrays (class ids, metres, unit vectors) as 
 contribute their colour images (single-channel depth or label maps are skipped); a file named on
 its own may also be 8-bit grayscale, not 16- or 32-bit. Every input is checked before the model
 is loaded. Example:
-    mbmt predict --checkpoint models/mbmt_partial/model.pt ../shared/data/nyuv2-test10 --out predictions/
+    mbmt predict --checkpoint models/mbmt_partial/seed0/model.pt ../shared/data/nyuv2-test10 --out predictions/
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, metavar="PATH", help="a model file, e.g. models/mtnet/model.pt")
+    parser.add_argument("--checkpoint", required=True, metavar="PATH", help="a model file, e.g. models/mtnet/seed0/model.pt")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="RGB image files or folders of them")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the output PNGs (created)")
     parser.add_argument("--npy", action="store_true", help="also write the raw predictions as .npy arrays")

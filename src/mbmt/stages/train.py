@@ -1,13 +1,14 @@
 """Train one model of params.yaml (ST-Net, MT-Net, an MBMT-Net variant or MTAN) with MTAN's protocol.
 
-Writes models/MODEL/model.pt and models/MODEL/live/ (the DVCLive log: per-epoch losses, task
-weights, learning rate and validation metrics). The resumable state lives in
-runs/MODEL/FINGERPRINT/, keyed by a hash of the training code and every setting that determines
+Writes models/MODEL/seedSEED/model.pt and models/MODEL/seedSEED/live/ (the DVCLive log: per-epoch
+losses, task weights, learning rate and validation metrics); an MBMT-Net variant with init_from
+starts from the ST-Nets trained with the same seed. The resumable state lives in
+runs/MODEL/FINGERPRINT/ (the seed is part of the fingerprint), keyed by a hash of the training code and every setting that determines
 the result: running the same command again resumes an interrupted run from its last epoch, and
 republishes a finished one without training; after a code or params edit it trains a new run.
 A loss, weight, buffer or validation metric that stops being finite stops the run with one error
 before anything of that epoch is saved. Started by torchrun (WORLD_SIZE > 1) it trains with DDP, e.g.
-    torchrun --standalone --nproc-per-node 4 -m mbmt train mtnet
+    torchrun --standalone --nproc-per-node 4 -m mbmt train mtnet --seed 0
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a model name of params.yaml `models` (e.g. st_ss, mtnet, mbmt_partial, mtan)")
+    parser.add_argument("--seed", type=int, help="one of params seeds (default: the only one)")
     parser.add_argument("--restart", action="store_true",
                         help="discard the saved state of this run and train from scratch (after a change the "
                         "run's identity cannot see, e.g. another torch or timm version)")
@@ -24,12 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mbmt.config import load_params, model_params
+    from mbmt.config import job_seed, load_params, model_params
 
     params = load_params(args.params)
-    model_params(params, args.model)  # an unknown name fails here, before torch is imported
+    model_params(params, args.model)  # an unknown name or seed fails here, before torch is imported
+    seed = job_seed(params, args.seed)
 
     from mbmt.training.trainer import train
 
-    train(args.model, params, restart=args.restart, progress=not args.no_progress)
+    train(args.model, params, seed=seed, restart=args.restart, progress=not args.no_progress)
     return 0

@@ -48,18 +48,19 @@ def dataset_identity() -> dict[str, str]:
     return {f.name: sha256_file(f) for f in files}
 
 
-def init_checkpoints(name: str, params: dict) -> dict[str, str]:
-    """sha256 of each trained model this model starts from (MBMT-Net's init_from), by model name."""
+def init_checkpoints(name: str, params: dict, seed: int) -> dict[str, str]:
+    """sha256 of each trained model this model starts from (MBMT-Net's init_from, the same seed's), by model name."""
     hashes = {}
     for source in model_params(params, name).get("init_from") or ():
-        path = model_file(source)
+        path = model_file(source, seed)
         if not path.is_file():
-            raise MbmtError(f"{path}: model {name!r} starts from the trained {source!r}; run `mbmt train {source}` first")
+            raise MbmtError(f"{path}: model {name!r} starts from the trained {source!r}; "
+                            f"run `mbmt train {source} --seed {seed}` first")
         hashes[source] = sha256_file(path)
     return hashes
 
 
-def run_settings(name: str, params: dict, *, tasks: tuple[str, ...], device_type: str, world_size: int) -> dict:
+def run_settings(name: str, params: dict, *, seed: int, tasks: tuple[str, ...], device_type: str, world_size: int) -> dict:
     """Everything that determines a run's result, as JSON (its fingerprint names the run directory)."""
     train = params["train"]
     weighting = train["weighting"] if len(tasks) > 1 else "equal"  # one task: weight 1
@@ -71,7 +72,7 @@ def run_settings(name: str, params: dict, *, tasks: tuple[str, ...], device_type
         # an edit without one does.
         "code": code_digest("train"),
         "model": name,
-        "seed": params["seed"],
+        "seed": seed,
         "train": {
             **{key: train[key] for key in RESULT_KEYS},
             "weighting": {"name": weighting,
@@ -85,7 +86,7 @@ def run_settings(name: str, params: dict, *, tasks: tuple[str, ...], device_type
         "decoder": params["decoder"],
         "backbone_weights": params["backbone_weights"],
         "dataset": dataset_identity(),
-        "init_checkpoints": init_checkpoints(name, params),
+        "init_checkpoints": init_checkpoints(name, params, seed),
     }
 
 

@@ -40,7 +40,7 @@ from mbmt.io import atomic_path
 from mbmt.losses import LOSS_TERMS
 from mbmt.models import create_model, save_model
 from mbmt.models.base import state_dict_mismatch
-from mbmt.paths import RUNS_DIR, model_dir, split_file
+from mbmt.paths import RUNS_DIR, run_dir, split_file
 from mbmt.training import distributed
 from mbmt.training.checkpoint import (
     CHECKPOINT_FILE,
@@ -91,16 +91,16 @@ class Trainer:
     """Train model ``name`` of ``params`` in this process (one rank of ``context``).
 
     ``fit()`` trains the remaining epochs of the run directory (resuming its checkpoint) and,
-    on rank 0, publishes models/<name>/{model.pt, live/}. ``run_root`` is where run
+    on rank 0, publishes models/<name>/seed<seed>/{model.pt, live/}. ``run_root`` is where run
     directories live (default runs/).
     """
 
-    def __init__(self, name: str, params: dict, context: DistributedContext, *,
+    def __init__(self, name: str, params: dict, context: DistributedContext, *, seed: int,
                  run_root: str | Path = RUNS_DIR, restart: bool = False, progress: bool = True):
         self.name, self.params, self.context, self.progress = name, params, context, progress
         train = params["train"]
         self.train_params = train
-        self.seed = params["seed"]
+        self.seed = seed
         self.epochs = train["epochs"]
         self.local_batch = distributed.per_rank_batch_size(train["batch_size"], context.world_size)
         self.amp = bool(train["amp"] and context.cuda)
@@ -109,12 +109,12 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
         seed_everything(self.seed)  # same initial weights on every rank and in every run
-        self.model = create_model(name, params)
+        self.model = create_model(name, params, seed=seed)
         self.tasks: tuple[str, ...] = tuple(self.model.tasks)
 
         settings = None
         if context.is_main:
-            settings = run_settings(name, params, tasks=self.tasks, device_type=context.device.type,
+            settings = run_settings(name, params, seed=seed, tasks=self.tasks, device_type=context.device.type,
                                     world_size=context.world_size)
         self.settings = distributed.broadcast_object(settings, context)
         self.run_dir = run_directory(name, self.settings, run_root)
@@ -386,8 +386,8 @@ class Trainer:
         return json.loads(json.dumps(summary))
 
     def publish(self) -> None:
-        """models/<name>/{model.pt, live/}, replaced together in one rename."""
-        with atomic_path(model_dir(self.name), directory=True) as tmp:
+        """models/<name>/seed<seed>/{model.pt, live/}, replaced together in one rename."""
+        with atomic_path(run_dir(self.name, self.seed), directory=True) as tmp:
             save_model(tmp / "model.pt", self.module, name=self.name, params=self.params, extra=self.summary)
             shutil.copytree(self.run_dir / LIVE_DIR, tmp / LIVE_DIR)
 
@@ -408,12 +408,12 @@ def describe_epoch(name: str, epoch: int, epochs: int, record: dict[str, float])
     return line + (f"; val {', '.join(val)}" if val else "")
 
 
-def train(name: str, params: dict, *, restart: bool = False, progress: bool = True,
+def train(name: str, params: dict, *, seed: int, restart: bool = False, progress: bool = True,
           run_root: str | Path = RUNS_DIR) -> dict[str, Any]:
-    """Train (or resume, or just republish) model ``name``; returns its training summary."""
+    """Train (or resume, or just republish) model ``name`` with ``seed``; returns its training summary."""
     context = distributed.setup(params["train"]["device"])
     try:
-        trainer = Trainer(name, params, context, run_root=run_root, restart=restart, progress=progress)
+        trainer = Trainer(name, params, context, seed=seed, run_root=run_root, restart=restart, progress=progress)
         return trainer.fit()
     finally:
         distributed.teardown(context)
