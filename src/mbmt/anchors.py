@@ -28,7 +28,8 @@ class Anchor:
 
     def description(self) -> str:
         checked = "checked against the cited file" if self.checked else "not checked against the cited file"
-        return f"{self.key}: {self.title}. Source: {self.source}. Protocol: {self.protocol}. {checked.capitalize()}."
+        notes = "".join(f"; {note}" for note in self.notes)
+        return f"{self.key}: {self.title}. Source: {self.source} ({checked}{notes}). Protocol: {self.protocol}."
 
 
 SEGNET_MTAN_PROTOCOL = "NYUv2, 13 classes, 288×384, SegNet-MTAN backbone, with augmentation"

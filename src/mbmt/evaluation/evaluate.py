@@ -83,9 +83,10 @@ def read_per_image(path: str | Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def evaluate_model_file(path: str | Path, params: dict) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def evaluate_model_file(path: str | Path, params: dict, live_dir: str | Path | None = None
+                        ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The metrics JSON of the model file ``path`` on split params evaluate.split, and the
-    trained model's per-image rows."""
+    trained model's per-image rows. ``live_dir``: its training's DVCLive log (protocol last_k)."""
     from mbmt.data.dataset import NYUv2Dataset
     from mbmt.models import load_model
     from mbmt.paths import split_file
@@ -131,7 +132,7 @@ def evaluate_model_file(path: str | Path, params: dict) -> tuple[dict[str, Any],
         if epochs is None:
             raise MbmtError(f"{path}: records no training epochs, so evaluate.protocol last_k has no validation "
                             f"log to average; retrain it (`mbmt train {meta['name']}`) or set evaluate.protocol: final")
-        reported, averaged = last_k_blocks(path.parent / "live", blocks, settings["k"], epochs, meta["name"])
+        reported, averaged = last_k_blocks(Path(live_dir), blocks, settings["k"], epochs, meta["name"])
         reported = {**reported, "final": blocks}
         protocol_context |= {"k": settings["k"], "epochs_averaged": averaged}
     metrics = {
