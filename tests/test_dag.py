@@ -32,13 +32,13 @@ def dvc_stages(root):
 
 def test_same_stages(snakemake_jobs, dvc_stages):
     assert sorted(snakemake_jobs) == sorted(dvc_stages)
-    assert len(dvc_stages) == 2 + 8 + 8 + 1  # fetch, preprocess, 8 trainings, 8 evaluations, report
+    assert len(dvc_stages) == 2 + 8 + 8 + 1  # fetch, preprocess, 8 trainings, 8 evaluations (one seed), report
 
 
 def test_same_commands(snakemake_jobs, dvc_stages):
     for name, stage in dvc_stages.items():
         assert snakemake_jobs[name].cmd == stage.cmd, name
-    assert dvc_stages["train_from_st@mbmt_partial"].cmd == "mbmt train mbmt_partial"
+    assert dvc_stages["train_from_st@mbmt_partial-0"].cmd == "mbmt train mbmt_partial --seed 0"
 
 
 def test_same_dependencies(snakemake_jobs, dvc_stages):
@@ -55,8 +55,10 @@ def test_same_params(snakemake_jobs, dvc_stages):
     for name, stage in dvc_stages.items():
         assert snakemake_jobs[name].params == stage.params, name
     # Key granularity: a model's training depends on its own entry, not the others'.
-    keys = set(dvc_stages["train@st_ss"].params)
+    keys = set(dvc_stages["train@st_ss-0"].params)
     assert "models.st_ss" in keys and "models.st_de" not in keys and "train.num_workers" not in keys
+    # The seed is on the command line: a new seed in params seeds leaves the other seeds' jobs alone.
+    assert "seeds" not in keys and "seeds" in dvc_stages["report"].params
 
 
 def test_every_output_has_one_owner(dvc_stages):
@@ -83,10 +85,11 @@ def test_a_snakemake_run_registers_every_output_with_dvc(root, dvc_stages):
 def test_mbmt_variants_train_after_their_st_models(snakemake_jobs, root):
     models = yaml.safe_load((root / "params.yaml").read_text())["models"]
     for name, entry in models.items():
-        st_models = {f"models/{st}/model.pt" for st in entry.get("init_from") or []}
-        job = snakemake_jobs.get(f"train_from_st@{name}") or snakemake_jobs[f"train@{name}"]
+        st_models = {f"models/{st}/seed0/model.pt" for st in entry.get("init_from") or []}
+        job = snakemake_jobs.get(f"train_from_st@{name}-0") or snakemake_jobs[f"train@{name}-0"]
         assert {d for d in job.deps if d.endswith("/model.pt")} == st_models, name
-    assert snakemake_jobs["train_from_st@mbmt_partial"].deps >= {"models/st_ss/model.pt", "models/st_snp/model.pt"}
+    assert snakemake_jobs["train_from_st@mbmt_partial-0"].deps >= {"models/st_ss/seed0/model.pt",
+                                                                     "models/st_snp/seed0/model.pt"}
 
 
 def test_rules_log_benchmark_and_request_resources(snakemake_jobs):
@@ -113,7 +116,7 @@ def test_preset_reaches_the_commands(root):
     assert "data/processed/real.h5" in jobs["preprocess"].outs
     assert "data/processed/real.h5" in jobs["report"].deps
     demo = yaml.safe_load((root / "config" / "demo.yaml").read_text())
-    assert jobs["train@st_ss"].params["train.epochs"] == demo["train"]["epochs"] != 200  # not the paper's
+    assert jobs["train@st_ss-0"].params["train.epochs"] == demo["train"]["epochs"] != 200  # not the paper's
 
 
 def test_config_overrides_are_refused(root):
@@ -121,7 +124,7 @@ def test_config_overrides_are_refused(root):
     from snakemake.exceptions import WorkflowError
 
     with pytest.raises(WorkflowError, match="--configfile"):
-        snakemake_view(root, config={"seed": 1})
+        snakemake_view(root, config={"seeds": [1]})
 
 
 def test_committed_dvc_yaml_is_generated_from_params():
@@ -154,27 +157,51 @@ REWIRED = {"models": {
 }}
 
 
-def test_a_preset_that_changes_init_from_changes_both_dags_identically(tmp_path):
-    """Snakemake with the preset schedules what `dvc repro` runs after `mbmt config ... --output
-    params.yaml` and `mbmt dag`: the same stages, dependencies, outputs and params."""
+def both_dags(root: Path, preset: dict) -> tuple[dict, dict]:
+    """Snakemake's jobs with ``preset`` and the stages `dvc repro` runs after `mbmt config ...
+    --output params.yaml` and `mbmt dag`, asserted to be the same stages, dependencies, outputs and params."""
     from dvc.repo import Repo
 
-    root = copy_project(tmp_path / "project", preset=None)
     Repo.init(str(root), no_scm=True).close()
-    (root / "rewired.yaml").write_text(yaml.safe_dump(REWIRED))
-    jobs = snakemake_view(root, configfiles=(root / "rewired.yaml",))
-    run(["mbmt", "config", "-p", "params.yaml", "-p", "rewired.yaml", "--output", "params.yaml"], root)
+    (root / "preset.yaml").write_text(yaml.safe_dump(preset))
+    jobs = snakemake_view(root, configfiles=(root / "preset.yaml",))
+    run(["mbmt", "config", "-p", "params.yaml", "-p", "preset.yaml", "--output", "params.yaml"], root)
     run(["mbmt", "dag"], root)
     stages = dvc_view(root)
     assert sorted(jobs) == sorted(stages)
-    assert "train@mbmt_full_pretrained" in stages and "train_from_st@mbmt_full_scratch" in stages
     for name, stage in stages.items():
         job = jobs[name]
-        assert job.cmd == f"{stage.cmd} --params params.yaml --params rewired.yaml", name
+        assert job.cmd == f"{stage.cmd} --params params.yaml --params preset.yaml", name
         assert (job.deps, job.outs, job.params) == (stage.deps, stage.outs, stage.params), name
-    assert {d for d in stages["train_from_st@mbmt_full_scratch"].deps if d.endswith("model.pt")} == {
-        "models/st_ss/model.pt", "models/st_de/model.pt"}
-    assert not {d for d in stages["train@mbmt_full_pretrained"].deps if d.endswith("model.pt")}
+    return jobs, stages
+
+
+def test_a_preset_that_changes_init_from_changes_both_dags_identically(tmp_path):
+    stages = both_dags(copy_project(tmp_path / "project", preset=None), REWIRED)[1]
+    assert "train@mbmt_full_pretrained-0" in stages and "train_from_st@mbmt_full_scratch-0" in stages
+    assert {d for d in stages["train_from_st@mbmt_full_scratch-0"].deps if d.endswith("model.pt")} == {
+        "models/st_ss/seed0/model.pt", "models/st_de/seed0/model.pt"}
+    assert not {d for d in stages["train@mbmt_full_pretrained-0"].deps if d.endswith("model.pt")}
+
+
+def test_seeds_multiply_the_per_model_jobs_in_both_dags(tmp_path, dvc_stages):
+    """With seeds [0, 1, 2] every model trains and is evaluated three times, each seed's MBMT-Net
+    after that seed's ST-Nets, and the report reads every seed's results. Seed 0's jobs are
+    exactly those of the one-seed DAG, so adding seeds re-runs none of them."""
+    stages = both_dags(copy_project(tmp_path / "project", preset=None), {"seeds": [0, 1, 2]})[1]
+    per_model = {name.rsplit("-", 1)[0] for name in stages if "@" in name}
+    assert {name for name in stages if "@" in name} == {f"{group}-{seed}" for group in per_model for seed in (0, 1, 2)}
+    assert len(stages) == 2 + 3 * (8 + 8) + 1
+    assert stages["train@st_ss-2"].cmd == "mbmt train st_ss --seed 2"
+    assert stages["train@st_ss-2"].outs == {"models/st_ss/seed2/model.pt", "models/st_ss/seed2/live"}
+    assert stages["evaluate@mtan-1"].outs == {"metrics/mtan/seed1.json"}
+    assert {d for d in stages["train_from_st@mbmt_partial-1"].deps if d.endswith("model.pt")} == {
+        f"models/{st}/seed1/model.pt" for st in ("st_ss", "st_de", "st_snp")}
+    assert {f"metrics/{m}/seed{s}.json" for m in ("st_ss", "mtan") for s in (0, 1, 2)} <= stages["report"].deps
+    for name, one_seed in dvc_stages.items():
+        if name != "report":
+            assert (stages[name].cmd, stages[name].deps, stages[name].outs, stages[name].params) == (
+                one_seed.cmd, one_seed.deps, one_seed.outs, one_seed.params), name
 
 
 @pytest.mark.parametrize("preset, message", [

@@ -1,7 +1,8 @@
 """Helpers for the workflow tests (no tests here): a project copy, and each front end's view of the DAG.
 
-A job is named as DVC names its stage: the rule, "@" and the model for a per-model rule
-(train@st_ss), so Snakemake's jobs and DVC's stages can be compared one to one.
+A job is named as DVC names its stage: the rule, "@", the model, "-" and the seed for a per-model,
+per-seed rule (train@st_ss-0; mbmt.dag.job_name), so Snakemake's jobs and DVC's stages can be
+compared one to one.
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ def canonical(value):
     return value
 
 
+def job_name(rule: str, wildcards: dict[str, str]) -> str:
+    """The DVC stage name of a Snakemake job of ``rule`` with ``wildcards``."""
+    from mbmt.dag import job_name as per_seed
+
+    return per_seed(rule, wildcards["model"], wildcards["seed"]) if "model" in wildcards else rule
+
+
 def snakemake_view(root: Path, configfiles: tuple[Path, ...] = (), config: dict | None = None) -> dict[str, StageView]:
     """Every job of the Snakefile in ``root`` as Snakemake builds its DAG (all jobs, as with --forceall).
 
@@ -111,7 +119,7 @@ def snakemake_view(root: Path, configfiles: tuple[Path, ...] = (), config: dict 
         for job in workflow.dag.jobs:
             if job.rule.norun:  # the target rule "all"
                 continue
-            name = job.rule.name + (f"@{job.wildcards_dict['model']}" if "model" in job.wildcards_dict else "")
+            name = job_name(job.rule.name, job.wildcards_dict)
             shellcmd = job.shellcmd
             suffix = TO_LOG.format(log=job.log[0])
             assert shellcmd.endswith(suffix), f"{name}: {shellcmd!r} does not end with the log redirection"
@@ -160,8 +168,8 @@ def dry_run_jobs(output: str) -> dict[str, dict[str, str]]:
         header = re.search(r"^(?:local)?rule (\w+):", block, re.MULTILINE)
         if not header:
             continue
-        model = re.search(r"wildcards: model=(\w+)", block)
-        name = header[1] + (f"@{model[1]}" if model else "")
+        wildcards = re.search(r"wildcards: (.*)", block)
+        name = job_name(header[1], dict(item.split("=", 1) for item in wildcards[1].split(", ")) if wildcards else {})
         resources = re.search(r"resources: (.*)", block)
         jobs[name] = dict(item.split("=", 1) for item in resources[1].split(", ")) if resources else {}
     return jobs

@@ -21,19 +21,20 @@ from mbmt.tasks import TASKS
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Params keys each stage depends on, at key granularity; "{model}" is the job's model. A change
-# of any other key re-runs nothing. Execution settings (train.device, train.num_workers) choose
+# of any other key re-runs nothing. A job's seed is on its command line (--seed), not a params key:
+# adding a seed to params `seeds` adds jobs and leaves the other seeds' jobs as they are. Execution settings (train.device, train.num_workers) choose
 # where and how fast, not what is computed, so they are left out, as mbmt.training.checkpoint's
 # run fingerprint leaves them out.
 STAGE_PARAMS = {
     "fetch": ["data.source", "data.height", "data.width", "data.nyuv2", "data.synthetic"],
     "preprocess": ["data.source", "data.height", "data.width", "data.real_images"],
-    "train": ["seed", "train.epochs", "train.batch_size", "train.lr", "train.weight_decay",
+    "train": ["train.epochs", "train.batch_size", "train.lr", "train.weight_decay",
               "train.lr_step", "train.lr_gamma", "train.weighting", "train.dwa_temperature",
               "train.augment", "train.steps_per_epoch", "train.val_every", "train.amp",
               "train.channels_last", "decoder", "backbone_weights", "models.{model}"],
     "evaluate": ["evaluate"],
-    # data.real_images: whether the report draws the real frames (real.h5).
-    "report": ["report", "data.real_images"],
+    # data.real_images: whether the report draws the real frames (real.h5); seeds: what it averages.
+    "report": ["report", "data.real_images", "seeds"],
 }
 
 # The code each stage runs, relative to the package (a folder stands for every file in it).
@@ -89,8 +90,24 @@ def models(params: Mapping) -> list[str]:
     return list(params["models"])
 
 
+def seeds(params: Mapping) -> list[int]:
+    """Every model trains and is evaluated once per seed, as separate jobs."""
+    return list(params["seeds"])
+
+
+def job_key(model: str, seed: int) -> str:
+    """What names a per-model, per-seed job within its stage, as DVC names a matrix's stages."""
+    return f"{model}-{seed}"
+
+
+def job_name(stage: str, model: str, seed: int) -> str:
+    """A per-model, per-seed job's name, as DVC names its stage (train@st_ss-0)."""
+    return f"{stage}@{job_key(model, seed)}"
+
+
 def init_from(params: Mapping, name: str) -> list[str]:
-    """The ST-Nets whose trained encoders start model ``name`` (params init_from; [] if none)."""
+    """The ST-Nets whose trained encoders start model ``name`` (params init_from; [] if none).
+    Each seed's training starts from the same seed's ST-Nets."""
     return list(params["models"][name].get("init_from") or [])
 
 
@@ -119,10 +136,24 @@ def processed_files(params: Mapping) -> list[Path]:
 TRAINING_DATA = [paths.split_file("train"), paths.split_file("test")]
 
 
+def train_outputs(name: str, seed) -> list[Path]:
+    return [paths.model_file(name, seed), paths.live_dir(name, seed)]
+
+
+def evaluate_outputs(name: str, seed) -> list[Path]:
+    return [paths.metrics_file(name, seed)]
+
+
+def runs(params: Mapping) -> list[tuple[str, int]]:
+    """Every (model, seed) pair, model by model."""
+    return [(name, seed) for name in models(params) for seed in seeds(params)]
+
+
 def report_inputs(params: Mapping) -> list[Path]:
-    names = models(params)
-    return ([paths.metrics_file(n) for n in names] + [paths.model_file(n) for n in names]
-            + [paths.live_dir(n) for n in names] + [paths.split_file("test"), paths.manifest_file()]
+    pairs = runs(params)
+    return ([p for name, seed in pairs for p in evaluate_outputs(name, seed)]
+            + [p for name, seed in pairs for p in train_outputs(name, seed)]
+            + [paths.split_file("test"), paths.manifest_file()]
             + ([paths.split_file(paths.REAL_SPLIT)] if params["data"]["real_images"] else []))
 
 
@@ -131,9 +162,10 @@ REPORT_OUTPUTS = [paths.REPORT_INDEX, paths.REPORT_TABLES_DIR, paths.REPORT_FIGU
 
 def outputs(params: Mapping) -> list[Path]:
     """Every output of the DAG (without the runs/ state, which neither front end versions)."""
+    pairs = runs(params)
     return ([paths.RAW_DIR, *processed_files(params)]
-            + [p for name in models(params) for p in (paths.model_file(name), paths.live_dir(name))]
-            + [paths.metrics_file(name) for name in models(params)] + REPORT_OUTPUTS)
+            + [p for name, seed in pairs for p in train_outputs(name, seed)]
+            + [p for name, seed in pairs for p in evaluate_outputs(name, seed)] + REPORT_OUTPUTS)
 
 
 # --- dvc.yaml ------------------------------------------------------------------------------------
@@ -146,8 +178,8 @@ CURVES = {
     "depth": ("Validation depth abs error (m)", "val/depth/abs_err.tsv", "abs_err"),
     "normal": ("Validation normal mean angle error (deg)", "val/normal/mean.tsv", "mean"),
 }
-# What DVC substitutes for each model of a foreach group: ${item} over a list, ${key} over a mapping.
-ITEM, KEY = "${item}", "${key}"
+# What DVC substitutes for the model and the seed of a matrix or foreach group's job.
+MODEL, SEED = "${item.model}", "${item.seed}"
 
 
 def _scalar(value: str) -> str:
@@ -177,16 +209,23 @@ def _stage(cmd: str, deps, params, indent: int, outs=(), metrics=()) -> list[str
     return lines
 
 
+def _inline(mapping: Mapping) -> str:
+    return "{" + ", ".join(f"{key}: {value}" for key, value in mapping.items()) + "}"
+
+
 def render_dvc_yaml(params: Mapping) -> str:
-    """dvc.yaml for ``params``: Snakemake's jobs as DVC stages, per-model stages as foreach groups."""
+    """dvc.yaml for ``params``: Snakemake's jobs as DVC stages, per-model, per-seed stages as
+    matrix and foreach groups (stage names train@st_ss-0, as job_name)."""
     names, from_st, from_data = models(params), trained_from_st(params), trained_from_data(params)
+    seed_list = f"[{', '.join(map(str, seeds(params)))}]"
     lines = [
         f"# Generated by `{GENERATE_COMMAND}` from params.yaml and src/mbmt/dag.py; do not edit. Run",
-        f"# `{GENERATE_COMMAND}` after changing `models` or an init_from in params.yaml (`{GENERATE_COMMAND} --check`",
+        f"# `{GENERATE_COMMAND}` after changing `models`, an init_from or `seeds` in params.yaml (`{GENERATE_COMMAND} --check`",
         "# fails while this file is out of date). The Snakefile builds its jobs from the same definitions:",
         "# the same commands, dependencies (data and the code each stage runs), params keys and outputs;",
         "# tests/test_dag.py compares the two as each tool loads them. `dvc repro` re-runs what a change",
-        "# in params.yaml, the code or the data touches. See docs/workflow.md.",
+        "# in params.yaml, the code or the data touches. Each model trains and is evaluated once per seed",
+        "# (params seeds), the seed on the command line. See docs/workflow.md.",
         "stages:",
         "  fetch:",
         *_stage("mbmt fetch", _code("fetch"), _params("fetch"), 4, outs=[paths.RAW_DIR]),
@@ -197,30 +236,34 @@ def render_dvc_yaml(params: Mapping) -> str:
                 _params("preprocess"), 4, outs=processed_files(params)),
     ]
     train_deps = _code("train") + TRAINING_DATA
+    train_cmd = f"mbmt train {MODEL} --seed {SEED}"
     if from_data:
-        lines += ["", "  # Models trained straight from the data.", "  train:",
-                  f"    foreach: [{', '.join(from_data)}]", "    do:",
-                  *_stage(f"mbmt train {ITEM}", train_deps, _params("train", ITEM), 6,
-                          outs=[paths.model_file(ITEM), paths.live_dir(ITEM)])]
+        lines += ["", "  # Models trained straight from the data, once per seed.", "  train:",
+                  "    matrix:", f"      model: [{', '.join(from_data)}]", f"      seed: {seed_list}",
+                  *_stage(train_cmd, train_deps, _params("train", MODEL), 4, outs=train_outputs(MODEL, SEED))]
     if from_st:
-        # DVC cannot splice a list into deps, so each model names its ST-Nets one per key; a
+        # DVC cannot splice a list into deps, so each job names its ST-Nets one per key; a
         # shorter init_from repeats its last entry (a repeated dependency is harmless).
         width = max(len(init_from(params, name)) for name in from_st)
         slots = [f"st{i + 1}" for i in range(width)]
-        lines += ["", "  # Models whose encoders start from trained ST-Nets (params init_from), after them.",
-                  "  train_from_st:", "    foreach:"]
+        lines += ["", "  # Models whose encoders start from trained ST-Nets (params init_from), after the same",
+                  "  # seed's ST-Nets.", "  train_from_st:", "    foreach:"]
         for name in from_st:
             sources = init_from(params, name)
             sources += sources[-1:] * (width - len(sources))
-            lines.append(f"      {name}: {{{', '.join(f'{slot}: {src}' for slot, src in zip(slots, sources))}}}")
+            for seed in seeds(params):
+                item = {"model": name, "seed": seed, **dict(zip(slots, sources))}
+                lines.append(f"      {job_key(name, seed)}: {_inline(item)}")
         lines += ["    do:",
-                  *_stage(f"mbmt train {KEY}",
-                          train_deps + [paths.model_file(f"${{item.{slot}}}") for slot in slots],
-                          _params("train", KEY), 6, outs=[paths.model_file(KEY), paths.live_dir(KEY)])]
-    lines += ["", "  evaluate:", f"    foreach: [{', '.join(names)}]", "    do:",
-              *_stage(f"mbmt evaluate {ITEM}",
-                      _code("evaluate") + [paths.model_file(ITEM), paths.split_file(params["evaluate"]["split"])],
-                      _params("evaluate", ITEM), 6, metrics=[paths.metrics_file(ITEM)]),
+                  *_stage(train_cmd,
+                          train_deps + [paths.model_file(f"${{item.{slot}}}", SEED) for slot in slots],
+                          _params("train", MODEL), 6, outs=train_outputs(MODEL, SEED))]
+    metrics = paths.metrics_file(MODEL, SEED)
+    lines += ["", "  evaluate:", "    matrix:", f"      model: [{', '.join(names)}]", f"      seed: {seed_list}",
+              *_stage(f"mbmt evaluate {MODEL} --seed {SEED}",
+                      _code("evaluate") + [paths.model_file(MODEL, SEED), paths.split_file(params["evaluate"]["split"])],
+                      _params("evaluate", MODEL), 4,
+                      outs=[p for p in evaluate_outputs(MODEL, SEED) if p != metrics], metrics=[metrics]),
               "", "  report:",
               *_stage("mbmt report", _code("report") + report_inputs(params), _params("report"), 4,
                       outs=REPORT_OUTPUTS),
@@ -229,11 +272,11 @@ def render_dvc_yaml(params: Mapping) -> str:
               "# an output are declared here, at the top level (a stage's `plots:` would be a second owner of",
               "# those paths). `dvc plots show` renders them; `dvc plots diff` compares revisions.",
               "plots:"]
-    for name in names:
-        lines += [f"  - {paths.live_dir(name)}/plots/metrics:", "      x: step"]
-    lines.append("  # Each task's headline validation metric, every model that predicts the task on one chart.")
+    for name, seed in runs(params):
+        lines += [f"  - {paths.live_dir(name, seed)}/plots/metrics:", "      x: step"]
+    lines.append("  # Each task's headline validation metric, every model (and seed) that predicts the task on one chart.")
     for task, (title, curve, column) in CURVES.items():
         lines += [f"  - {title}:", "      x: step", "      y:"]
-        lines += [f"        {paths.live_dir(name)}/plots/metrics/{curve}: {column}"
-                  for name in names if task in model_tasks(params, name)]
+        lines += [f"        {paths.live_dir(name, seed)}/plots/metrics/{curve}: {column}"
+                  for name, seed in runs(params) if task in model_tasks(params, name)]
     return "\n".join(lines) + "\n"

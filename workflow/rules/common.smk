@@ -77,6 +77,9 @@ MODELS = dag.models(config)
 FROM_ST = dag.trained_from_st(config)
 FROM_DATA = dag.trained_from_data(config)
 
+# Every model trains and is evaluated once per seed (params seeds), as separate jobs.
+SEEDS = dag.seeds(config)
+
 # Without presets the commands read params.yaml by default and are exactly dvc.yaml's.
 PARAM_OPTIONS = "".join(f" --params {shlex.quote(f)}" for f in PARAM_FILES) if PARAM_FILES != [str(paths.PARAMS_FILE)] else ""
 # Appended to every command: the job's output goes to its log file.
@@ -88,12 +91,12 @@ def mbmt(stage, *args):
     return " ".join(["mbmt", stage, *args]) + PARAM_OPTIONS
 
 
-def model_file(name="{model}"):
-    return str(paths.model_file(name))
+def model_file(name="{model}", seed="{seed}"):
+    return str(paths.model_file(name, seed))
 
 
-def live_dir(name="{model}"):
-    return str(paths.live_dir(name))
+def live_dir(name="{model}", seed="{seed}"):
+    return str(paths.live_dir(name, seed))
 
 
 def split_file(split):
@@ -106,9 +109,9 @@ def processed_files():
 
 
 def training_inputs(wildcards):
-    """train / train_from_st: the code, the data, and the ST-Nets of the model's init_from."""
+    """train / train_from_st: the code, the data, and the ST-Nets of the model's init_from (same seed)."""
     return {
         "code": code("train"),
         "data": [str(path) for path in dag.TRAINING_DATA],
-        "init": [model_file(name) for name in dag.init_from(config, wildcards.model)],
+        "init": [model_file(name, wildcards.seed) for name in dag.init_from(config, wildcards.model)],
     }

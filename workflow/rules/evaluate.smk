@@ -1,4 +1,4 @@
-# Evaluate each trained model on params evaluate.split -> metrics/<model>.json.
+# Evaluate each trained model (each seed's) on params evaluate.split -> metrics/<model>/seed<seed>.json.
 
 
 rule evaluate:
@@ -7,17 +7,18 @@ rule evaluate:
         model=model_file(),
         split=split_file(config["evaluate"]["split"]),
     output:
-        str(paths.metrics_file("{model}")),
+        [str(path) for path in dag.evaluate_outputs("{model}", "{seed}")],
     params:
         tracked=tracked_params("evaluate"),
     log:
-        "logs/evaluate/{model}.log",
+        "logs/evaluate/{model}/seed{seed}.log",
     benchmark:
-        "benchmarks/results/evaluate/{model}.tsv"
+        "benchmarks/results/evaluate/{model}/seed{seed}.tsv"
     wildcard_constraints:
         model="|".join(MODELS),
+        seed="|".join(map(str, SEEDS)),
     threads: 4
     resources:
         gpu=1,
     shell:
-        mbmt("evaluate", "{wildcards.model}") + TO_LOG
+        mbmt("evaluate", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG

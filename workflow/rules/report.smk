@@ -38,9 +38,9 @@ def report_figure_labels(wildcards):
 rule report:
     input:
         code=code("report"),
-        metrics=[str(paths.metrics_file(name)) for name in MODELS],
-        models=[model_file(name) for name in MODELS],
-        live=[live_dir(name) for name in MODELS],
+        results=[str(path) for name, seed in dag.runs(config) for path in dag.evaluate_outputs(name, seed)],
+        models=[model_file(name, seed) for name, seed in dag.runs(config)],
+        live=[live_dir(name, seed) for name, seed in dag.runs(config)],
         data=[split_file("test"), str(paths.manifest_file())],
         real=[split_file(paths.REAL_SPLIT)] if config["data"]["real_images"] else [],
     output:

@@ -1,6 +1,6 @@
-# Train each model of params `models`: the ST-Nets, MT-Net, MBMT-Net trained from scratch and
+# Train each model of params `models` once per seed of params `seeds`: the ST-Nets, MT-Net, MBMT-Net trained from scratch and
 # MTAN straight from the data (rule train); the MBMT-Net variants whose encoders start from
-# trained ST-Nets (params init_from) after those ST-Nets (rule train_from_st).
+# trained ST-Nets (params init_from) after those ST-Nets of the same seed (rule train_from_st).
 
 
 rule train:
@@ -12,16 +12,17 @@ rule train:
     params:
         tracked=tracked_params("train"),
     log:
-        "logs/train/{model}.log",
+        "logs/train/{model}/seed{seed}.log",
     benchmark:
-        "benchmarks/results/train/{model}.tsv"
+        "benchmarks/results/train/{model}/seed{seed}.tsv"
     wildcard_constraints:
         model="|".join(FROM_DATA),
+        seed="|".join(map(str, SEEDS)),
     threads: 8
     resources:
         gpu=1,
     shell:
-        mbmt("train", "{wildcards.model}") + TO_LOG
+        mbmt("train", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG
 
 
 use rule train as train_from_st with:
