@@ -83,20 +83,20 @@ def read_per_image(path: str | Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def evaluate_model_file(path: str | Path, params: dict, live_dir: str | Path | None = None
-                        ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The metrics JSON of the model file ``path`` on split params evaluate.split, and the
-    trained model's per-image rows. ``live_dir``: its training's DVCLive log (protocol last_k)."""
+def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The metrics JSON of model ``name`` trained with ``seed`` (its model file) on split params
+    evaluate.split, and the trained model's per-image rows."""
     from mbmt.data.dataset import NYUv2Dataset
     from mbmt.models import load_model
-    from mbmt.paths import split_file
+    from mbmt.paths import live_dir, model_file, split_file
     from mbmt.provenance import collect
     from mbmt.io import sha256_file
     from mbmt.training.distributed import resolve_device
 
-    path = Path(path)
+    path = model_file(name, seed)
+    train = f"mbmt train {name} --seed {seed}"
     if not path.is_file():
-        raise MbmtError(f"{path}: trained model not found; run `mbmt train {path.parent.name}` first")
+        raise MbmtError(f"{path}: trained model not found; run `{train}` first")
     settings = params["evaluate"]
     split, averaging, protocol = settings["split"], settings["averaging"], settings["protocol"]
     if protocol == "last_k" and averaging != LOGGED_AVERAGING:
@@ -107,7 +107,7 @@ def evaluate_model_file(path: str | Path, params: dict, live_dir: str | Path | N
     channels_last = bool(params["train"]["channels_last"])
 
     model, meta = load_model(path, map_location="cpu")
-    retrain = f"retrain it with a lower train.lr (`mbmt train {meta['name']}`)"
+    retrain = f"retrain it with a lower train.lr (`{train}`)"
     bad = non_finite_tensors(model.state_dict())
     if bad:
         raise MbmtError(f"{path}: weights or buffers are not finite ({len(bad)} tensors, e.g. {', '.join(bad[:3])}): "
@@ -131,8 +131,8 @@ def evaluate_model_file(path: str | Path, params: dict, live_dir: str | Path | N
         epochs = (meta.get("extra") or {}).get("epochs")
         if epochs is None:
             raise MbmtError(f"{path}: records no training epochs, so evaluate.protocol last_k has no validation "
-                            f"log to average; retrain it (`mbmt train {meta['name']}`) or set evaluate.protocol: final")
-        reported, averaged = last_k_blocks(Path(live_dir), blocks, settings["k"], epochs, meta["name"])
+                            f"log to average; retrain it (`{train}`) or set evaluate.protocol: final")
+        reported, averaged = last_k_blocks(live_dir(name, seed), blocks, settings["k"], epochs, train)
         reported = {**reported, "final": blocks}
         protocol_context |= {"k": settings["k"], "epochs_averaged": averaged}
     metrics = {

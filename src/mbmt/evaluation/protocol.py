@@ -35,13 +35,14 @@ def read_curve(live_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray] | N
 
 
 def last_k_blocks(live_dir: Path, template: Mapping[str, Mapping[str, object]], k: int,
-                  epochs: int, model: str) -> tuple[dict[str, dict[str, float | None]], list[int]]:
+                  epochs: int, train: str) -> tuple[dict[str, dict[str, float | None]], list[int]]:
     """The mean over the last ``k`` of ``epochs`` epochs of each validation metric logged in
     ``live_dir``, as blocks shaped like ``template`` ({task: {metric: ...}}); and those epochs.
+    ``train``: the command that retrains the model, for the error's fix.
     A metric never logged (no valid pixel in the split) is None."""
     wanted = list(range(epochs - k + 1, epochs + 1))
     fix = (f"validate every epoch (train.val_every: 1) for at least evaluate.k = {k} epochs "
-           f"(train.epochs >= {k}) and retrain (`mbmt train {model}`), lower evaluate.k, "
+           f"(train.epochs >= {k}) and retrain (`{train}`), lower evaluate.k, "
            "or set evaluate.protocol: final")
     blocks: dict[str, dict[str, float | None]] = {}
     logged_any = False

@@ -32,9 +32,9 @@ def main(args: argparse.Namespace) -> int:
 
     from mbmt.evaluation import evaluate_model_file, write_per_image
     from mbmt.io import write_json
-    from mbmt.paths import live_dir, metrics_file, model_file, per_image_file
+    from mbmt.paths import metrics_file, per_image_file
 
-    metrics, rows = evaluate_model_file(model_file(args.model, seed), params, live_dir(args.model, seed))
+    metrics, rows = evaluate_model_file(args.model, seed, params)
     write_per_image(per_image_file(args.model, seed), rows)  # before the metrics file, which marks the job done
     write_json(metrics_file(args.model, seed), metrics)
     print(f"{metrics_file(args.model, seed)}: {args.model} on {metrics['context']['images']} "
