@@ -9,8 +9,9 @@ epochs' validation metrics from the training's live/ log, the trained model's bl
 mean of per-batch values), the other averaging's blocks under "<other>_averaged", and a
 "context" block (dataset, split, image count, protocol, checkpoint and its sha256, provenance).
 Beside it, metrics/MODEL/seedSEED.images.npz holds the trained model's per-image sums
-(mbmt.metrics.PER_IMAGE_KEYS), from which the report's paired comparisons are drawn. A model whose weights,
-buffers or metrics are not finite (a diverged training) is refused and nothing is written.
+(mbmt.metrics.PER_IMAGE_KEYS), from which the report's paired comparisons are drawn. A model
+whose weights, buffers or metrics are not finite (a diverged training) is refused and nothing is
+written.
 """
 
 from __future__ import annotations
