@@ -87,7 +87,8 @@ def test_missing_model_file_is_one_clear_error(project, processed_data, capsys):
     processed_data()
     assert cli.main(["evaluate", "mtan"]) == 2
     error = capsys.readouterr().err
-    assert "models/mtan/seed0/model.pt" in error and "mbmt train mtan --seed 0" in error
+    assert error.strip() == ("mbmt evaluate: error: models/mtan/seed0/model.pt: trained model not found; "
+                             "run `mbmt train mtan --seed 0` first")
     assert not metrics_file("mtan", 0).exists() and not per_image_file("mtan", 0).exists()
 
 

@@ -34,9 +34,9 @@ from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 pytestmark = pytest.mark.slow
 
 MODEL = "mtnet"  # multi-task: scaling one task's loss changes the weights (Adam alone would not see a scale)
-TARGETS = [f"models/{MODEL}/model.pt", f"metrics/{MODEL}.json"]
-DVC_TARGET = f"evaluate@{MODEL}"
-STAGES = {f"train@{MODEL}", f"evaluate@{MODEL}"}
+TARGETS = [f"models/{MODEL}/seed0/model.pt", f"metrics/{MODEL}/seed0.json"]
+DVC_TARGET = f"evaluate@{MODEL}-0"
+STAGES = {f"train@{MODEL}-0", f"evaluate@{MODEL}-0"}
 # Epochs long enough (12 steps) that a process killed when epoch 1's checkpoint appears is inside epoch 2.
 SETTINGS = {"epochs": 3, "train_size": 24}
 LOSS_EDIT = ("error = torch.where(valid, (pred.float() - target).abs(), 0.0)",
@@ -203,10 +203,10 @@ def test_diverging_training_stops_with_one_error_and_publishes_nothing(baseline,
 
     result = snakemake(project, check=False)
     assert result.returncode != 0
-    last_line = (project / "logs" / "train" / f"{MODEL}.log").read_text().strip().splitlines()[-1]
+    last_line = (project / "logs" / "train" / MODEL / "seed0.log").read_text().strip().splitlines()[-1]
     assert last_line.startswith(f"mbmt train: error: model {MODEL}: after epoch 1 of 3 weights or buffers are not finite")
     assert "running_var" in last_line and "nothing was published" in last_line
-    assert not (project / "models" / MODEL).exists()
+    assert not (project / TARGETS[0]).parent.exists()
     # The diverged run wrote no checkpoint; the baseline's finished run is untouched.
     [old] = run_dirs(baseline)
     [new] = [name for name in run_dirs(project) if name != old]

@@ -18,9 +18,10 @@ from test_workflow_project import ENV, copy_project, init_git_dvc, run
 
 from mbmt.locking import LOCK_DIR, LockError, OutputLock, holder, stage_lock
 
-TARGET = "models/st_ss/model.pt"
+TARGET = "models/st_ss/seed0/model.pt"
 SNAKEMAKE = ["snakemake", TARGET, "--cores", "2", "--resources", "gpu=1"]
-DVC_REPRO = ["dvc", "repro", "train@st_ss"]
+DVC_REPRO = ["dvc", "repro", "train@st_ss-0"]
+LOCKED = "models/st_ss/seed0, runs/st_ss, metrics/st_ss/seed0.json, metrics/st_ss/seed0.images.npz"
 
 
 # --- the lock itself -------------------------------------------------------------------------------
@@ -63,8 +64,11 @@ def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
 
 
 def test_stage_commands_lock_what_they_write():
-    assert stage_lock("train", "st_ss") == stage_lock("evaluate", "st_ss") != stage_lock("train", "st_de")
-    assert stage_lock("train", "st_ss")[1] == [Path("models/st_ss"), Path("runs/st_ss"), Path("metrics/st_ss.json")]
+    """One lock per model and seed: a model's seeds train side by side."""
+    assert stage_lock("train", "st_ss", 0) == stage_lock("evaluate", "st_ss", 0) != stage_lock("train", "st_de", 0)
+    assert stage_lock("train", "st_ss", 0)[0] != stage_lock("train", "st_ss", 1)[0]
+    assert stage_lock("train", "st_ss", 1)[1] == [Path("models/st_ss/seed1"), Path("runs/st_ss"),
+                                                  Path("metrics/st_ss/seed1.json"), Path("metrics/st_ss/seed1.images.npz")]
     assert {stage_lock(s)[0] for s in ("fetch", "preprocess", "report")} == {"data-raw", "data-processed", "reports"}
     assert stage_lock("predict") is None and stage_lock("config") is None
 
@@ -72,11 +76,10 @@ def test_stage_commands_lock_what_they_write():
 def test_a_stage_command_refuses_while_its_outputs_are_locked(project, capsys):
     from mbmt.cli import main
 
-    with OutputLock(*stage_lock("train", "st_ss")):
+    with OutputLock(*stage_lock("train", "st_ss", 0)):
         assert main(["evaluate", "st_ss"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mbmt evaluate: error: models/st_ss, runs/st_ss, metrics/st_ss.json are being written "
-                          f"by pid {os.getpid()}")
+    assert err.startswith(f"mbmt evaluate: error: {LOCKED} are being written by pid {os.getpid()}")
     assert err.count("\n") == 1
 
 
@@ -101,7 +104,7 @@ def wait_for_training(root: Path, process: subprocess.Popen, front_end: str) -> 
     """The holder of st_ss's lock once ``process`` trains it (started by ``front_end``)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        info = holder("model-st_ss", root / LOCK_DIR)
+        info = holder("model-st_ss-seed0", root / LOCK_DIR)
         if info and info.get("front_end", {}).get("command", "").startswith(front_end):
             return info
         if process.poll() is not None:
@@ -142,8 +145,8 @@ def test_dvc_refuses_while_snakemake_runs(project):
     by_hand = run(["mbmt", "train", "st_ss"], project, check=False)
     assert by_hand.returncode == 2
     assert by_hand.stderr.startswith(
-        f"mbmt train: error: models/st_ss, runs/st_ss, metrics/st_ss.json are being written by pid {training['pid']} "
-        f"(`mbmt train st_ss`, run by `snakemake {TARGET}")
+        f"mbmt train: error: {LOCKED} are being written by pid {training['pid']} "
+        f"(`mbmt train st_ss --seed 0`, run by `snakemake {TARGET}")
     finish(first)
     assert "Nothing to be done" in run(["snakemake", TARGET, "-n"], project).stdout
 
@@ -154,7 +157,7 @@ def test_snakemake_refuses_while_dvc_repro_runs(project):
     second = run(SNAKEMAKE, project, check=False)
     assert second.returncode != 0
     output = second.stdout + second.stderr
-    assert "DVC is using this project's outputs (models/st_ss/" in output
-    assert f"pid {first.pid} (`dvc repro train@st_ss`); wait for it to finish" in output
+    assert "DVC is using this project's outputs (models/st_ss/seed0/" in output
+    assert f"pid {first.pid} (`dvc repro train@st_ss-0`); wait for it to finish" in output
     finish(first)
-    assert run(["dvc", "status", "train@st_ss"], project).stdout.strip() == "Data and pipelines are up to date."
+    assert run(["dvc", "status", "train@st_ss-0"], project).stdout.strip() == "Data and pipelines are up to date."

@@ -185,37 +185,41 @@ def test_full_mbmt_trains_everything(tiny_params, image):
     assert all(any(k.startswith(f"{prefix}.") for k in changed) for prefix in ("backbones.0", "backbones.2", "extra"))
 
 
-def save_st_models(params: dict) -> dict[str, torch.nn.Module]:
+def save_st_models(params: dict, seed: int = 0) -> dict[str, torch.nn.Module]:
     models = {}
     for name in ("st_ss", "st_de", "st_snp"):
         models[name] = create_model(name, params, load_init=False)
-        save_model(model_file(name), models[name], name=name, params=params)
+        save_model(model_file(name, seed), models[name], name=name, params=params)
     return models
 
 
-def test_mbmt_encoders_start_from_the_st_models(project, tiny_params):
-    st_models = save_st_models(tiny_params)
-    model = create_model("mbmt_partial", tiny_params)
-    for encoder, source in zip(model.encoder.backbones, ("st_ss", "st_de", "st_snp")):
-        assert tensors_equal(encoder.state_dict(), st_models[source].encoder.state_dict())
-    assert not tensors_equal(model.encoder.backbones[0].state_dict(), model.encoder.backbones[1].state_dict())
+def test_mbmt_encoders_start_from_the_st_models_of_their_seed(project, tiny_params):
+    st_models = {seed: save_st_models(tiny_params, seed) for seed in (0, 1)}
+    for seed in (0, 1):
+        model = create_model("mbmt_partial", tiny_params, seed=seed)
+        for encoder, source in zip(model.encoder.backbones, ("st_ss", "st_de", "st_snp")):
+            assert tensors_equal(encoder.state_dict(), st_models[seed][source].encoder.state_dict())
+            assert not tensors_equal(encoder.state_dict(), st_models[1 - seed][source].encoder.state_dict())
+        assert not tensors_equal(model.encoder.backbones[0].state_dict(), model.encoder.backbones[1].state_dict())
 
 
 def test_mbmt_without_st_models_is_a_clear_error(project, tiny_params):
-    with pytest.raises(MbmtError, match=r"models/st_ss/model.pt not found; train st_ss first"):
-        create_model("mbmt_partial", tiny_params)
+    save_st_models(tiny_params, seed=1)
+    with pytest.raises(MbmtError, match=r"models/st_ss/seed0/model.pt not found; train st_ss first "
+                                        r"\(mbmt train st_ss --seed 0\)"):
+        create_model("mbmt_partial", tiny_params, seed=0)
     create_model("mbmt_partial", tiny_params, load_init=False)  # counting needs no ST model
 
 
 def test_mbmt_with_a_mismatched_st_model_is_a_clear_error(project, tiny_params):
     save_st_models(tiny_params)
     other = with_model(tiny_params, "st_de", backbone="test_convnext")
-    save_model(model_file("st_de"), create_model("st_de", other, load_init=False), name="st_de", params=other)
-    with pytest.raises(MbmtError, match=r"init_from: models/st_de/model.pt holds a 'st' model with backbones \['test_convnext'\]"):
-        create_model("mbmt_partial", tiny_params)
-    save_model(model_file("st_de"), create_model("mtan", tiny_params, load_init=False), name="mtan", params=tiny_params)
+    save_model(model_file("st_de", 0), create_model("st_de", other, load_init=False), name="st_de", params=other)
+    with pytest.raises(MbmtError, match=r"init_from: models/st_de/seed0/model.pt holds a 'st' model with backbones \['test_convnext'\]"):
+        create_model("mbmt_partial", tiny_params, seed=0)
+    save_model(model_file("st_de", 0), create_model("mtan", tiny_params, load_init=False), name="mtan", params=tiny_params)
     with pytest.raises(MbmtError, match="holds a 'mtan' model"):
-        create_model("mbmt_partial", tiny_params)
+        create_model("mbmt_partial", tiny_params, seed=0)
 
 
 @pytest.mark.parametrize("name", ["st_de", "mbmt_partial", "mtan"])

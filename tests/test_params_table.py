@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import yaml
+
 from mbmt.cli import main
 from mbmt.models import count_parameters, create_model
 from mbmt.stages.params import format_table
@@ -31,3 +33,14 @@ def test_params_command_writes_the_counts_of_every_model(project, tiny_params, c
     table = capsys.readouterr().out
     assert "profile 'tiny'" in table and "44,229,076" in table  # the paper's MTAN beside ours
     assert [line.split()[2] for line in table.splitlines() if line.startswith("mbmt_full")] == ["–", "–"]
+    assert table.splitlines()[-1] == ("seeds [0]: every model trains once; each result of the report is that "
+                                      "run's (parameter counts do not depend on the seed)")
+
+
+def test_params_command_states_how_many_seeds_each_result_averages(project, capsys):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    (project / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": [0, 1, 2]}))
+    assert main(["params"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "seeds [0, 1, 2]: every model trains 3 times; each result of the report averages 3 runs "
+        "(parameter counts do not depend on the seed)")

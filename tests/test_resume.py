@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from mbmt import cli
+from mbmt.paths import live_dir, model_file
 from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 
 MODEL = "mtnet"  # multi-task: the DWA weights of epoch 3 depend on the recorded losses of epochs 1 and 2
@@ -31,9 +32,9 @@ def write_params(root: Path) -> None:
 
 def published(root: Path) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
     """The model file's weights and the DVCLive log (every metric but the timing) of ``root``."""
-    weights = torch.load(root / "models" / MODEL / "model.pt", weights_only=True)["state_dict"]
+    weights = torch.load(root / model_file(MODEL, 0), weights_only=True)["state_dict"]
     log = {}
-    for tsv in sorted((root / "models" / MODEL / "live" / "plots" / "metrics").rglob("*.tsv")):
+    for tsv in sorted((root / live_dir(MODEL, 0) / "plots" / "metrics").rglob("*.tsv")):
         if tsv.stem != "images_per_second":
             with open(tsv) as f:
                 log[str(tsv.relative_to(root))] = [row for row in csv.reader(f, delimiter="\t")]
@@ -60,7 +61,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(project, processed_data,
     _, stderr = process.communicate()
     assert checkpoint is not None, f"the training process ended without a checkpoint: {stderr.decode()[-2000:]}"
     assert load_checkpoint(checkpoint)["epoch"] == 1, "killed too late: make the epochs longer"
-    assert not (project / "models" / MODEL).exists()
+    assert not (project / model_file(MODEL, 0)).parent.exists()
 
     # Resumed in this process, from epoch 2.
     assert cli.main(["train", MODEL, "--no-progress"]) == 0
@@ -75,7 +76,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(project, processed_data,
     weights, log = published(reference)
     assert resumed_weights.keys() == weights.keys()
     assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
-    assert len(log["models/mtnet/live/plots/metrics/val/normal/mean.tsv"]) == 1 + 3  # header + 3 epochs
+    assert len(log["models/mtnet/seed0/live/plots/metrics/val/normal/mean.tsv"]) == 1 + 3  # header + 3 epochs
     assert resumed_log == log
 
 
@@ -104,4 +105,4 @@ def test_checkpoint_that_does_not_fit_is_one_clear_error(project, processed_data
 
     assert cli.main(["train", "st_de", "--no-progress", "--restart"]) == 0
     assert load_checkpoint(checkpoint)["model"].keys() == torch.load(
-        project / "models" / "st_de" / "model.pt", weights_only=True)["state_dict"].keys()
+        project / model_file("st_de", 0), weights_only=True)["state_dict"].keys()

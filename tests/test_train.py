@@ -35,7 +35,7 @@ def train(*args: str) -> int:
 
 def live_column(name: str, metric: str) -> list[float]:
     """One metric's per-epoch values from the published DVCLive log."""
-    with open(live_dir(name) / "plots" / "metrics" / f"{metric}.tsv") as f:
+    with open(live_dir(name, 0) / "plots" / "metrics" / f"{metric}.tsv") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     assert [int(r["step"]) for r in rows] == list(range(len(rows)))
     return [float(r[metric.rsplit("/", 1)[1]]) for r in rows]
@@ -63,7 +63,7 @@ def set_train(**settings) -> None:
 
 def check_metrics(name: str, tasks: tuple[str, ...]) -> None:
     """metrics/<name>.json: the model's task blocks (pixel averaging), the batch-averaged ones, the context."""
-    metrics = json.loads(metrics_file(name).read_text())
+    metrics = json.loads(metrics_file(name, 0).read_text())
     assert set(metrics) == {*tasks, "batch_averaged", "context"}, name
     for block in (metrics, metrics["batch_averaged"]):
         assert set(block) >= set(tasks)
@@ -79,7 +79,7 @@ def check_metrics(name: str, tasks: tuple[str, ...]) -> None:
             assert n["within_11_25"] <= n["within_22_5"] <= n["within_30"] <= 100
     context = metrics["context"]
     assert context["images"] == 4 and context["split"] == "test" and context["averaging"] == "pixel"
-    assert context["checkpoint_sha256"] == sha256_file(model_file(name))
+    assert context["checkpoint_sha256"] == sha256_file(model_file(name, 0))
     assert context["tasks"] == list(tasks)
 
 
@@ -87,7 +87,7 @@ def test_every_model_trains_and_evaluates(project, processed_data):
     processed_data()
     for name in MODELS:
         assert train(name) == 0, name
-        record = torch.load(model_file(name), weights_only=True)
+        record = torch.load(model_file(name, 0), weights_only=True)
         tasks = tuple(record["tasks"])
         assert record["extra"]["input_size"] == [64, 64] and record["extra"]["epochs"] == 2
         total = live_column(name, "train/loss/total")
@@ -95,15 +95,15 @@ def test_every_model_trains_and_evaluates(project, processed_data):
         assert live_column(name, f"train/weight/{tasks[0]}") == [1.0, 1.0]  # DWA: 1 in epochs 0 and 1
         assert live_column(name, "train/lr") == [1.0e-3, 0.5e-3]  # StepLR(lr_step=1, gamma=0.5)
         assert len(live_column(name, f"val/{tasks[0]}/loss")) == 2
-        assert json.loads((live_dir(name) / "metrics.json").read_text())["step"] == 1  # `dvc metrics` summary
+        assert json.loads((live_dir(name, 0) / "metrics.json").read_text())["step"] == 1  # `dvc metrics` summary
         assert cli.main(["evaluate", name]) == 0, name
         check_metrics(name, tasks)
 
     # mbmt_partial trained its fusion and decoder only: its encoders are still the ST-Nets'
     # (BatchNorm statistics included), and they hold nothing an optimiser touched.
-    partial = weights(model_file("mbmt_partial"))
+    partial = weights(model_file("mbmt_partial", 0))
     for i, source in enumerate(("st_ss", "st_de", "st_snp")):
-        encoder = {k.removeprefix("encoder."): v for k, v in weights(model_file(source)).items() if k.startswith("encoder.")}
+        encoder = {k.removeprefix("encoder."): v for k, v in weights(model_file(source, 0)).items() if k.startswith("encoder.")}
         frozen = {k.removeprefix(f"encoder.backbones.{i}."): v for k, v in partial.items()
                   if k.startswith(f"encoder.backbones.{i}.")}
         assert_same_weights(frozen, encoder)
@@ -114,7 +114,7 @@ def test_finished_run_is_republished_identical_rerun_and_params_change(project, 
 
     processed_data()
     assert train("st_de") == 0
-    first = weights(model_file("st_de"))
+    first = weights(model_file("st_de", 0))
     first_val = live_column("st_de", "val/depth/abs_err")
     [run] = run_dirs("st_de")
 
@@ -124,7 +124,7 @@ def test_finished_run_is_republished_identical_rerun_and_params_change(project, 
     with monkeypatch.context() as m:
         m.setattr(Trainer, "train_epoch", lambda *a: pytest.fail("a finished run was trained again"))
         assert train("st_de") == 0
-    assert_same_weights(weights(model_file("st_de")), first)
+    assert_same_weights(weights(model_file("st_de", 0)), first)
     assert live_column("st_de", "val/depth/abs_err") == first_val
 
     # Determinism: training again from scratch with the same seed gives the same weights and metrics,
@@ -133,7 +133,7 @@ def test_finished_run_is_republished_identical_rerun_and_params_change(project, 
     set_train(num_workers=2)
     assert train("st_de", "--restart") == 0
     assert run_dirs("st_de") == [run]
-    assert_same_weights(weights(model_file("st_de")), first)
+    assert_same_weights(weights(model_file("st_de", 0)), first)
     assert live_column("st_de", "val/depth/abs_err") == first_val
 
     # A setting that changes the result gets a run directory of its own; the first one is kept.
@@ -141,7 +141,7 @@ def test_finished_run_is_republished_identical_rerun_and_params_change(project, 
     assert train("st_de") == 0
     assert len(run_dirs("st_de")) == 2 and run in run_dirs("st_de")
     assert load_checkpoint(run / CHECKPOINT_FILE)["epoch"] == 2
-    assert not torch.equal(weights(model_file("st_de"))["encoder.body.conv_stem.weight"],
+    assert not torch.equal(weights(model_file("st_de", 0))["encoder.body.conv_stem.weight"],
                            first["encoder.body.conv_stem.weight"])
 
 
@@ -230,7 +230,7 @@ def test_divergence_stops_with_one_error_and_keeps_the_checkpoint(fault, project
     batchnorm = first_batchnorm(create_model("mtnet", load_params(), load_init=False))[0]
     assert message.format(batchnorm=batchnorm) in error[0]
     assert f"the last good checkpoint {run / CHECKPOINT_FILE} (after epoch 1) is kept; nothing was published" in error[0]
-    assert not model_file("mtnet").exists()
+    assert not model_file("mtnet", 0).exists()
     kept = load_checkpoint(run / CHECKPOINT_FILE)
     assert kept["epoch"] == 1 and len(kept["history"]) == 1
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
@@ -251,11 +251,25 @@ def test_diverging_learning_rate_stops_before_publishing(project, processed_data
     params["train"]["lr"] = 1.0e8
     with pytest.raises(DivergedError, match=r"after epoch 1 of 2 weights or buffers are not finite \(\d+ tensors, "
                                             r"e\.g\. [\w.]+\.running_var.* no checkpoint had been written yet"):
-        train_model("st_de", params, progress=False)
-    assert not model_file("st_de").exists()
+        train_model("st_de", params, seed=0, progress=False)
+    assert not model_file("st_de", 0).exists()
     assert not list(Path("runs").rglob(CHECKPOINT_FILE))
 
 
 def test_unknown_model_is_one_clear_error(project, capsys):
     assert train("st_xx") == 2
     assert "unknown model 'st_xx'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", ["train", "evaluate"])
+def test_a_seed_outside_params_seeds_is_one_clear_error(project, capsys, stage):
+    """A job's seed is one of params seeds; without --seed, the only one (none to pick among several)."""
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    assert cli.main([stage, "st_de", "--seed", "3"]) == 2
+    assert capsys.readouterr().err.strip() == (f"mbmt {stage}: error: --seed 3 is not in params seeds [0]; add it "
+                                               "there (and run `mbmt dag`) or pick one of them")
+    Path("params.yaml").write_text(yaml.safe_dump({**params, "seeds": [0, 1]}))
+    assert cli.main([stage, "st_de"]) == 2
+    assert capsys.readouterr().err.strip() == (f"mbmt {stage}: error: params seeds is [0, 1]: give the job's seed "
+                                               "with --seed (one of them)")
+    assert not Path("models").exists() and not Path("runs").exists()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import getpass
-import hashlib
 import json
 import re
 import shutil
@@ -21,11 +20,13 @@ from pathlib import Path
 import pytest
 import yaml
 from mbmt import paper
+from mbmt.dag import REPORT_OUTPUTS, job_name
 from mbmt.reporting.document import RUN_TITLE
 from mbmt.reporting.tables import TABLE_TITLES
 
 import chromium
-from test_workflow_project import SNAKEMAKE_FAST, commit, copy_project, dry_run_jobs, dvc_view, init_git_dvc, run
+from test_workflow_project import (SNAKEMAKE_FAST, commit, contents, copy_project, dvc_changed, dvc_view,
+                                   init_git_dvc, outputs, planned, run, written)
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +37,9 @@ INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/dag
                   "mbmt/stages/config.py"}
 # A change to the paper's MBMT-Net alone, and what it must re-run.
 CHANGED_MODEL = "mbmt_partial"
-AFFECTED_STAGES = {f"train_from_st@{CHANGED_MODEL}", f"evaluate@{CHANGED_MODEL}", "report"}
-AFFECTED_OUTPUTS = {f"models/{CHANGED_MODEL}/model.pt", f"models/{CHANGED_MODEL}/live", f"metrics/{CHANGED_MODEL}.json",
-                    "reports/README.md", "reports/tables", "reports/figures", "reports/provenance.json"}
-TIMESTAMP = ".snakemake_timestamp"  # Snakemake's marker in directory outputs; .dvcignore'd
+AFFECTED_STAGES = {f"train_from_st@{CHANGED_MODEL}-0", f"evaluate@{CHANGED_MODEL}-0", "report"}
+AFFECTED_OUTPUTS = {f"models/{CHANGED_MODEL}/seed0/model.pt", f"models/{CHANGED_MODEL}/seed0/live",
+                    f"metrics/{CHANGED_MODEL}/seed0.json", *map(str, REPORT_OUTPUTS)}
 
 
 @pytest.fixture(scope="module")
@@ -58,34 +58,6 @@ def finished(tmp_path_factory) -> Path:
 def project(finished, tmp_path) -> Path:
     """A copy of the finished project (modification times kept) that a test may change."""
     return Path(shutil.copytree(finished, tmp_path / "project", symlinks=True))
-
-
-def outputs(root: Path) -> list[str]:
-    return sorted(out for stage in dvc_view(root).values() for out in stage.outs)
-
-
-def files_of(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(f for f in path.rglob("*") if f.is_file() and f.name != TIMESTAMP)
-    return [path]
-
-
-def written(root: Path) -> dict[str, int]:
-    """Each output's latest modification time (ns): what a run rewrote."""
-    return {out: max(f.stat().st_mtime_ns for f in files_of(root / out)) for out in outputs(root)}
-
-
-def contents(root: Path, out: str) -> dict[str, str]:
-    return {str(f.relative_to(root)): hashlib.md5(f.read_bytes()).hexdigest() for f in files_of(root / out)}
-
-
-def planned(root: Path) -> set[str]:
-    """The jobs `snakemake --dry-run` would run, named as DVC stages."""
-    return set(dry_run_jobs(run(["snakemake", "--dry-run", "--cores", "1"], root).stdout)) - {"all"}
-
-
-def dvc_changed(root: Path) -> set[str]:
-    return set(json.loads(run(["dvc", "status", "--json"], root).stdout))
 
 
 def change_param(root: Path) -> None:
@@ -108,11 +80,11 @@ def locked_stages(root: Path) -> dict[str, object]:
 def test_a_deleted_model_file_comes_back_with_mbmt_pull(project):
     """Snakemake does not rebuild an intermediate output while what it feeds is current; DVC sees
     it missing. `mbmt pull --checkout` restores it from the cache, and both agree again."""
-    model = project / "models" / "mtnet" / "model.pt"
+    model = project / "models" / "mtnet" / "seed0" / "model.pt"
     recorded = model.read_bytes()
     model.unlink()
     assert planned(project) == set()
-    assert dvc_changed(project) == {"train@mtnet", "evaluate@mtnet", "report"}
+    assert dvc_changed(project) == {"train@mtnet-0", "evaluate@mtnet-0", "report"}
     run(["mbmt", "pull", "--checkout"], project)
     assert model.read_bytes() == recorded
     assert dvc_changed(project) == set() and planned(project) == set()
@@ -123,9 +95,10 @@ def test_stages_depend_on_the_code_they_import(finished):
     its declared dependencies, apart from the infrastructure modules."""
     view = dvc_view(finished)
     for log in sorted((finished / "logs").rglob("*.log")):
-        parts = log.relative_to(finished / "logs").with_suffix("").parts  # ("fetch",) or ("train", "st_ss")
+        parts = log.relative_to(finished / "logs").with_suffix("").parts  # ("fetch",) or ("train", "st_ss", "seed0")
         name = parts[0] if len(parts) == 1 else next(
-            s for s in (f"{parts[0]}@{parts[1]}", f"{parts[0]}_from_st@{parts[1]}") if s in view)
+            s for s in (job_name(parts[0], parts[1], parts[2].removeprefix("seed")),
+                        job_name(f"{parts[0]}_from_st", parts[1], parts[2].removeprefix("seed"))) if s in view)
         imported = {m.replace(".", "/") for m in re.findall(r"^import time:.*\|\s+(mbmt(?:\.\w+)*)$", log.read_text(), re.M)}
         files = {f"{m}.py" if (finished / "src" / f"{m}.py").is_file() else f"{m}/__init__.py" for m in imported}
         # The CLI loads the stage module with importlib.import_module, which -X importtime does not list.
@@ -149,7 +122,7 @@ def test_report_holds_every_table(finished):
     # Every measured value of the paper's MBMT-Net column is the metrics file's, to its last digit.
     header = results[0].split(",")
     ours = header.index("MBMT-Net DWA (partial) (ours)")
-    metrics = json.loads((finished / "metrics" / f"{CHANGED_MODEL}.json").read_text())
+    metrics = json.loads((finished / "metrics" / CHANGED_MODEL / "seed0.json").read_text())
     measured = [float(row.split(",")[ours]) for row in results[1:]]
     expected = [metrics[task][key] for task, key, _, _ in paper.METRICS]
     assert measured == pytest.approx(expected, rel=1e-12)

@@ -7,6 +7,8 @@ compared one to one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -173,3 +175,36 @@ def dry_run_jobs(output: str) -> dict[str, dict[str, str]]:
         resources = re.search(r"resources: (.*)", block)
         jobs[name] = dict(item.split("=", 1) for item in resources[1].split(", ")) if resources else {}
     return jobs
+
+
+# --- What a run wrote, and what each front end would run next ----------------------------------------
+
+TIMESTAMP = ".snakemake_timestamp"  # Snakemake's marker in directory outputs; .dvcignore'd
+
+
+def outputs(root: Path) -> list[str]:
+    return sorted(out for stage in dvc_view(root).values() for out in stage.outs)
+
+
+def files_of(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(f for f in path.rglob("*") if f.is_file() and f.name != TIMESTAMP)
+    return [path]
+
+
+def written(root: Path) -> dict[str, int]:
+    """Each output's latest modification time (ns): what a run rewrote."""
+    return {out: max(f.stat().st_mtime_ns for f in files_of(root / out)) for out in outputs(root)}
+
+
+def contents(root: Path, out: str) -> dict[str, str]:
+    return {str(f.relative_to(root)): hashlib.md5(f.read_bytes()).hexdigest() for f in files_of(root / out)}
+
+
+def planned(root: Path) -> set[str]:
+    """The jobs `snakemake --dry-run` would run, named as DVC stages."""
+    return set(dry_run_jobs(run(["snakemake", "--dry-run", "--cores", "1"], root).stdout)) - {"all"}
+
+
+def dvc_changed(root: Path) -> set[str]:
+    return set(json.loads(run(["dvc", "status", "--json"], root).stdout))

@@ -2,7 +2,9 @@
 
 Builds each model of params `models` without loading any weights, so it needs neither trained
 models nor ImageNet weights. The paper column comes from the MBMT-Net slides; "–" where the
-paper gives no count. --json writes {"<model>": {"trainable": N, "total": N}}.
+paper gives no count. Below the table, how many seeds (params seeds) every model trains with,
+which is how many runs each result of the report averages. --json writes
+{"<model>": {"trainable": N, "total": N}}.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ def format_table(counts: dict[str, dict[str, int]], paper: dict[str, dict[str, i
     return "\n".join(lines)
 
 
+def seeds_line(seeds: list[int]) -> str:
+    runs = "once" if len(seeds) == 1 else f"{len(seeds)} times"
+    each = "is that run's" if len(seeds) == 1 else f"averages {len(seeds)} runs"
+    return (f"seeds {seeds}: every model trains {runs}; each result of the report {each}"
+            " (parameter counts do not depend on the seed)")
+
+
 def main(args: argparse.Namespace) -> int:
     from mbmt.config import load_params
     from mbmt.io import write_json
@@ -50,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
     counts = parameter_counts(params)
     print(f"parameters of profile {params['profile']!r} beside the paper's (MBMT-Net slides)")
     print(format_table(counts, PARAMETERS))
+    print(seeds_line(params["seeds"]))
     if args.json:
         write_json(args.json, counts)
     return 0
