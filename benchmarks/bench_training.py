@@ -72,7 +72,7 @@ def write_project(params: dict, images: int) -> None:
             for index, sample in enumerate(generate(count, height, width, 0, split=split)):
                 writer.add(sample, f"{split}[{index}]")
     for name in ("st_ss", "st_de", "st_snp"):
-        save_model(model_file(name), create_model(name, params, load_init=False), name=name, params=params)
+        save_model(model_file(name, params["seeds"][0]), create_model(name, params, load_init=False), name=name, params=params)
 
 
 def bare_steps(trainer: Trainer, batch: dict, steps: int) -> float:
@@ -124,7 +124,7 @@ def epoch_extras(trainer: Trainer, live, record: dict) -> float:
 
 
 def measure(name: str, params: dict, context, steps: int, repeats: int) -> dict:
-    trainer = Trainer(name, params, context, progress=False)
+    trainer = Trainer(name, params, context, seed=params["seeds"][0], progress=False)
     batch = to_device(next(iter(trainer.train_loader(0))), context.device, trainer.channels_last)
     live = trainer.open_live()
     trainer_steps(trainer, 0, steps)  # warm-up: allocator, kernels, page cache

@@ -279,4 +279,9 @@ def render_dvc_yaml(params: Mapping) -> str:
         lines += [f"  - {title}:", "      x: step", "      y:"]
         lines += [f"        {paths.live_dir(name, seed)}/plots/metrics/{curve}: {column}"
                   for name, seed in runs(params) if task in model_tasks(params, name)]
+    lines += ["",
+              "# DVCLive's summary of each training (the last epoch's losses, weights and validation metrics),",
+              "# shown by `dvc metrics show` and `dvc exp show` beside the evaluate stages' metrics/ files.",
+              "metrics:"]
+    lines += [f"  - {paths.live_dir(name, seed)}/metrics.json" for name, seed in runs(params)]
     return "\n".join(lines) + "\n"
