@@ -265,3 +265,46 @@ def test_reference_columns_hold_the_later_published_results():
     for anchor in anchors.ANCHORS:
         assert anchor.description() in notes and "not checked against the cited file" in anchor.description()
         assert anchor.source and anchor.protocol
+
+
+def test_paired_comparisons_over_two_seeds_pair_each_seed_and_merge_the_st_nets():
+    """Synthetic per-image rows of two seeds: MBMT-Net's depth error is MT-Net's minus 0.1 m at every
+    pixel of both seeds, so that interval is exactly [-0.1, -0.1]; the ST-Nets together are one baseline."""
+    from mbmt.reporting.build import paired_comparisons
+
+    rng = np.random.default_rng(0)
+    images = 5
+
+    def rows(tasks) -> dict:
+        out = {"index": np.arange(images)}
+        if "semantic" in tasks:
+            out["confusion"] = rng.integers(0, 20, (images, 13, 13))
+        if "depth" in tasks:
+            count = rng.integers(50, 100, images)
+            out |= {"depth_abs_sum": rng.random(images) * count + 0.2 * count,
+                    "depth_rel_sum": rng.random(images) * count, "depth_count": count}
+        if "normal" in tasks:
+            count = rng.integers(50, 100, images)
+            out |= {"normal_angle_sum": rng.random(images) * 30 * count, "normal_count": count,
+                    "normal_within": rng.integers(0, 50, (images, 3))}
+        return out
+
+    every = ("semantic", "depth", "normal")
+    per_image = {"st_ss": [rows(["semantic"]) for _ in range(2)], "st_de": [rows(["depth"]) for _ in range(2)],
+                 "st_snp": [rows(["normal"]) for _ in range(2)], "mtnet": [rows(every) for _ in range(2)],
+                 "mtan": [rows(every) for _ in range(2)]}
+    per_image["mbmt_partial"] = [{**seed, "depth_abs_sum": seed["depth_abs_sum"] - 0.1 * seed["depth_count"]}
+                                 for seed in per_image["mtnet"]]
+    intervals = paired_comparisons(per_image, ["mbmt_partial"], {"samples": 200, "seed": 0})
+    assert {key[1] for key in intervals} == {"mtan", "efficientps_st", "mtnet"}
+    assert len(intervals) == 3 * (2 + 2 + 4)  # the summable metrics of each task, per baseline
+    shifted = intervals[("mbmt_partial", "mtnet", "depth", "abs_err")]
+    assert (shifted.difference, shifted.low, shifted.high) == pytest.approx((-0.1, -0.1, -0.1)) and shifted.seeds == 2
+    same = intervals[("mbmt_partial", "mtnet", "semantic", "miou")]  # the same confusion matrices
+    assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0) and not same.significant
+    # Against the ST-Nets, depth is ST-DE-Net's: the mean over seeds of the two split errors' difference.
+    def abs_err(seed_rows):
+        return seed_rows["depth_abs_sum"].sum() / seed_rows["depth_count"].sum()
+
+    expected = np.mean([abs_err(m) - abs_err(st) for m, st in zip(per_image["mbmt_partial"], per_image["st_de"])])
+    assert intervals[("mbmt_partial", "efficientps_st", "depth", "abs_err")].difference == pytest.approx(expected)
