@@ -12,7 +12,8 @@ import yaml
 from mbmt import cli
 from mbmt.config import load_params
 from mbmt.models import create_model, save_model
-from mbmt.paths import metrics_file, model_file
+from mbmt.data.dataset import NYUv2Dataset
+from mbmt.paths import live_dir, metrics_file, model_file, per_image_file, split_file
 from mbmt.io import sha256_file
 
 
@@ -28,10 +29,14 @@ def save_untrained(name: str, change=None) -> None:
     save_model(model_file(name, 0), model, name=name, params=params, extra={"input_size": [64, 64]})
 
 
-def set_evaluate(**settings) -> None:
+def set_params(block: str, **settings) -> None:
     params = yaml.safe_load(Path("params.yaml").read_text())
-    params["evaluate"].update(settings)
+    params[block].update(settings)
     Path("params.yaml").write_text(yaml.safe_dump(params))
+
+
+def set_evaluate(**settings) -> None:
+    set_params("evaluate", **settings)
 
 
 def evaluate(name: str) -> dict:
@@ -67,6 +72,7 @@ def test_metrics_blocks_averagings_and_context(project, processed_data):
     assert context["split"] == "test" and context["images"] == 4 and context["dataset"] == "synthetic"
     assert context["checkpoint"] == str(model_file("mtnet", 0))
     assert context["checkpoint_sha256"] == sha256_file(model_file("mtnet", 0))
+    assert context["protocol"] == "final"
     assert context["provenance"]["profile"] == "tiny"
 
     # A single-task model reports its task only; the split is a parameter.
@@ -83,7 +89,7 @@ def test_missing_model_file_is_one_clear_error(project, processed_data, capsys):
     error = capsys.readouterr().err
     assert error.strip() == ("mbmt evaluate: error: models/mtan/seed0/model.pt: trained model not found; "
                              "run `mbmt train mtan --seed 0` first")
-    assert not metrics_file("mtan", 0).exists()
+    assert not metrics_file("mtan", 0).exists() and not per_image_file("mtan", 0).exists()
 
 
 def infinite_running_var(state: dict[str, torch.Tensor]) -> None:
@@ -109,5 +115,91 @@ def test_non_finite_model_is_refused_and_writes_nothing(project, processed_data,
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1, error
     assert error[0].startswith(f"mbmt evaluate: error: {model_file('st_de', 0)}: {message}")
-    assert error[0].endswith("retrain it with a lower train.lr (`mbmt train st_de`)")
+    assert error[0].endswith("retrain it with a lower train.lr (`mbmt train st_de --seed 0`)")
+    assert not metrics_file("st_de", 0).exists() and not per_image_file("st_de", 0).exists()
+
+
+def test_per_image_rows_re_aggregate_to_the_split_metrics(project, processed_data):
+    """metrics/<model>/seed<S>.images.npz: one row per test image, in split order, whose sums give
+    the metrics file's pixel-averaged numbers (all but the median angle and the losses)."""
+    from mbmt.evaluation import read_per_image
+    from mbmt.metrics import SUMMABLE_METRICS, metrics_from_sums
+
+    processed_data()
+    save_untrained("mtnet")
+    set_evaluate(batch_size=3, averaging="batch")  # batches of 3 and 1: rows do not depend on batching
+    metrics = evaluate("mtnet")
+    rows = read_per_image(per_image_file("mtnet", 0))
+    assert rows["index"].tolist() == [0, 1, 2, 3]
+    assert rows["confusion"].shape == (4, 13, 13) and rows["normal_within"].shape == (4, 3)
+    labelled = [int((sample["semantic"] != -1).sum()) for sample in NYUv2Dataset(split_file("test"))]
+    assert rows["confusion"].sum((1, 2)).tolist() == labelled  # every labelled pixel of each image, once
+    summed = metrics_from_sums({key: value.sum(0) for key, value in rows.items() if key != "index"})
+    for task, keys in SUMMABLE_METRICS.items():
+        for key in keys:
+            assert float(summed[task][key]) == pytest.approx(metrics["pixel_averaged"][task][key], rel=1e-12), (task, key)
+    # A single-task model's file holds its task only.
+    save_untrained("st_de")
+    evaluate("st_de")
+    assert set(read_per_image(per_image_file("st_de", 0))) == {"index", "depth_abs_sum", "depth_rel_sum", "depth_count"}
+
+
+def logged(name: str, metric: str) -> list[float]:
+    """The values of DVCLive metric ``metric`` of ``name``'s training, epoch by epoch."""
+    import csv
+
+    path = live_dir(name, 0) / "plots" / "metrics" / f"{metric}.tsv"
+    with open(path, newline="") as f:
+        return [float(row[metric.rsplit("/", 1)[-1]]) for row in csv.DictReader(f, delimiter="\t")]
+
+
+def test_last_k_protocol_is_the_mean_of_the_last_validation_values(project, processed_data, capsys):
+    """MTAN's protocol: the mean of the last k epochs' logged validation metrics; k=1 is the trained
+    model's own numbers (validation and evaluation see the same split, pixel-averaged)."""
+    processed_data()
+    set_params("train", epochs=3, val_every=1)
+    assert cli.main(["train", "st_de"]) == 0
+    final = evaluate("st_de")
+    assert final["context"]["protocol"] == "final" and "final" not in final
+
+    set_evaluate(protocol="last_k", k=2)
+    last_two = evaluate("st_de")
+    values = {key: logged("st_de", f"val/depth/{key}") for key in ("loss", "abs_err", "rel_err")}
+    assert all(len(v) == 3 for v in values.values())
+    for key, series in values.items():
+        assert last_two["depth"][key] == pytest.approx((series[1] + series[2]) / 2, rel=1e-12), key
+    assert last_two["final"] == {"depth": final["depth"]}  # the trained model's numbers kept beside
+    context = last_two["context"]
+    assert (context["protocol"], context["k"], context["epochs_averaged"]) == ("last_k", 2, [2, 3])
+
+    set_evaluate(k=1)
+    last = evaluate("st_de")
+    for key, number in final["depth"].items():
+        assert last["depth"][key] == pytest.approx(number, rel=1e-5), key
+    capsys.readouterr()
+
+    # More epochs than were trained: one error naming the keys and the fix, no metrics file.
+    metrics_file("st_de", 0).unlink()
+    set_evaluate(k=4)
+    assert cli.main(["evaluate", "st_de"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "last 4 epochs" in error[0] and "validated epochs: 1, 2, 3" in error[0]
+    assert "train.val_every: 1" in error[0] and "train.epochs >= 4" in error[0] and "evaluate.protocol: final" in error[0]
     assert not metrics_file("st_de", 0).exists()
+
+    # Batch averaging is not what validation logs.
+    set_evaluate(k=2, averaging="batch")
+    assert cli.main(["evaluate", "st_de"]) == 2
+    assert "set evaluate.averaging: pixel" in capsys.readouterr().err
+
+
+def test_last_k_needs_every_one_of_the_last_epochs_validated(project, processed_data, capsys):
+    processed_data()
+    set_params("train", epochs=4, val_every=2)
+    assert cli.main(["train", "st_de"]) == 0
+    set_evaluate(protocol="last_k", k=2)
+    assert cli.main(["evaluate", "st_de"]) == 2
+    error = capsys.readouterr().err
+    assert "epochs 3-4 of train.epochs = 4" in error and "validated epochs: 2, 4" in error
+    set_evaluate(k=1)  # the last epoch was validated
+    assert evaluate("st_de")["depth"]["abs_err"] == pytest.approx(logged("st_de", "val/depth/abs_err")[-1], rel=1e-12)

@@ -208,3 +208,49 @@ def test_all_reduce_over_two_ranks_equals_one_process(tmp_path):
     for _, pixel, batch in results:
         assert flat(pixel) == pytest.approx(flat(single.compute("pixel")))
         assert flat(batch) == pytest.approx(flat(single.compute("batch")))
+
+
+def per_image_rows(task: str, batches) -> dict:
+    """The per-image rows of ``task`` over ``batches`` of one image each (index 0, 1, ...)."""
+    accumulator = MetricAccumulator([task], per_image=True)
+    for index, (outputs, targets) in enumerate(batches):
+        accumulator.update(outputs, {**targets, "index": torch.tensor([index])})
+    return accumulator, accumulator.per_image_rows()
+
+
+def test_per_image_rows_by_hand():
+    import numpy as np
+
+    _, semantic = per_image_rows("semantic", SEMANTIC)
+    expected = np.zeros((2, 13, 13), dtype=np.int64)
+    for image, cells in enumerate([[(0, 0), (0, 1), (1, 1)], [(2, 2), (2, 0), (0, 0), (1, 1)]]):
+        for truth, predicted in cells:  # the unlabelled pixel of image 0 is not counted
+            expected[image, truth, predicted] += 1
+    assert semantic["index"].tolist() == [0, 1] and np.array_equal(semantic["confusion"], expected)
+
+    _, depth = per_image_rows("depth", DEPTH)
+    # Image 0: errors 0.5, 0, 1 at true depths 1, 2, 4; image 1: error 1 at true depth 2.
+    assert depth["depth_abs_sum"].tolist() == [1.5, 1.0] and depth["depth_rel_sum"].tolist() == [0.75, 0.5]
+    assert depth["depth_count"].tolist() == [3, 1]
+
+    _, normal = per_image_rows("normal", NORMAL)
+    assert normal["normal_angle_sum"] == pytest.approx([70.0, 70.0]) and normal["normal_count"].tolist() == [4, 2]
+    assert normal["normal_within"].tolist() == [[2, 3, 3], [0, 0, 1]]  # < 11.25, < 22.5, < 30 degrees
+    assert set(normal) == {"index", "normal_angle_sum", "normal_count", "normal_within"}
+
+
+@pytest.mark.parametrize(("task", "batches"), [("semantic", SEMANTIC), ("depth", DEPTH), ("normal", NORMAL)])
+def test_summed_per_image_rows_give_the_pixel_averaged_metrics(task, batches):
+    from mbmt.metrics import SUMMABLE_METRICS, metrics_from_sums
+
+    accumulator, rows = per_image_rows(task, batches)
+    split = accumulator.compute("pixel")[task]
+    summed = metrics_from_sums({key: value.sum(0) for key, value in rows.items() if key != "index"})[task]
+    assert list(summed) == list(SUMMABLE_METRICS[task])
+    for key, value in summed.items():
+        assert float(value) == pytest.approx(split[key], rel=1e-12), key
+
+
+def test_per_image_rows_need_the_option():
+    with pytest.raises(ValueError, match="per_image=True"):
+        MetricAccumulator(["depth"]).per_image_rows()

@@ -11,17 +11,18 @@ import re
 import numpy as np
 import pytest
 
-from mbmt import paper
+from mbmt import anchors, paper
 from mbmt.reporting import document, figures, tables
 from mbmt.reporting.sources import Samples
 from mbmt.reporting.tables import Num, relative_improvement
 
 
-def paper_metrics() -> dict[str, dict]:
-    """The paper's results laid out as our metrics files would hold them (one file per model)."""
+def paper_metrics() -> dict[str, list[dict]]:
+    """The paper's results laid out as our metrics files would hold them (one seed, one file per model)."""
     st = paper.RESULTS["efficientps_st"]
-    metrics = {"st_ss": {"semantic": st["semantic"]}, "st_de": {"depth": st["depth"]}, "st_snp": {"normal": st["normal"]}}
-    metrics |= {name: copy.deepcopy(paper.RESULTS[name]) for name in ("mtnet", "mbmt_partial", "mtan")}
+    metrics = {"st_ss": [{"semantic": st["semantic"]}], "st_de": [{"depth": st["depth"]}],
+               "st_snp": [{"normal": st["normal"]}]}
+    metrics |= {name: [copy.deepcopy(paper.RESULTS[name])] for name in ("mtnet", "mbmt_partial", "mtan")}
     return metrics
 
 
@@ -55,7 +56,7 @@ def test_relative_improvements_reproduce_the_papers_table():
 def test_results_table_merges_the_st_nets_into_the_efficientps_column():
     metrics = paper_metrics()
     metrics["mbmt_full_scratch"] = copy.deepcopy(metrics["mbmt_partial"])
-    metrics["mbmt_full_scratch"]["semantic"]["miou"] = 30.0
+    metrics["mbmt_full_scratch"][0]["semantic"]["miou"] = 30.0
     table = tables.results_table(metrics)
     ours = dict(zip((row[1] for row in table.rows), table.column("EfficientPS (ST-Nets) (ours)")))
     assert ours["mIoU (%) ↑"].value == 21.23 and ours["Abs err (m) ↓"].value == 0.6861 and ours["Mean angle (deg) ↓"].value == 32.8582
@@ -63,7 +64,8 @@ def test_results_table_merges_the_st_nets_into_the_efficientps_column():
     assert mtan_paper[0] is None and mtan_paper[1].value == 17.15  # MTAN's loss was not published
     extra = table.column("MBMT-Net full, from scratch (ours)")
     assert extra[1].value == 30.0 and extra[4].value == 0.6076
-    assert table.columns[-1] == "MBMT-Net full, from scratch (ours)"  # not a paper column: no "(paper)" beside it
+    # Not a paper column: no "(paper)" beside it; the later published results follow it.
+    assert table.columns[-1 - len(anchors.ANCHORS)] == "MBMT-Net full, from scratch (ours)"
     markdown, csv = tables.to_markdown(table), tables.to_csv(table)
     assert "| SS | SS loss ↓ | 2.1877 | 2.1877 |" in markdown and "| 17.15 |" in markdown
     assert "SS,mIoU (%) ↑,21.23,21.23," in csv
@@ -143,6 +145,7 @@ def test_predicted_depth_at_or_below_zero_is_not_drawn_as_missing():
 def summary(profile: str = "demo", source: str = "synthetic") -> dict:
     """What mbmt.reporting.build.summarise gathers from a run's records."""
     return {"profiles": [profile], "evaluation": "test split, 16 images, batch size 8", "averaging": "pixel",
+            "seeds": [0, 1], "protocol": "final: the trained model evaluated on the split",
             "training_hardware": ["CPU only"], "evaluation_hardware": ["CPU only"], "git_revision": "abc", "date": "d",
             "dataset": {"source": source, "origin": "generator", "resolution": [96, 128],
                         "splits": {"test": {"count": 16}}, "manifest": {"path": "m", "md5": "0" * 32}}}
@@ -158,7 +161,8 @@ def test_run_table_holds_the_facts_the_index_opens_with():
     """tables/run.* (what Snakemake's HTML report shows as "What was run") says what the index says."""
     table = document.run_table(summary())
     index = document.render(summary(), [], [], {}, {})
-    assert [row[0] for row in table.rows] == ["Profile", "Dataset", "Evaluated on", "Hardware", "Code", "Comparable with the paper"]
+    assert [row[0] for row in table.rows] == ["Profile", "Dataset", "Evaluated on", "Seeds", "Protocol", "Hardware",
+                                              "Code", "Comparable with the paper"]
     for fact, value in table.rows[:-1]:
         assert f"- **{fact}**: {value}\n" in index
     assert table.rows[1][1] == "synthetic (generator), 96×128 px; images per split: test 16"
@@ -179,3 +183,128 @@ def test_html_table_is_a_page_of_its_own():
                        '<td class="num">0.000</td><td class="num">7</td><td class="num">32,063,398</td><td class="num">0.000</td>')
     assert rows[2].startswith('<td>a&lt;b</td><td class="num">1</td><td class="num">–</td>')  # escaped; no paper count
     assert "<li>Counted on the trained model files" in page
+
+
+def test_index_explains_the_reference_columns():
+    index = document.render(summary(), [], [], {}, {})
+    assert anchors.EXPLANATION in index and "17.15 mIoU" in anchors.EXPLANATION
+    assert "- **Protocol**: final: the trained model evaluated on the split" in index
+    assert "- **Seeds**: 0, 1 (n=2:" in index
+
+
+def two_seeds() -> dict[str, list[dict]]:
+    """The paper's results as two seeds: mIoU and abs error moved by -1 / +1 (and -0.01 / +0.01)."""
+    metrics = paper_metrics()
+    for name, runs in metrics.items():
+        second = copy.deepcopy(runs[0])
+        for run, sign in ((runs[0], -1), (second, 1)):
+            if "semantic" in run:
+                run["semantic"]["miou"] += sign * 1.0
+            if "depth" in run:
+                run["depth"]["abs_err"] += sign * 0.01
+        runs.append(second)
+    return metrics
+
+
+def test_tables_show_mean_and_sample_std_over_seeds():
+    metrics = two_seeds()
+    table = tables.results_table(metrics)
+    ours = dict(zip((row[1] for row in table.rows), table.column("MBMT-Net DWA (partial) (ours)")))
+    # mean of 23.84 and 25.84 = 24.84; sample std (ddof=1) of two values 2 apart: sqrt(2) = 1.4142.
+    assert ours["mIoU (%) ↑"].value == pytest.approx(24.84) and ours["mIoU (%) ↑"].std == pytest.approx(2 ** 0.5)
+    assert str(ours["mIoU (%) ↑"]) == "24.84 ± 1.41"
+    assert ours["Rel err ↓"].std == 0.0 and str(ours["Abs err (m) ↓"]) == "0.6076 ± 0.0141"
+    assert "n=2 seeds" in " ".join(table.notes)
+    csv_rows = tables.to_csv(table).splitlines()
+    header = csv_rows[0].split(",")
+    std_column = header.index("MBMT-Net DWA (partial) (ours) std")
+    assert header[std_column - 1] == "MBMT-Net DWA (partial) (ours)"
+    assert float(csv_rows[2].split(",")[std_column]) == pytest.approx(2 ** 0.5)
+    # The relative improvements compare the means: as the paper's with the paper's results.
+    improvements = tables.improvement_table(metrics, paper.PARAMETERS, ["mbmt_partial"])
+    row = next(r for r in improvements.rows if r[:2] == [tables.TITLES["mtan"], "mIoU (%) ↑"])
+    assert row[2].value == pytest.approx(44.8396, abs=1e-4)
+    # One seed: no spread, and the note says n=1.
+    single = tables.results_table(paper_metrics())
+    assert single.column("MBMT-Net DWA (partial) (ours)")[1].std is None and "n=1" in " ".join(single.notes)
+
+
+def test_paired_table_and_significance_marks():
+    from mbmt.reporting.statistics import Interval
+
+    intervals = {("mbmt_partial", "mtan", "semantic", "miou"): Interval(7.69, 5.0, 10.0, 2),
+                 ("mbmt_partial", "mtan", "depth", "abs_err"): Interval(0.017, -0.01, 0.04, 2),
+                 ("mbmt_partial", "mtnet", "depth", "abs_err"): Interval(-0.011, -0.02, -0.002, 2),
+                 ("mbmt_partial", "mtan", "semantic", "pix_acc"): Interval(-2.2, -3.0, -1.0, 2)}
+    paired = tables.paired_table(intervals)
+    assert [row[:3] for row in paired.rows] == [["MBMT-Net DWA (partial)", "MTAN DWA", "mIoU (%) ↑"],
+                                                ["MBMT-Net DWA (partial)", "MTAN DWA", "Abs err (m) ↓"],
+                                                ["MBMT-Net DWA (partial)", "MT-Net DWA", "Abs err (m) ↓"]]
+    assert [row[6] for row in paired.rows] == ["yes: MBMT-Net DWA (partial) better", "no",
+                                               "yes: MBMT-Net DWA (partial) better"]
+    improvements = tables.improvement_table(paper_metrics(), paper.PARAMETERS, ["mbmt_partial"], intervals)
+    cells = {(r[0], r[1]): r[2] for r in improvements.rows}
+    assert str(cells[("MTAN DWA", "mIoU (%) ↑")]) == "44.84%*"
+    assert str(cells[("MTAN DWA", "Abs err (m) ↓")]) == "-2.88%"  # interval holds 0: not significant
+    assert str(cells[("MTAN DWA", "Pixel acc (%) ↑")]) == "-4.02%*"  # significantly worse is marked too
+    assert cells[("MTAN DWA", "SS loss ↓")] is None and cells[("MT-Net DWA", "Mean angle (deg) ↓")].significant is None
+    header = tables.to_csv(improvements).splitlines()[0]
+    assert "MBMT-Net DWA (partial) (ours) significant" in header
+    assert "44.84%*" in tables.to_markdown(improvements)
+
+
+def test_reference_columns_hold_the_later_published_results():
+    table = tables.results_table(paper_metrics())
+    reference = dict(zip((row[1] for row in table.rows), table.column("Ref. A: SegNet-MTAN + DWA (later work)")))
+    assert reference["mIoU (%) ↑"].value == 39.11 and reference["Abs err (m) ↓"].value == 0.5510
+    assert reference["< 30 deg (%) ↑"].value == 62.39 and reference["SS loss ↓"] is None
+    best = dict(zip((row[1] for row in table.rows), table.column("Ref. D: ImageNet-pretrained ResNet-50 DeepLabV3+ "
+                                                                "(best of LibMTL's table)")))
+    assert best["mIoU (%) ↑"].value == 55.19 and best["Abs err (m) ↓"].value == 0.3701 and best["Rel err ↓"] is None
+    notes = " ".join(table.notes)
+    for anchor in anchors.ANCHORS:
+        assert anchor.description() in notes and "not checked against the cited file" in anchor.description()
+        assert anchor.source and anchor.protocol
+
+
+def test_paired_comparisons_over_two_seeds_pair_each_seed_and_merge_the_st_nets():
+    """Synthetic per-image rows of two seeds: MBMT-Net's depth error is MT-Net's minus 0.1 m at every
+    pixel of both seeds, so that interval is exactly [-0.1, -0.1]; the ST-Nets together are one baseline."""
+    from mbmt.reporting.build import paired_comparisons
+
+    rng = np.random.default_rng(0)
+    images = 5
+
+    def rows(tasks) -> dict:
+        out = {"index": np.arange(images)}
+        if "semantic" in tasks:
+            out["confusion"] = rng.integers(0, 20, (images, 13, 13))
+        if "depth" in tasks:
+            count = rng.integers(50, 100, images)
+            out |= {"depth_abs_sum": rng.random(images) * count + 0.2 * count,
+                    "depth_rel_sum": rng.random(images) * count, "depth_count": count}
+        if "normal" in tasks:
+            count = rng.integers(50, 100, images)
+            out |= {"normal_angle_sum": rng.random(images) * 30 * count, "normal_count": count,
+                    "normal_within": rng.integers(0, 50, (images, 3))}
+        return out
+
+    every = ("semantic", "depth", "normal")
+    per_image = {"st_ss": [rows(["semantic"]) for _ in range(2)], "st_de": [rows(["depth"]) for _ in range(2)],
+                 "st_snp": [rows(["normal"]) for _ in range(2)], "mtnet": [rows(every) for _ in range(2)],
+                 "mtan": [rows(every) for _ in range(2)]}
+    per_image["mbmt_partial"] = [{**seed, "depth_abs_sum": seed["depth_abs_sum"] - 0.1 * seed["depth_count"]}
+                                 for seed in per_image["mtnet"]]
+    intervals = paired_comparisons(per_image, ["mbmt_partial"], {"samples": 200, "seed": 0})
+    assert {key[1] for key in intervals} == {"mtan", "efficientps_st", "mtnet"}
+    assert len(intervals) == 3 * (2 + 2 + 4)  # the summable metrics of each task, per baseline
+    shifted = intervals[("mbmt_partial", "mtnet", "depth", "abs_err")]
+    assert (shifted.difference, shifted.low, shifted.high) == pytest.approx((-0.1, -0.1, -0.1)) and shifted.seeds == 2
+    same = intervals[("mbmt_partial", "mtnet", "semantic", "miou")]  # the same confusion matrices
+    assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0) and not same.significant
+    # Against the ST-Nets, depth is ST-DE-Net's: the mean over seeds of the two split errors' difference.
+    def abs_err(seed_rows):
+        return seed_rows["depth_abs_sum"].sum() / seed_rows["depth_count"].sum()
+
+    expected = np.mean([abs_err(m) - abs_err(st) for m, st in zip(per_image["mbmt_partial"], per_image["st_de"])])
+    assert intervals[("mbmt_partial", "efficientps_st", "depth", "abs_err")].difference == pytest.approx(expected)

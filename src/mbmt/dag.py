@@ -52,8 +52,8 @@ STAGE_CODE = {
                  "data/hdf5.py", "evaluation", "losses.py", "metrics.py", "models", "tasks.py",
                  "training/__init__.py", "training/checkpoint.py", "training/distributed.py",
                  "training/weighting.py"],
-    "report": ["stages/report.py", "data/__init__.py", "data/hdf5.py", "models", "paper.py",
-               "predict.py", "reporting", "tasks.py"],
+    "report": ["stages/report.py", "anchors.py", "data/__init__.py", "data/hdf5.py", "evaluation",
+               "losses.py", "metrics.py", "models", "paper.py", "predict.py", "reporting", "tasks.py"],
 }
 
 # Files DVC does not hash inside a folder dependency (.dvcignore lists the same).

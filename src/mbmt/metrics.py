@@ -27,6 +27,13 @@ over the whole set (as in MTAN's current code): IoU_c = TP / (TP + FP + FN), ave
 classes that occur in the ground truth or the predictions of the set (a class occurring in
 neither has no IoU); pixel accuracy = correct labelled pixels / labelled pixels.
 
+Per image (``MetricAccumulator(tasks, per_image=True)``, `per_image_rows`): the sums and counts
+behind the pixel-averaged metrics, one row per image (PER_IMAGE_KEYS). Summed over any set of
+images they give that set's pixel-averaged metrics (`metrics_from_sums`): mIoU and pixel accuracy
+from the summed confusion matrix, the depth errors, the mean angle and the "within" rates from
+their sums. The median angle and the losses are not among them, and neither is the "batch"
+convention (a mean of per-batch values), except with batches of one image.
+
 The set's median angle comes from a histogram of ANGLE_BIN_DEG = 0.001 degree bins: each angle
 is read as its bin's centre, so the median is within 0.0005 degrees of the exact one (the mean
 and the rates are exact). A metric with no valid pixel in the whole set is None (JSON null).
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 from mbmt.losses import LOSS_TERMS, cosine, depth_valid, normal_valid, semantic_valid
@@ -53,6 +61,16 @@ BATCH_MEANS = {
     "depth": ("loss", "abs_err", "rel_err"),
     "normal": ("loss", "mean", "median", *WITHIN_DEG),
 }
+
+# The per-image rows, by task: sums and counts over the image's valid pixels.
+PER_IMAGE_KEYS = {
+    "semantic": ("confusion",),
+    "depth": ("depth_abs_sum", "depth_rel_sum", "depth_count"),
+    "normal": ("normal_angle_sum", "normal_count", "normal_within"),
+}
+# The metrics that follow from the per-image sums, by task.
+SUMMABLE_METRICS = {"semantic": ("miou", "pix_acc"), "depth": ("abs_err", "rel_err"),
+                    "normal": ("mean", *WITHIN_DEG)}
 
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, scale: float = 1.0) -> float | None:
@@ -88,13 +106,45 @@ def miou_and_accuracy(confusion: torch.Tensor) -> tuple[float | None, float | No
     return miou, _ratio(hits.sum(), confusion.sum(), 100)
 
 
+def _divide(numerator: np.ndarray, denominator: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """numerator / denominator * scale, NaN where the denominator is 0."""
+    denominator = np.asarray(denominator, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1) * scale, np.nan)
+
+
+def metrics_from_sums(sums: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """SUMMABLE_METRICS of a set of images from their summed per-image rows (PER_IMAGE_KEYS without
+    the image axis; any leading axes, e.g. bootstrap samples, are kept). NaN: no valid pixel."""
+    results: dict[str, dict[str, np.ndarray]] = {}
+    if "confusion" in sums:
+        confusion = np.asarray(sums["confusion"], dtype=np.float64)
+        hits = np.diagonal(confusion, axis1=-2, axis2=-1)
+        union = confusion.sum(-2) + confusion.sum(-1) - hits
+        present = union > 0
+        iou = np.where(present, hits / np.where(present, union, 1), 0.0)
+        results["semantic"] = {"miou": _divide(iou.sum(-1), present.sum(-1), 100),
+                               "pix_acc": _divide(hits.sum(-1), confusion.sum((-2, -1)), 100)}
+    if "depth_count" in sums:
+        count = sums["depth_count"]
+        results["depth"] = {"abs_err": _divide(sums["depth_abs_sum"], count),
+                            "rel_err": _divide(sums["depth_rel_sum"], count)}
+    if "normal_count" in sums:
+        count = sums["normal_count"]
+        within = np.asarray(sums["normal_within"])
+        results["normal"] = {"mean": _divide(sums["normal_angle_sum"], count),
+                             **{name: _divide(within[..., i], count, 100) for i, name in enumerate(WITHIN_DEG)}}
+    return results
+
+
 class MetricAccumulator:
     """Streaming metrics of ``tasks`` (see the module docstring for definitions and conventions).
 
-    The state lives on the device of the first batch's outputs; `compute` reads it back.
+    The state lives on the device of the first batch's outputs; `compute` reads it back. With
+    ``per_image``, `per_image_rows` also gives each image's sums (one host sync per batch).
     """
 
-    def __init__(self, tasks: Iterable[str], *, num_classes: int = NUM_CLASSES):
+    def __init__(self, tasks: Iterable[str], *, num_classes: int = NUM_CLASSES, per_image: bool = False):
         tasks = tuple(tasks)
         unknown = sorted(set(tasks) - set(TASKS))
         if unknown:
@@ -112,6 +162,10 @@ class MetricAccumulator:
         if "normal" in self.tasks:
             self.state["normal.within"] = torch.zeros(len(WITHIN_DEG), dtype=torch.int64)
             self.state["normal.histogram"] = torch.zeros(ANGLE_BINS, dtype=torch.int64)
+        # Per-image rows, batch by batch, on the CPU: name -> list of (B, ...) arrays.
+        self.rows: dict[str, list[np.ndarray]] | None = None
+        if per_image:
+            self.rows = {"index": []} | {key: [] for task in self.tasks for key in PER_IMAGE_KEYS[task]}
 
     def _to(self, device: torch.device) -> None:
         for name, value in self.state.items():
@@ -119,7 +173,10 @@ class MetricAccumulator:
 
     @torch.no_grad()
     def update(self, outputs: dict[str, torch.Tensor], batch: dict) -> None:
-        """Add one batch: ``outputs`` as the model returns them, ``batch`` with the targets."""
+        """Add one batch: ``outputs`` as the model returns them, ``batch`` with the targets (and,
+        for per-image rows, "index": each image's index in the split)."""
+        if self.rows is not None:
+            self.rows["index"].append(np.asarray(batch["index"], dtype=np.int64).reshape(-1))
         for task in self.tasks:
             prediction = outputs[task]
             if self.state[f"{task}.count"].device != prediction.device:
@@ -141,6 +198,11 @@ class MetricAccumulator:
         # Unlabelled pixels go to an overflow cell that is dropped: no boolean indexing, no sync.
         cells = torch.where(valid, target * n + logits.argmax(dim=1), n * n)
         self.state["semantic.confusion"] += torch.bincount(cells.flatten(), minlength=n * n + 1)[:-1].view(n, n)
+        if self.rows is not None:
+            images = cells.shape[0]
+            offsets = torch.arange(images, device=cells.device).view(-1, *[1] * (cells.dim() - 1)) * (n * n + 1)
+            per_image = torch.bincount((cells + offsets).flatten(), minlength=images * (n * n + 1))
+            self._add_rows(confusion=per_image.view(images, n * n + 1)[:, :-1].view(images, n, n))
         sums = loss_sum[None]
         return sums, sums / count.clamp(min=1)
 
@@ -150,6 +212,9 @@ class MetricAccumulator:
         error = torch.where(valid, (pred - target).abs(), 0.0)
         relative = torch.where(valid, error / torch.where(valid, target, 1.0), 0.0)
         sums = torch.stack([loss_sum, error.sum(), relative.sum()])
+        if self.rows is not None:
+            self._add_rows(depth_abs_sum=error.flatten(1).sum(1), depth_rel_sum=relative.flatten(1).sum(1),
+                           depth_count=valid.flatten(1).sum(1))
         return sums, sums / count.clamp(min=1)
 
     def _normal(self, pred, target, loss_sum, count) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,12 +228,27 @@ class MetricAccumulator:
         within = (angle[..., None] < thresholds) & valid[..., None]
         self.state["normal.within"] += within.flatten(0, -2).sum(0)
         sums = torch.stack([loss_sum, torch.where(valid, angle, 0.0).sum()])
+        if self.rows is not None:
+            self._add_rows(normal_angle_sum=torch.where(valid, angle, 0.0).flatten(1).sum(1),
+                           normal_count=valid.flatten(1).sum(1), normal_within=within.flatten(1, -2).sum(1))
         # MTAN's per-batch median needs the batch's angles themselves (boolean indexing syncs).
         angles = angle[valid]
         if angles.numel() == 0:
             return sums, torch.zeros(len(BATCH_MEANS["normal"]), dtype=torch.float64, device=angle.device)
         rates = (angles[:, None] < thresholds).double().mean(0) * 100
         return sums, torch.cat([torch.stack([loss_sum / angles.numel(), angles.mean(), median_of(angles)]), rates])
+
+    def _add_rows(self, **rows: torch.Tensor) -> None:
+        for key, value in rows.items():
+            self.rows[key].append(value.cpu().numpy())
+
+    def per_image_rows(self) -> dict[str, np.ndarray]:
+        """The per-image rows (PER_IMAGE_KEYS of the tasks, and "index"), one per image added, in order."""
+        if self.rows is None:
+            raise ValueError("per-image rows need MetricAccumulator(..., per_image=True)")
+        dtypes = {"depth_abs_sum": np.float64, "depth_rel_sum": np.float64, "normal_angle_sum": np.float64}
+        return {key: np.concatenate(parts).astype(dtypes.get(key, np.int64)) if parts
+                else np.zeros(0, dtype=dtypes.get(key, np.int64)) for key, parts in self.rows.items()}
 
     def all_reduce(self) -> None:
         """Sum the state over the ranks of torch.distributed, if initialised; call once, after the last update."""

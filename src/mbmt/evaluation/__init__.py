@@ -5,7 +5,10 @@ from mbmt.evaluation.evaluate import (
     evaluate_model_file,
     non_finite_metrics,
     non_finite_tensors,
+    read_per_image,
     to_device,
+    write_per_image,
 )
 
-__all__ = ["accumulate_metrics", "evaluate_model_file", "non_finite_metrics", "non_finite_tensors", "to_device"]
+__all__ = ["accumulate_metrics", "evaluate_model_file", "non_finite_metrics", "non_finite_tensors", "read_per_image",
+           "to_device", "write_per_image"]

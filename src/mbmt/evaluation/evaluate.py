@@ -1,9 +1,12 @@
 """Metrics of a model over a split: used for validation curves in training and by `mbmt evaluate`.
 
 Evaluation runs in float32 (no autocast) under torch.inference_mode, on the whole split in
-order, without augmentation. The metrics file holds DESIGN §3's blocks under the averaging of
-params evaluate.averaging, the other averaging's blocks beside them under "<other>_averaged",
-and a "context" block saying what was evaluated, how, and where.
+order, without augmentation. The metrics file holds DESIGN §3's blocks under the reporting
+protocol of params evaluate.protocol (mbmt.evaluation.protocol) and the averaging of
+evaluate.averaging, the other averaging's blocks beside them under "<other>_averaged", and a
+"context" block saying what was evaluated, how, and where. Under protocol last_k the trained
+model's own blocks are kept under "final". The same pass yields the per-image rows
+(mbmt.metrics.PER_IMAGE_KEYS) of the trained model, written beside the metrics file.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from mbmt.errors import MbmtError
+from mbmt.evaluation.protocol import LOGGED_AVERAGING, last_k_blocks
+from mbmt.io import atomic_path
 from mbmt.metrics import AVERAGINGS, MetricAccumulator
 
 
@@ -30,9 +36,10 @@ def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool =
 
 
 def accumulate_metrics(model: torch.nn.Module, loader: Iterable[dict], tasks: Iterable[str], *,
-                       device: torch.device, channels_last: bool = False) -> MetricAccumulator:
+                       device: torch.device, channels_last: bool = False,
+                       per_image: bool = False) -> MetricAccumulator:
     """Run ``model`` (in eval mode, restored afterwards) over ``loader``; the filled accumulator."""
-    accumulator = MetricAccumulator(tasks)
+    accumulator = MetricAccumulator(tasks, per_image=per_image)
     was_training = model.training
     model.eval()
     try:
@@ -65,25 +72,42 @@ def non_finite_metrics(blocks: dict[str, dict[str, float | None]]) -> list[str]:
             if value is not None and not math.isfinite(value)]
 
 
-def evaluate_model_file(path: str | Path, params: dict) -> dict[str, Any]:
-    """The metrics JSON of the model file ``path`` on split params evaluate.split."""
+def write_per_image(path: str | Path, rows: Mapping[str, np.ndarray]) -> None:
+    """The per-image rows as one .npz file, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **rows)
+
+
+def read_per_image(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The metrics JSON of model ``name`` trained with ``seed`` (its model file) on split params
+    evaluate.split, and the trained model's per-image rows."""
     from mbmt.data.dataset import NYUv2Dataset
     from mbmt.models import load_model
-    from mbmt.paths import split_file
+    from mbmt.paths import live_dir, model_file, split_file
     from mbmt.provenance import collect
     from mbmt.io import sha256_file
     from mbmt.training.distributed import resolve_device
 
-    path = Path(path)
+    path = model_file(name, seed)
+    train = f"mbmt train {name} --seed {seed}"
     if not path.is_file():
-        raise MbmtError(f"{path}: trained model not found; run `mbmt train {path.parent.name}` first")
+        raise MbmtError(f"{path}: trained model not found; run `{train}` first")
     settings = params["evaluate"]
-    split, averaging = settings["split"], settings["averaging"]
+    split, averaging, protocol = settings["split"], settings["averaging"], settings["protocol"]
+    if protocol == "last_k" and averaging != LOGGED_AVERAGING:
+        raise MbmtError(f"params evaluate.protocol last_k averages the validation metrics training logged, which "
+                        f"are {LOGGED_AVERAGING}-averaged; set evaluate.averaging: {LOGGED_AVERAGING} (or "
+                        f"evaluate.protocol: final), not {averaging!r}")
     device = resolve_device(params["train"]["device"])
     channels_last = bool(params["train"]["channels_last"])
 
     model, meta = load_model(path, map_location="cpu")
-    retrain = f"retrain it with a lower train.lr (`mbmt train {meta['name']}`)"
+    retrain = f"retrain it with a lower train.lr (`{train}`)"
     bad = non_finite_tensors(model.state_dict())
     if bad:
         raise MbmtError(f"{path}: weights or buffers are not finite ({len(bad)} tensors, e.g. {', '.join(bad[:3])}): "
@@ -92,7 +116,8 @@ def evaluate_model_file(path: str | Path, params: dict) -> dict[str, Any]:
     dataset = NYUv2Dataset(split_file(split))
     loader = DataLoader(dataset, batch_size=settings["batch_size"], shuffle=False,
                         num_workers=params["train"]["num_workers"], pin_memory=device.type == "cuda")
-    accumulator = accumulate_metrics(model, loader, model.tasks, device=device, channels_last=channels_last)
+    accumulator = accumulate_metrics(model, loader, model.tasks, device=device, channels_last=channels_last,
+                                     per_image=True)
 
     other = next(a for a in AVERAGINGS if a != averaging)
     blocks, other_blocks = accumulator.compute(averaging), accumulator.compute(other)
@@ -100,8 +125,18 @@ def evaluate_model_file(path: str | Path, params: dict) -> dict[str, Any]:
     if bad:
         raise MbmtError(f"{path}: its metrics on split {split} are not finite ({', '.join(bad[:3])}): the model's "
                         f"predictions overflow; {retrain}")
-    return {
-        **blocks,
+    reported: dict[str, Any] = blocks
+    protocol_context: dict[str, Any] = {"protocol": protocol}
+    if protocol == "last_k":
+        epochs = (meta.get("extra") or {}).get("epochs")
+        if epochs is None:
+            raise MbmtError(f"{path}: records no training epochs, so evaluate.protocol last_k has no validation "
+                            f"log to average; retrain it (`{train}`) or set evaluate.protocol: final")
+        reported, averaged = last_k_blocks(live_dir(name, seed), blocks, settings["k"], epochs, train)
+        reported = {**reported, "final": blocks}
+        protocol_context |= {"k": settings["k"], "epochs_averaged": averaged}
+    metrics = {
+        **reported,
         f"{other}_averaged": other_blocks,
         "context": {
             "model": meta["name"],
@@ -113,6 +148,7 @@ def evaluate_model_file(path: str | Path, params: dict) -> dict[str, Any]:
             "checkpoint": str(path),
             "checkpoint_sha256": sha256_file(path),
             "averaging": averaging,
+            **protocol_context,
             "batch_size": settings["batch_size"],
             "units": "percent: miou, pix_acc, within_*; metres: depth loss, abs_err; rel_err: fraction of "
                      "the true depth; normal loss: 1 - cosine; degrees: normal mean, median",
@@ -120,3 +156,4 @@ def evaluate_model_file(path: str | Path, params: dict) -> dict[str, Any]:
             "training_provenance": (meta.get("extra") or {}).get("provenance"),
         },
     }
+    return metrics, accumulator.per_image_rows()

@@ -11,14 +11,19 @@ from mbmt import paths
 from mbmt.io import atomic_path, write_json
 from mbmt.provenance import git_revision
 from mbmt.reporting import document, figures
+from mbmt.metrics import PER_IMAGE_KEYS
 from mbmt.reporting.sources import ModelResult, Samples, read_dataset, read_model, read_samples
+from mbmt.reporting.statistics import Interval, merge_rows, paired_intervals
 from mbmt.reporting.tables import (
+    BASELINES,
     OURS,
+    ST_COLUMN,
     TITLES,
     Table,
     architecture_table,
     headline_table,
     improvement_table,
+    paired_table,
     parameter_table,
     results_table,
     single_task_models,
@@ -29,13 +34,41 @@ from mbmt.reporting.tables import (
 from mbmt.tasks import TASKS
 
 
-def build_tables(results: Mapping[str, ModelResult]) -> list[Table]:
+def mbmt_variants(results: Mapping[str, ModelResult]) -> list[str]:
+    variants = [name for name, r in results.items() if r.meta["model"]["arch"] == "mbmt"]
+    return sorted(variants, key=lambda name: name != OURS)  # the paper's MBMT-Net first
+
+
+def paired_comparisons(per_image: Mapping[str, list], variants: list[str], bootstrap: Mapping[str, int]
+                       ) -> dict[tuple[str, str, str, str], Interval]:
+    """Paired intervals of each MBMT-Net variant minus each baseline present, for every task both
+    predict; ``per_image``: name -> per-image rows per seed. The EfficientPS baseline is the
+    single-task models' rows together."""
+    per_image = dict(per_image)
+    single = [name for name, runs in per_image.items() if sum(PER_IMAGE_KEYS[t][0] in runs[0] for t in TASKS) == 1]
+    if single:
+        per_image[ST_COLUMN] = [merge_rows(parts, "the ST-Nets") for parts in zip(*(per_image[n] for n in single))]
+    intervals = {}
+    for variant in variants:
+        for baseline in (b for b in BASELINES if b in per_image):
+            for task in TASKS:
+                key = PER_IMAGE_KEYS[task][0]
+                if key in per_image[variant][0] and key in per_image[baseline][0]:
+                    found = paired_intervals(per_image[variant], per_image[baseline], task,
+                                             samples=bootstrap["samples"], seed=bootstrap["seed"],
+                                             label=f"{variant} vs {baseline}")
+                    intervals |= {(variant, baseline, task, metric): iv for metric, iv in found.items()}
+    return intervals
+
+
+def build_tables(results: Mapping[str, ModelResult], bootstrap: Mapping[str, int]) -> list[Table]:
     metrics = {name: r.metrics for name, r in results.items()}
     counts = {name: r.parameters for name, r in results.items()}
-    variants = [name for name, r in results.items() if r.meta["model"]["arch"] == "mbmt"]
-    variants.sort(key=lambda name: name != OURS)  # the paper's MBMT-Net first
+    variants = mbmt_variants(results)
+    intervals = paired_comparisons({name: r.per_image for name, r in results.items()}, variants, bootstrap)
     return [headline_table(metrics, counts), architecture_table({name: r.meta for name, r in results.items()}),
-            parameter_table(counts), results_table(metrics), improvement_table(metrics, counts, variants)]
+            parameter_table(counts), results_table(metrics), improvement_table(metrics, counts, variants, intervals),
+            paired_table(intervals)]
 
 
 def write_tables(tables: list[Table], directory: Path) -> None:
@@ -57,15 +90,23 @@ def comparison_rows(results: Mapping[str, ModelResult], split: str) -> list[tupl
     return rows
 
 
-def write_figures(results: Mapping[str, ModelResult], seed: int, samples: list[Samples],
+def write_figures(results: Mapping[str, ModelResult], samples: list[Samples],
                   directory: Path) -> list[tuple[str, str, str]]:
-    """Draw every figure into ``directory``; returns (section, caption, path under reports/) for the index."""
+    """Draw every figure into ``directory``; returns (section, caption, path under reports/) for the index.
+    Training curves: one line per model and seed; predictions: the first seed's models."""
     listed = []
     rel = paths.REPORT_FIGURES_DIR.relative_to(paths.REPORTS_DIR)
     with atomic_path(directory, directory=True) as tmp:
         for task in TASKS:
-            live_dirs = {name: paths.live_dir(name, seed) for name, r in results.items() if task in r.tasks}
-            figures.training_curves(task, live_dirs, TITLES, tmp / f"training_{task}.png")
+            live_dirs, titles = {}, {}
+            for name, r in results.items():
+                if task in r.tasks:
+                    for run in r.runs:
+                        curve = f"{name}/seed{run.seed}"
+                        live_dirs[curve] = paths.live_dir(name, run.seed)
+                        seed = f" (seed {run.seed})" if len(r.runs) > 1 else ""
+                        titles[curve] = f"{TITLES.get(name, name)}{seed}"
+            figures.training_curves(task, live_dirs, titles, tmp / f"training_{task}.png")
             unit = figures.HEADLINE[task][1]
             listed.append(("Training curves", f"{figures.TASK_NAMES[task].capitalize()}: training loss and "
                            f"validation {unit} per epoch", f"{rel}/training_{task}.png"))
@@ -83,8 +124,9 @@ def write_figures(results: Mapping[str, ModelResult], seed: int, samples: list[S
 
 def summarise(results: Mapping[str, ModelResult], dataset: dict[str, Any]) -> dict[str, Any]:
     """The facts the index opens with, gathered from every model's records."""
-    contexts = [r.metrics.get("context", {}) for r in results.values()]
-    training = [(r.meta.get("extra") or {}).get("provenance") or {} for r in results.values()]
+    runs = [run for r in results.values() for run in r.runs]
+    contexts = [run.metrics.get("context", {}) for run in runs]
+    training = [(run.meta.get("extra") or {}).get("provenance") or {} for run in runs]
 
     def distinct(values) -> list[str]:
         return sorted({str(v) for v in values if v is not None})
@@ -96,6 +138,8 @@ def summarise(results: Mapping[str, ModelResult], dataset: dict[str, Any]) -> di
         "dataset": dataset,
         "evaluation": "; ".join(evaluations),
         "averaging": " / ".join(distinct(c.get("averaging") for c in contexts)),
+        "protocol": " / ".join(distinct(describe_protocol(c) for c in contexts)),
+        "seeds": sorted({run.seed for run in runs}),
         "training_hardware": distinct(t.get("hardware") for t in training),
         "evaluation_hardware": distinct((c.get("provenance") or {}).get("hardware") for c in contexts),
         "git_revision": git_revision(),
@@ -103,19 +147,26 @@ def summarise(results: Mapping[str, ModelResult], dataset: dict[str, Any]) -> di
     }
 
 
+def describe_protocol(context: Mapping[str, Any]) -> str:
+    """Which numbers a metrics file reports (mbmt.evaluation.protocol)."""
+    if context.get("protocol") == "last_k":
+        return (f"last_k: MTAN's mean of the validation metrics of the last {context.get('k')} epochs "
+                "(pixel-averaged)")
+    return "final: the trained model evaluated on the split"
+
+
 def write_report(params: dict) -> Path:
     """Write reports/ for the models of ``params``; returns the index (reports/README.md)."""
     count = params["report"]["qualitative_images"]
     splits = ["test"] + ([paths.REAL_SPLIT] if paths.split_file(paths.REAL_SPLIT).is_file() else [])
     samples = [read_samples(split, count) for split in splits]
-    seed = params["seeds"][0]  # the first seed's results until the report averages over seeds
-    results = {name: read_model(name, seed, samples) for name in params["models"]}
+    results = {name: read_model(name, params["seeds"], samples) for name in params["models"]}
     dataset = read_dataset()
 
-    tables = build_tables(results)
+    tables = build_tables(results, params["report"]["bootstrap"])
     summary = summarise(results, dataset)
     write_tables([*tables, document.run_table(summary)], paths.REPORT_TABLES_DIR)
-    listed = write_figures(results, seed, samples, paths.REPORT_FIGURES_DIR)
+    listed = write_figures(results, samples, paths.REPORT_FIGURES_DIR)
     provenance = {**summary, "models": {name: r.provenance() for name, r in results.items()},
                   "figure_images": {s.split: s.file for s in samples}}
     write_json(paths.REPORT_PROVENANCE, provenance)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mbmt import anchors
 from mbmt.reporting.tables import Table, to_markdown
 
 RUN_TITLE = "What was run"
@@ -19,6 +20,10 @@ def facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Profile", ", ".join(summary["profiles"])),
         ("Dataset", f"{dataset['source']} ({dataset['origin']}), {height}×{width} px; images per split: {splits}"),
         ("Evaluated on", summary["evaluation"]),
+        ("Seeds", f"{', '.join(map(str, summary['seeds']))} (n={len(summary['seeds'])}: "
+                  + ("one trained model per model, no spread)" if len(summary["seeds"]) == 1 else
+                     "one trained model per model and seed; ours: mean ± sample std)")),
+        ("Protocol", summary["protocol"]),
         ("Hardware", f"trained on {', '.join(summary['training_hardware']) or 'unknown'}; "
                      f"evaluated on {', '.join(summary['evaluation_hardware']) or 'unknown'}"),
         ("Code", f"git {summary['git_revision']} (report written {summary['date']})"),
@@ -53,20 +58,22 @@ def _caution(summary: Mapping[str, Any]) -> str:
 
 
 def _provenance_table(models: Mapping[str, Mapping[str, Any]], titles: Mapping[str, str]) -> str:
-    lines = ["| model | metrics file (md5) | model file (md5) | metrics from this model file | "
-             "evaluated on | trained | hardware (training) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, entry in models.items():
-        evaluation, training = entry["evaluation"], entry["training"]
-        trained = (f"{training['epochs']} epochs, {training['train_seconds']:.0f} s"
-                   if training.get("epochs") is not None and training.get("train_seconds") is not None else "–")
-        hardware = ((training.get("provenance") or {}).get("hardware")) or "–"
-        lines.append(
-            f"| {titles.get(name, name)} | `{entry['metrics_file']['path']}` `{entry['metrics_file']['md5']}` "
-            f"| `{entry['model_file']['path']}` `{entry['model_file']['md5']}` "
-            f"| {'yes' if entry['metrics_match_model_file'] else '**no: re-run evaluate**'} "
-            f"| {evaluation['split']}, {evaluation['images']} images, {evaluation['averaging']} averaging "
-            f"| {trained} | {hardware} |")
+    lines = ["| model | seed | metrics file (md5) | per-image file (md5) | model file (md5) | "
+             "metrics from this model file | evaluated on | trained | hardware (training) |",
+             "| --- | ---: | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, model in models.items():
+        for entry in model["runs"]:
+            evaluation, training = entry["evaluation"], entry["training"]
+            trained = (f"{training['epochs']} epochs, {training['train_seconds']:.0f} s"
+                       if training.get("epochs") is not None and training.get("train_seconds") is not None else "–")
+            hardware = ((training.get("provenance") or {}).get("hardware")) or "–"
+            files = " | ".join(f"`{entry[kind]['path']}` `{entry[kind]['md5']}`"
+                               for kind in ("metrics_file", "per_image_file", "model_file"))
+            lines.append(
+                f"| {titles.get(name, name)} | {entry['seed']} | {files} "
+                f"| {'yes' if entry['metrics_match_model_file'] else '**no: re-run evaluate**'} "
+                f"| {evaluation['split']}, {evaluation['images']} images, {evaluation['averaging']} averaging "
+                f"| {trained} | {hardware} |")
     return "\n".join(lines) + "\n"
 
 
@@ -82,7 +89,10 @@ def render(summary: Mapping[str, Any], tables: Sequence[Table], figures: Sequenc
         _caution(summary),
         "Units as in the paper: percent for mIoU, pixel accuracy and the within-angle rates; metres for "
         f"depth; degrees for angles. Losses and errors are averaged per {summary['averaging']} "
-        "(the other averaging is in each metrics/<model>.json). ↑: higher is better, ↓: lower is better.\n",
+        "(the other averaging is in each metrics/<model>/seed<S>.json). ↑: higher is better, ↓: lower is better. "
+        "Ours: the mean ± the sample standard deviation over the seeds; the paired differences table and the "
+        "marks in the relative improvements say which differences are significant at 95 %.\n",
+        anchors.EXPLANATION + "\n",
         "## Tables\n",
         "\n".join(f"- [{t.title}](tables/{t.name}.md) ([CSV](tables/{t.name}.csv))" for t in tables) + "\n",
     ]

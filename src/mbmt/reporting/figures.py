@@ -5,12 +5,12 @@ Predictions are coloured with mbmt.predict's functions, so they look as `mbmt pr
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from mbmt.evaluation.protocol import read_curve
 from mbmt.predict import SEMANTIC_PALETTE, colorize_depth, colorize_normal, colorize_semantic
 from mbmt.reporting.sources import Samples
 from mbmt.tasks import CLASS_NAMES, TASK_ABBREVIATIONS, TASKS
@@ -19,18 +19,6 @@ from mbmt.tasks import CLASS_NAMES, TASK_ABBREVIATIONS, TASKS
 HEADLINE = {"semantic": ("miou", "mIoU (%)"), "depth": ("abs_err", "abs error (m)"),
             "normal": ("mean", "mean angle error (deg)")}
 TASK_NAMES = {"semantic": "semantic segmentation", "depth": "depth", "normal": "surface normals"}
-
-
-def read_curve(live_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(epochs, values) of DVCLive metric ``metric`` (e.g. "train/loss/semantic"), or None if not logged."""
-    path = Path(live_dir) / "plots" / "metrics" / f"{metric}.tsv"
-    if not path.is_file():
-        return None
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    column = metric.rsplit("/", 1)[-1]
-    # DVCLive counts steps from 0; the trainer takes one step per epoch.
-    return np.array([int(r["step"]) + 1 for r in rows]), np.array([float(r[column]) for r in rows])
 
 
 def training_curves(task: str, live_dirs: Mapping[str, Path], titles: Mapping[str, str], path: Path) -> None:

@@ -1,7 +1,7 @@
 """What the report reads, and where each of its numbers came from.
 
-Every number comes from a pipeline file: metrics/<model>.json (evaluate), models/<model>/
-{model.pt, live/} (train), data/processed/{test,real}.h5 and manifest.json (preprocess). Each
+Every number comes from a pipeline file: metrics/<model>/seed<S>.{json,images.npz} (evaluate),
+models/<model>/seed<S>/{model.pt, live/} (train), data/processed/{test,real}.h5 and manifest.json (preprocess). Each
 file is named with its md5, the hash DVC 3 records for it in dvc.lock, so a number can be tied
 to the pipeline revision that produced it.
 """
@@ -66,51 +66,90 @@ def read_samples(split: str, count: int) -> Samples:
 
 
 @dataclass
+class SeedRun:
+    """One trained model of one seed: its metrics, per-image rows and model file's record."""
+
+    seed: int
+    metrics: dict[str, Any]  # metrics/<name>/seed<seed>.json
+    per_image: dict[str, np.ndarray]  # metrics/<name>/seed<seed>.images.npz
+    meta: dict[str, Any]  # the model file's record without the weights (name, model, tasks, backbones, extra)
+    files: dict[str, dict[str, str]]  # "metrics" / "per_image" / "model" -> file_digests
+
+    def provenance(self) -> dict[str, Any]:
+        """Where this run's numbers came from: files, evaluation, training."""
+        context = self.metrics.get("context", {})
+        training = self.meta.get("extra") or {}
+        return {
+            "seed": self.seed,
+            **{f"{kind}_file": {k: digests[k] for k in ("path", "md5")} for kind, digests in self.files.items()},
+            # The metrics were computed from the model file now in place (evaluate records its sha256).
+            "metrics_match_model_file": context.get("checkpoint_sha256") == self.files["model"]["sha256"],
+            "evaluation": {key: context.get(key) for key in
+                           ("dataset", "split", "images", "resolution", "protocol", "k", "averaging",
+                            "batch_size", "provenance")},
+            "training": {key: training.get(key) for key in
+                         ("input_size", "epochs", "train_seconds", "world_size", "provenance")},
+        }
+
+
+@dataclass
 class ModelResult:
-    """One model as the report sees it: its metrics, its file's record, its size and predictions."""
+    """One model as the report sees it: its runs (one per seed), its size, and the first seed's
+    predictions."""
 
     name: str
-    metrics: dict[str, Any]  # metrics/<name>.json
-    meta: dict[str, Any]  # the model file's record without the weights (name, model, tasks, backbones, extra)
+    runs: list[SeedRun]
     parameters: dict[str, int]  # trainable, total
-    files: dict[str, dict[str, str]]  # "metrics" / "model" -> file_digests
     predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # split -> task -> (N, ...)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.runs[0].meta
 
     @property
     def tasks(self) -> list[str]:
         return list(self.meta["tasks"])
 
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """The metrics of every seed, in params seeds order."""
+        return [run.metrics for run in self.runs]
+
+    @property
+    def per_image(self) -> list[dict[str, np.ndarray]]:
+        return [run.per_image for run in self.runs]
+
     def provenance(self) -> dict[str, Any]:
-        """Where this model's numbers came from: files, evaluation, training."""
-        context = self.metrics.get("context", {})
-        training = self.meta.get("extra") or {}
-        return {
-            "metrics_file": {k: self.files["metrics"][k] for k in ("path", "md5")},
-            "model_file": {k: self.files["model"][k] for k in ("path", "md5")},
-            # The metrics were computed from the model file now in place (evaluate records its sha256).
-            "metrics_match_model_file": context.get("checkpoint_sha256") == self.files["model"]["sha256"],
-            "evaluation": {key: context.get(key) for key in
-                           ("dataset", "split", "images", "resolution", "averaging", "batch_size", "provenance")},
-            "training": {key: training.get(key) for key in
-                         ("input_size", "epochs", "train_seconds", "world_size", "provenance")},
-            "parameters": self.parameters,
-        }
+        return {"runs": [run.provenance() for run in self.runs], "parameters": self.parameters}
 
 
-def read_model(name: str, seed: int, samples: list[Samples]) -> ModelResult:
-    """Load model ``name``'s metrics and file of ``seed``, count its parameters, predict ``samples`` on the CPU."""
+def read_model(name: str, seeds: list[int], samples: list[Samples]) -> ModelResult:
+    """Model ``name``'s metrics, per-image rows and model files of every seed; its parameters
+    counted and ``samples`` predicted (on the CPU) with the first seed's model."""
     import torch
 
+    from mbmt.evaluation import read_per_image
     from mbmt.models import count_parameters, load_model
+    from mbmt.models.factory import read_model_file
     from mbmt.predict import predict
 
-    metrics_path = require(paths.metrics_file(name, seed), f"mbmt evaluate {name} --seed {seed}")
-    model_path = require(paths.model_file(name, seed), f"mbmt train {name} --seed {seed}")
-    model, meta = load_model(model_path, map_location="cpu")
+    runs, model = [], None
+    for seed in seeds:
+        evaluate = f"mbmt evaluate {name} --seed {seed}"
+        metrics_path = require(paths.metrics_file(name, seed), evaluate)
+        per_image_path = require(paths.per_image_file(name, seed), evaluate)
+        model_path = require(paths.model_file(name, seed), f"mbmt train {name} --seed {seed}")
+        if model is None:
+            model, meta = load_model(model_path, map_location="cpu")
+        else:
+            meta = read_model_file(model_path)
+            meta.pop("state_dict")
+        runs.append(SeedRun(seed=seed, metrics=read_json(metrics_path), per_image=read_per_image(per_image_path),
+                            meta=meta, files={"metrics": file_digests(metrics_path),
+                                              "per_image": file_digests(per_image_path),
+                                              "model": file_digests(model_path)}))
     predictions = {s.split: predict(model, torch.from_numpy(s.image.transpose(0, 3, 1, 2).copy())) for s in samples}
-    return ModelResult(name=name, metrics=read_json(metrics_path), meta=meta, parameters=count_parameters(model),
-                       files={"metrics": file_digests(metrics_path), "model": file_digests(model_path)},
-                       predictions=predictions)
+    return ModelResult(name=name, runs=runs, parameters=count_parameters(model), predictions=predictions)
 
 
 def read_dataset() -> dict[str, Any]:

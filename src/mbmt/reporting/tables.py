@@ -1,7 +1,10 @@
 """The paper's four tables as data, each measured value beside the published one.
 
-Pure functions of the metrics JSON (DESIGN §3 blocks, paper units) and parameter counts, so
-every number can be checked by hand; rendering to Markdown, CSV and HTML is at the end.
+Pure functions of the metrics JSON (DESIGN §3 blocks, paper units), one per seed of each model,
+the parameter counts and the paired intervals (mbmt.reporting.statistics), so every number can
+be checked by hand; rendering to Markdown, CSV and HTML is at the end. Our numbers are the mean
+± the sample standard deviation over the seeds (no ± with one seed); the later published
+results (mbmt.anchors) stand beside the paper's as reference columns.
 
 "ours" in the paper is MBMT-Net DWA, the partial variant (frozen ST encoders, see mbmt.paper);
 the EfficientPS column is each task's single-task model (ST-SS for SS, ST-DE for DE, ...).
@@ -13,9 +16,10 @@ import csv
 import html
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from mbmt import paper
+from mbmt import anchors, paper
+from mbmt.reporting.statistics import Interval, spread
 from mbmt.tasks import TASK_ABBREVIATIONS, TASKS
 
 OURS = "mbmt_partial"  # the paper's MBMT-Net DWA
@@ -46,21 +50,29 @@ TABLE_TITLES = {
     "parameters": "Parameters (trainable / total)",
     "results": "Results on the test split (the paper's 12 metrics)",
     "relative_improvements": "Relative improvements of MBMT-Net (%, positive = MBMT-Net better)",
+    "paired_differences": "MBMT-Net minus each baseline on the same test images (paired 95 % bootstrap intervals)",
 }
+SIGNIFICANT = "*"  # marks a relative improvement whose paired 95 % interval excludes 0
+# (variant, baseline, task, metric) -> the paired interval of variant minus baseline
+Intervals = Mapping[tuple[str, str, str, str], Interval]
 
 
 @dataclass(frozen=True)
 class Num:
-    """A number and the digits it is shown with (CSV keeps it whole)."""
+    """A number and the digits it is shown with (CSV keeps it whole), with its standard deviation
+    over seeds and whether it is a significant difference, where those apply."""
 
     value: float | int
     digits: int = 2
     suffix: str = ""
+    std: float | None = None
+    significant: bool | None = None
 
     def __str__(self) -> str:
         if isinstance(self.value, int):
             return f"{self.value:,}{self.suffix}"
-        return f"{self.value:.{self.digits}f}{self.suffix}"
+        spread = "" if self.std is None else f" ± {self.std:.{self.digits}f}"
+        return f"{self.value:.{self.digits}f}{spread}{self.suffix}{SIGNIFICANT if self.significant else ''}"
 
 
 Cell = Num | str | None  # None: no value (the paper did not publish one, or it does not apply)
@@ -87,24 +99,49 @@ def label(task: str, key: str) -> str:
     raise KeyError((task, key))
 
 
-def single_task_models(metrics: Mapping[str, Mapping]) -> list[str]:
+Runs = Sequence[Mapping]  # one model's metrics, one dict per seed
+
+
+def single_task_models(metrics: Mapping[str, Runs]) -> list[str]:
     """The models whose metrics hold one task: the ST-Nets."""
-    return [name for name, result in metrics.items() if sum(task in result for task in TASKS) == 1]
+    return [name for name, runs in metrics.items() if sum(task in runs[0] for task in TASKS) == 1]
 
 
-def single_task_column(metrics: Mapping[str, Mapping]) -> dict[str, dict]:
-    """The EfficientPS column: each task's block from the model that predicts that task alone."""
-    column: dict[str, dict] = {}
+def single_task_column(metrics: Mapping[str, Runs]) -> list[dict]:
+    """The EfficientPS column, per seed: each task's block from the model that predicts that task alone."""
+    column: dict[str, Runs] = {}
     for name in single_task_models(metrics):
-        task = next(task for task in TASKS if task in metrics[name])
+        task = next(task for task in TASKS if task in metrics[name][0])
         if task in column:
             raise ValueError(f"two single-task models predict {task}; the EfficientPS column needs one")
-        column[task] = dict(metrics[name][task])
-    return column
+        column[task] = metrics[name]
+    seeds = {len(runs) for runs in column.values()}
+    if len(seeds) > 1:
+        raise ValueError(f"the single-task models have different numbers of seeds ({sorted(seeds)})")
+    return [{task: dict(runs[i][task]) for task, runs in column.items()} for i in range(seeds.pop() if seeds else 0)]
 
 
-def with_single_task_column(metrics: Mapping[str, Mapping]) -> dict[str, Mapping]:
+def with_single_task_column(metrics: Mapping[str, Runs]) -> dict[str, Runs]:
     return {ST_COLUMN: single_task_column(metrics), **metrics}
+
+
+def seeds_note(metrics: Mapping[str, Runs]) -> str:
+    """How many seeds "ours" stands for."""
+    n = max((len(runs) for runs in metrics.values()), default=0)
+    if n == 1:
+        return "Ours: one seed (n=1), so no spread is shown."
+    return f"Ours: the mean ± the sample standard deviation (ddof=1) over n={n} seeds, one trained model each."
+
+
+def measured(runs: Runs | None, task: str, key: str, digits: int, suffix: str = "") -> Num | None:
+    """A metric of one model over its seeds: the mean with the sample std (None: not measured)."""
+    stats = spread([value(run, task, key) for run in runs or []])
+    return None if stats is None else Num(stats.mean, digits, suffix, stats.std)
+
+
+def mean_value(runs: Runs | None, task: str, key: str) -> float | None:
+    stats = spread([value(run, task, key) for run in runs or []])
+    return None if stats is None else stats.mean
 
 
 def value(result: Mapping | None, task: str, key: str) -> float | None:
@@ -166,7 +203,7 @@ def parameter_table(counts: Mapping[str, Mapping[str, int]]) -> Table:
     )
 
 
-def headline_table(metrics: Mapping[str, Mapping], counts: Mapping[str, Mapping[str, int]]) -> Table:
+def headline_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[str, int]]) -> Table:
     """At a glance: each task's headline metric and the trainable parameters, ours beside the paper's.
     The EfficientPS row is the three ST-Nets together (parameters summed: what three tasks take)."""
     metrics = with_single_task_column(metrics)
@@ -183,19 +220,21 @@ def headline_table(metrics: Mapping[str, Mapping], counts: Mapping[str, Mapping[
         published = paper.RESULTS.get(name)
         row: list[Cell] = [TITLES.get(name, name)]
         for task, key in HEADLINE_METRICS:
-            row += [_num(value(metrics[name], task, key), DIGITS[key]), _num(value(published, task, key), DIGITS[key])]
+            row += [measured(metrics[name], task, key, DIGITS[key]), _num(value(published, task, key), DIGITS[key])]
         ours = st_counts if name == ST_COLUMN else counts.get(name)
         theirs = st_paper if name == ST_COLUMN else paper.PARAMETERS.get(name)
         row += [None if ours is None else Num(int(ours["trainable"])), None if theirs is None else Num(int(theirs["trainable"]))]
         rows.append(row)
     return Table(
         "headline", TABLE_TITLES["headline"], columns, rows,
-        ["EfficientPS (ST-Nets): each task's metric from its single-task model; parameters of the three together."],
+        ["EfficientPS (ST-Nets): each task's metric from its single-task model; parameters of the three together.",
+         seeds_note(metrics)],
     )
 
 
-def results_table(metrics: Mapping[str, Mapping]) -> Table:
-    """The paper's 12-metric table: ours beside the paper's for its four columns, then our other models."""
+def results_table(metrics: Mapping[str, Runs]) -> Table:
+    """The paper's 12-metric table: ours beside the paper's for its four columns, then our other
+    models, then the later published results (mbmt.anchors) as reference columns."""
     metrics = with_single_task_column(metrics)
     published_columns = [name for name in paper.RESULTS if name in metrics]
     merged = {ST_COLUMN, *single_task_models(metrics)}
@@ -204,27 +243,33 @@ def results_table(metrics: Mapping[str, Mapping]) -> Table:
     for name in published_columns:
         columns += [f"{TITLES[name]} (ours)", f"{TITLES[name]} (paper)"]
     columns += [f"{TITLES.get(name, name)} (ours)" for name in extra]
+    columns += [f"{anchor.key}: {anchor.title}" for anchor in anchors.ANCHORS]
     rows = []
     for task, key, _, _ in paper.METRICS:
         digits = DIGITS[key]
         row: list[Cell] = [TASK_ABBREVIATIONS[task], label(task, key)]
         for name in published_columns:
-            ours, theirs = value(metrics[name], task, key), value(paper.RESULTS[name], task, key)
-            row += [_num(ours, digits), _num(theirs, digits)]
-        row += [_num(value(metrics[name], task, key), digits) for name in extra]
+            row += [measured(metrics[name], task, key, digits), _num(value(paper.RESULTS[name], task, key), digits)]
+        row += [measured(metrics[name], task, key, digits) for name in extra]
+        row += [_num(value(anchor.results, task, key), digits) for anchor in anchors.ANCHORS]
         rows.append(row)
     return Table(
         "results", TABLE_TITLES["results"], columns, rows,
         ["EfficientPS (ST-Nets): each task's row comes from that task's single-task model.",
-         "The paper did not publish MTAN's losses."],
+         "The paper did not publish MTAN's losses.", seeds_note(metrics),
+         "Reference columns (Ref.): later published results, not ours; " + anchors.EXPLANATION,
+         *(anchor.description() for anchor in anchors.ANCHORS)],
     )
 
 
-def improvement_table(metrics: Mapping[str, Mapping], counts: Mapping[str, Mapping[str, int]],
-                       variants: Sequence[str]) -> Table:
+def improvement_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[str, int]],
+                       variants: Sequence[str], intervals: Intervals | None = None) -> Table:
     """The paper's relative improvements of MBMT-Net over MTAN, EfficientPS and MT-Net (percent,
-    positive = MBMT-Net better): ours for each MBMT-Net variant in ``variants``, the paper's for
-    its MBMT-Net (OURS). Parameters compare single models (none against the three ST-Nets)."""
+    positive = MBMT-Net better): ours (of the means over seeds) for each MBMT-Net variant in
+    ``variants``, the paper's for its MBMT-Net (OURS). Parameters compare single models (none
+    against the three ST-Nets). An improvement whose paired interval in ``intervals`` excludes 0
+    is marked significant."""
+    intervals = intervals or {}
     metrics = with_single_task_column(metrics)
     columns = ["versus", "quantity"]
     for variant in variants:
@@ -242,8 +287,12 @@ def improvement_table(metrics: Mapping[str, Mapping], counts: Mapping[str, Mappi
                     ours = _count(counts, variant, key)
                     theirs = None if baseline == ST_COLUMN else _count(counts, baseline, key)
                 else:
-                    ours, theirs = value(metrics.get(variant), task, key), value(metrics.get(baseline), task, key)
-                row.append(_num(relative_improvement(ours, theirs, higher), 2, "%"))
+                    ours, theirs = mean_value(metrics.get(variant), task, key), mean_value(metrics.get(baseline), task, key)
+                improvement = _num(relative_improvement(ours, theirs, higher), 2, "%")
+                interval = intervals.get((variant, baseline, task, key))
+                if improvement is not None and interval is not None:
+                    improvement = replace(improvement, significant=interval.significant)
+                row.append(improvement)
                 if variant == OURS:
                     row.append(_num(paper.RELATIVE_IMPROVEMENTS[baseline][index], 2, "%"))
             rows.append(row)
@@ -253,7 +302,35 @@ def improvement_table(metrics: Mapping[str, Mapping], counts: Mapping[str, Mappi
         ["(ours - theirs) / theirs, negated where lower is better (losses, errors, angles, parameters); "
          "this formula reproduces the paper's metric columns (see mbmt.paper).",
          "The paper's total-parameter improvements (26.32 % vs MTAN, 0.20 % vs MT-Net) do not follow from "
-         "its own parameter table (27.51 %, 1.81 %); they are shown as published."],
+         "its own parameter table (27.51 %, 1.81 %); they are shown as published.",
+         f"{SIGNIFICANT}: significant at 95 %: the paired bootstrap interval of the difference on the same test "
+         "images excludes 0 (see the paired differences table). Losses and the median angle are not tested "
+         "(they are not sums over images).", seeds_note(metrics)],
+    )
+
+
+def paired_table(intervals: Intervals) -> Table:
+    """Each task's headline metric: MBMT-Net minus each baseline on the same test images, the paired
+    95 % bootstrap interval of that difference, and whether it is significant."""
+    rows = []
+    for (variant, baseline, task, key), interval in intervals.items():
+        if (task, key) not in HEADLINE_METRICS:
+            continue
+        digits = DIGITS[key] + 1
+        higher = next(h for t, k, _, h in paper.METRICS if (t, k) == (task, key))
+        better = TITLES.get(variant, variant) if (interval.difference > 0) == higher else TITLES[baseline]
+        rows.append([TITLES.get(variant, variant), TITLES[baseline], label(task, key),
+                     Num(interval.difference, digits), Num(interval.low, digits), Num(interval.high, digits),
+                     f"yes: {better} better" if interval.significant else "no", Num(interval.seeds)])
+    return Table(
+        "paired_differences", TABLE_TITLES["paired_differences"],
+        ["MBMT-Net", "versus", "metric", "difference", "95 % low", "95 % high", "significant", "seeds"], rows,
+        ["difference: MBMT-Net minus the baseline in the metric's unit, from the per-image sums of the test "
+         "split (pixel averaging), averaged over the seeds (each seed's MBMT-Net against the same seed's "
+         "baseline).",
+         "95 % low / high: percentile interval of a paired bootstrap: the same resampled test images for both "
+         "models and every seed (mbmt.reporting.statistics). Significant: the interval excludes 0.",
+         "The intervals are those of the trained models (protocol final), whatever evaluate.protocol reports."],
     )
 
 
@@ -291,15 +368,33 @@ def to_markdown(table: Table) -> str:
 
 
 def to_csv(table: Table) -> str:
+    """The numbers whole; a column with spreads or significance marks gets "<column> std" and
+    "<column> significant" columns beside it."""
     def raw(cell: Cell):
         if cell is None:
             return ""
         return cell.value if isinstance(cell, Num) else cell
 
+    def extras(cell: Cell, std: bool, significant: bool) -> list:
+        number = cell if isinstance(cell, Num) else None
+        out = []
+        if std:
+            out.append("" if number is None or number.std is None else number.std)
+        if significant:
+            out.append("" if number is None or number.significant is None else ("yes" if number.significant else "no"))
+        return out
+
+    has = [(any(isinstance(row[i], Num) and row[i].std is not None for row in table.rows),
+            any(isinstance(row[i], Num) and row[i].significant is not None for row in table.rows))
+           for i in range(len(table.columns))]
+    header = []
+    for column, (std, significant) in zip(table.columns, has):
+        header += [column] + ([f"{column} std"] if std else []) + ([f"{column} significant"] if significant else [])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(table.columns)
-    writer.writerows([raw(cell) for cell in row] for row in table.rows)
+    writer.writerow(header)
+    for row in table.rows:
+        writer.writerow([value for cell, flags in zip(row, has) for value in [raw(cell), *extras(cell, *flags)]])
     return out.getvalue()
 
 

@@ -3,10 +3,15 @@ metrics/MODEL/seedSEED.json.
 
 The whole split, in order, batched by evaluate.batch_size, without augmentation. The file holds
 the paper's metric blocks (semantic, depth, normal: those of the model's tasks) under
-evaluate.averaging ("pixel": over all valid pixels of the split; "batch": MTAN's mean of
-per-batch values), the other averaging's blocks under "<other>_averaged", and a "context" block
-(dataset, split, image count, checkpoint and its sha256, provenance). A model whose weights,
-buffers or metrics are not finite (a diverged training) is refused and nothing is written.
+evaluate.protocol ("final": the trained model; "last_k": MTAN's mean of the last evaluate.k
+epochs' validation metrics from the training's live/ log, the trained model's blocks kept under
+"final") and evaluate.averaging ("pixel": over all valid pixels of the split; "batch": MTAN's
+mean of per-batch values), the other averaging's blocks under "<other>_averaged", and a
+"context" block (dataset, split, image count, protocol, checkpoint and its sha256, provenance).
+Beside it, metrics/MODEL/seedSEED.images.npz holds the trained model's per-image sums
+(mbmt.metrics.PER_IMAGE_KEYS), from which the report's paired comparisons are drawn. A model
+whose weights, buffers or metrics are not finite (a diverged training) is refused and nothing is
+written.
 """
 
 from __future__ import annotations
@@ -26,15 +31,12 @@ def main(args: argparse.Namespace) -> int:
     model_params(params, args.model)
     seed = job_seed(params, args.seed)
 
-    from mbmt.errors import MbmtError
-    from mbmt.evaluation import evaluate_model_file
+    from mbmt.evaluation import evaluate_model_file, write_per_image
     from mbmt.io import write_json
-    from mbmt.paths import metrics_file, model_file
+    from mbmt.paths import metrics_file, per_image_file
 
-    model = model_file(args.model, seed)
-    if not model.is_file():
-        raise MbmtError(f"{model}: trained model not found; run `mbmt train {args.model} --seed {seed}` first")
-    metrics = evaluate_model_file(model, params)
+    metrics, rows = evaluate_model_file(args.model, seed, params)
+    write_per_image(per_image_file(args.model, seed), rows)  # before the metrics file, which marks the job done
     write_json(metrics_file(args.model, seed), metrics)
     print(f"{metrics_file(args.model, seed)}: {args.model} on {metrics['context']['images']} "
           f"{metrics['context']['split']} images")

@@ -1,9 +1,12 @@
 """Write the paper's tables and figures to reports/, each measured value beside the published one.
 
-Reads metrics/MODEL.json, models/MODEL/{model.pt, live/} for every model of params.yaml, and
-data/processed/test.h5 (data/processed/real.h5 too when it exists) with manifest.json. Writes
-reports/README.md (the index: facts, tables, figures, provenance), reports/tables/*.{md,csv,html}
-(architectures, parameters, results, relative improvements; run: what was run),
+Reads metrics/MODEL/seedS.{json,images.npz} and models/MODEL/seedS/{model.pt, live/} for every
+model of params.yaml and every seed of params seeds, and data/processed/test.h5
+(data/processed/real.h5 too when it exists) with manifest.json. Writes reports/README.md (the
+index: facts, tables, figures, provenance), reports/tables/*.{md,csv,html} (architectures,
+parameters, results with the later published results beside the paper's, relative improvements
+with their significance, paired differences with params report.bootstrap's intervals; run: what
+was run; ours: mean ± sample std over the seeds),
 reports/figures/*.png (training curves per task, predictions on params report.qualitative_images
 images) and reports/provenance.json (the md5 DVC records for every file a number came from).
 """
