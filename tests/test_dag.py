@@ -197,10 +197,11 @@ def test_seeds_multiply_the_per_model_jobs_in_both_dags(tmp_path, dvc_stages):
     assert len(stages) == 2 + 3 * (8 + 8) + 1
     assert stages["train@st_ss-2"].cmd == "mbmt train st_ss --seed 2"
     assert stages["train@st_ss-2"].outs == {"models/st_ss/seed2/model.pt", "models/st_ss/seed2/live"}
-    assert stages["evaluate@mtan-1"].outs == {"metrics/mtan/seed1.json"}
+    assert stages["evaluate@mtan-1"].outs == {"metrics/mtan/seed1.json", "metrics/mtan/seed1.images.npz"}
     assert {d for d in stages["train_from_st@mbmt_partial-1"].deps if d.endswith("model.pt")} == {
         f"models/{st}/seed1/model.pt" for st in ("st_ss", "st_de", "st_snp")}
-    assert {f"metrics/{m}/seed{s}.json" for m in ("st_ss", "mtan") for s in (0, 1, 2)} <= stages["report"].deps
+    assert {f"metrics/{m}/seed{s}.{kind}" for m in ("st_ss", "mtan") for s in (0, 1, 2)
+            for kind in ("json", "images.npz")} <= stages["report"].deps
     for name, one_seed in dvc_stages.items():
         if name != "report":
             assert (stages[name].cmd, stages[name].deps, stages[name].outs, stages[name].params) == (

@@ -106,7 +106,7 @@ def test_checkpoint_that_does_not_fit_is_one_clear_error(project, processed_data
     assert error[0].startswith(f"mbmt train: error: {checkpoint.relative_to(project)}: the checkpoint does not fit model st_de")
     assert f"1 missing (e.g. {removed})" in error[0]
     assert f"1 of another shape (e.g. {stem} is {tuple(state['model'][stem].shape)} in the file" in error[0]
-    assert f"delete {checkpoint.parent.relative_to(project)} or run `mbmt train st_de --restart`" in error[0]
+    assert f"delete {checkpoint.parent.relative_to(project)} or run `mbmt train st_de --seed 0 --restart`" in error[0]
 
     assert cli.main(["train", "st_de", "--no-progress", "--restart"]) == 0
     assert load_checkpoint(checkpoint)["model"].keys() == torch.load(

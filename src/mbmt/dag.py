@@ -142,8 +142,9 @@ def train_outputs(name: str, seed) -> list[Path]:
 
 
 def evaluate_outputs(name: str, seed) -> list[Path]:
-    """What evaluating ``name``'s ``seed`` writes (``seed`` may be a template, e.g. "{seed}")."""
-    return [paths.metrics_file(name, seed)]
+    """What evaluating ``name``'s ``seed`` writes (``seed`` may be a template, e.g. "{seed}"): the
+    split's metrics and the per-image rows the report's paired intervals resample."""
+    return [paths.metrics_file(name, seed), paths.per_image_file(name, seed)]
 
 
 def runs(params: Mapping) -> list[tuple[str, int]]:

@@ -208,7 +208,7 @@ class Trainer:
             raise CheckpointMismatchError(
                 f"{self.checkpoint_path}: the checkpoint does not fit model {self.name} as this code builds it "
                 f"({detail or ' '.join(str(exc).split())}); delete {self.run_dir} or run "
-                f"`mbmt train {self.name} --restart` to train it afresh") from None
+                f"`mbmt train {self.name} --seed {self.seed} --restart` to train it afresh") from None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["model"])
@@ -351,7 +351,7 @@ class Trainer:
         """Raise DivergedError: ``what`` happened; what is kept and what to do."""
         if self.checkpoint_path.is_file():
             kept = (f"the last good checkpoint {self.checkpoint_path} (after epoch {self.epoch}) is kept; nothing was "
-                    f"published. Check the data or lower train.lr, or re-run `mbmt train {self.name}` to resume from "
+                    f"published. Check the data or lower train.lr, or re-run `mbmt train {self.name} --seed {self.seed}` to resume from "
                     f"it (add --restart to start over)")
         else:
             kept = "no checkpoint had been written yet; nothing was published. Check the data or lower train.lr"
