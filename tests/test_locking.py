@@ -126,6 +126,7 @@ def finish(process: subprocess.Popen) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_a_second_snakemake_refuses_and_nothing_is_lost(project):
     first = start(SNAKEMAKE, project)
     wait_for_training(project, first, "snakemake")
@@ -138,6 +139,7 @@ def test_a_second_snakemake_refuses_and_nothing_is_lost(project):
     assert "Nothing to be done" in run(["snakemake", TARGET, "-n"], project).stdout
 
 
+@pytest.mark.slow
 def test_dvc_refuses_while_snakemake_runs(project):
     """`dvc repro` stops before it deletes anything, naming the Snakemake run; a stage command
     started by hand stops at the lock, naming the command that holds it; Snakemake finishes."""
@@ -155,6 +157,7 @@ def test_dvc_refuses_while_snakemake_runs(project):
     assert "Nothing to be done" in run(["snakemake", TARGET, "-n"], project).stdout
 
 
+@pytest.mark.slow
 def test_snakemake_refuses_while_dvc_repro_runs(project):
     first = start(DVC_REPRO, project)
     wait_for_training(project, first, "dvc")
