@@ -47,9 +47,9 @@ def test_gpu_check_runs_every_step_on_cpu(tmp_path):
 
     # The whole DAG ran through Snakemake, trainings sharing the device under the default profile.
     workflow = results / "workflow"
-    assert {path.stem for path in (workflow / "metrics").glob("*.json")} == set(MODELS)
+    assert {path.parent.name for path in (workflow / "metrics").glob("*/seed0.json")} == set(MODELS)
     assert (workflow / "reports" / "README.md").is_file()
-    assert len(list((workflow / "benchmarks" / "results" / "train").glob("*.tsv"))) == len(MODELS)
+    assert {path.parent.name for path in (workflow / "benchmarks" / "results" / "train").glob("*/seed0.tsv")} == set(MODELS)
     assert most_trainings_at_once((results / "workflow.txt").read_text()) >= 2
 
 
