@@ -273,3 +273,36 @@ def test_a_seed_outside_params_seeds_is_one_clear_error(project, capsys, stage):
     assert capsys.readouterr().err.strip() == (f"mbmt {stage}: error: params seeds is [0, 1]: give the job's seed "
                                                "with --seed (one of them)")
     assert not Path("models").exists() and not Path("runs").exists()
+
+
+def test_a_training_ending_beside_another_keeps_its_log(tmp_path, monkeypatch):
+    """Two trainings of one DVC repository end at once: the other removes dvclive's shared signal
+    file between this one's check and removal (seen in a parallel `snakemake` run). The log is
+    complete and no error reaches the stage; without end_live, Live.end raises."""
+    import os
+
+    from dvclive import Live
+
+    from mbmt.training.trainer import STEP_COMPLETED_SIGNAL, end_live, log_epoch
+
+    (tmp_path / ".dvc").mkdir()
+    monkeypatch.chdir(tmp_path)
+    exists = os.path.exists
+
+    def removed_by_the_other_training(path):
+        found = exists(path)
+        if found and Path(path).name == STEP_COMPLETED_SIGNAL:
+            os.remove(path)
+        return found
+
+    monkeypatch.setattr(os.path, "exists", removed_by_the_other_training)
+    for index, finish in enumerate((Live.end, end_live)):
+        live = Live(str(tmp_path / f"live{index}"), dvcyaml=False, save_dvc_exp=False)
+        log_epoch(live, {"train/loss/total": 1.5})
+        assert exists(tmp_path / ".dvc" / "tmp" / "exps" / "run" / STEP_COMPLETED_SIGNAL)
+        if finish is Live.end:
+            with pytest.raises(FileNotFoundError):
+                finish(live)
+        else:
+            finish(live)
+        assert json.loads((tmp_path / f"live{index}" / "metrics.json").read_text())["train"]["loss"]["total"] == 1.5

@@ -65,8 +65,22 @@ def set_seeds(root: Path, seeds: list[int]) -> None:
 def run(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(args, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n"
+                             f"{result.stderr[-4000:]}{failed_job_logs(cwd, result.stderr)}")
     return result
+
+
+def failed_job_logs(root: Path, stderr: str) -> str:
+    """Snakemake's "Error in rule" blocks and the end of each failed job's log: the cause, which the
+    tail of a long run's output no longer shows."""
+    report = []
+    for block in re.findall(r"^Error in rule .*?(?=^\S|\Z)", stderr, flags=re.M | re.S):
+        report.append(block.rstrip())
+        for log in re.findall(r"^\s+log: (\S+)", block, flags=re.M):
+            path = root / log.rstrip(",")
+            if path.is_file():
+                report.append(f"--- end of {log}:\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:]))
+    return "\n\nFailed jobs:\n" + "\n".join(report) if report else ""
 
 
 def init_git_dvc(root: Path) -> None:

@@ -59,6 +59,8 @@ from mbmt.training.distributed import DistributedContext, ShardSampler
 from mbmt.training.weighting import build_weighting, weighting_from_params
 
 LIVE_DIR = "live"
+# dvclive.vscode's signal file, shared by every Live of a DVC repository (end_live).
+STEP_COMPLETED_SIGNAL = "DVCLIVE_STEP_COMPLETED"
 # Validation curves use the pixel averaging: it does not depend on how the split is batched or
 # sharded over ranks, so the curves are the same on 1 or N processes (evaluate reports both).
 VAL_AVERAGING = "pixel"
@@ -413,7 +415,7 @@ class Trainer:
                 save_checkpoint(self.checkpoint_path, state)
                 tqdm.write(describe_epoch(self.name, epoch, self.epochs, record))
         if live is not None:
-            live.end()
+            end_live(live)
             self.publish()
         distributed.barrier(self.context)
         return self.summary
@@ -471,6 +473,22 @@ def compiled(model: torch.nn.Module, mode: str):
     torch._dynamo.config.suppress_errors = True
     # One input shape per run, except a smaller last batch: no dynamic-shape kernels.
     return torch.compile(model, mode=None if mode == "default" else mode, dynamic=False)
+
+
+def end_live(live) -> None:
+    """``live.end()``, safe while other trainings of the same DVC repository end too.
+
+    The last thing ``Live.end`` does (dvclive 3.49) is to remove the repository-wide signal file
+    .dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED, which only tells the VS Code extension that a step
+    ended, if it exists: a training that ends between another's check and removal gets
+    FileNotFoundError after its log is complete (the same check-then-remove race as
+    treeverse/dvclive#624). Any other missing file is still an error.
+    """
+    try:
+        live.end()
+    except FileNotFoundError as exc:
+        if Path(exc.filename or "").name != STEP_COMPLETED_SIGNAL:
+            raise
 
 
 def log_epoch(live, record: dict[str, float]) -> None:
