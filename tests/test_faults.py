@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_workflow_project import ENV, REPO, SNAKEMAKE_FAST, commit, copy_project, dry_run_jobs, init_git_dvc, run
+from test_workflow_project import (ENV, REPO, SNAKEMAKE_FAST, commit, copy_of, copy_project, dry_run_jobs, init_git_dvc,
+                                   run)
 
 from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
@@ -78,7 +79,7 @@ def baseline(tmp_path_factory) -> Path:
 @pytest.fixture
 def project(baseline, tmp_path) -> Path:
     """A copy of the baseline (modification times kept) that a test may change."""
-    return Path(shutil.copytree(baseline, tmp_path / "project", symlinks=True))
+    return copy_of(baseline, tmp_path / "project")
 
 
 def untrained(root: Path) -> Path:

@@ -46,3 +46,20 @@ def test_outputs_get_the_umask_mode_not_owner_only(tmp_path):
         os.umask(old)
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_saved_tensors_are_the_same_bytes_whatever_the_file_is_called(tmp_path):
+    """A republished model must be byte-identical for DVC (it hashes the file): the bytes may not
+    depend on the file's (or its temporary's) name, as torch.save to a path makes them."""
+    import torch
+
+    from mbmt.io import save_torch, sha256_file
+
+    obj = {"state_dict": {"weight": torch.arange(6.0).reshape(2, 3)}, "name": "st_de"}
+    paths = [tmp_path / "model.pt", tmp_path / "other" / "renamed.pt"]
+    for path in paths:
+        save_torch(obj, path)
+    assert sha256_file(paths[0]) == sha256_file(paths[1])
+    loaded = torch.load(paths[1], weights_only=True)
+    assert torch.equal(loaded["state_dict"]["weight"], obj["state_dict"]["weight"]) and loaded["name"] == "st_de"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "other"]  # no temporary left behind

@@ -27,7 +27,7 @@ from mbmt.reporting.document import RUN_TITLE
 from mbmt.reporting.tables import TABLE_TITLES
 
 import chromium
-from test_workflow_project import (SNAKEMAKE_FAST, assert_trained_per_seed, commit, contents, copy_project,
+from test_workflow_project import (SNAKEMAKE_FAST, assert_trained_per_seed, commit, contents, copy_of, copy_project,
                                    dvc_changed, dvc_view, init_git_dvc, outputs, planned, run, set_seeds, written)
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def finished(tmp_path_factory) -> Path:
 @pytest.fixture
 def project(finished, tmp_path) -> Path:
     """A copy of the finished project (modification times kept) that a test may change."""
-    return Path(shutil.copytree(finished, tmp_path / "project", symlinks=True))
+    return copy_of(finished, tmp_path / "project")
 
 
 def change_param(root: Path) -> None:

@@ -54,6 +54,12 @@ def copy_project(dest: Path, preset: Path | None = TINY) -> Path:
     return dest
 
 
+def copy_of(root: Path, dest: Path) -> Path:
+    """A copy of the project ``root`` at ``dest`` that a test may change: modification times and
+    links kept, so each front end sees the copy exactly as up to date as the original."""
+    return Path(shutil.copytree(root, dest, symlinks=True))
+
+
 def set_seeds(root: Path, seeds: list[int]) -> None:
     """params.yaml's seeds in ``root``, and dvc.yaml regenerated (docs/workflow.md, "Seeds")."""
     params = yaml.safe_load((root / "params.yaml").read_text())

@@ -54,6 +54,20 @@ def _umask() -> int:
     return mask
 
 
+def save_torch(obj, path: str | os.PathLike) -> None:
+    """``torch.save(obj)`` to ``path`` atomically, as bytes that depend on ``obj`` alone.
+
+    Given a path, torch names the archive's root folder inside the file after that path, here
+    atomic_path's random temporary name: every save of the same weights was then a different
+    file, and DVC re-ran the evaluation of a model republished unchanged (and cached a copy of
+    it). Through a file object the folder is always "archive".
+    """
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(obj, file)
+
+
 def write_json(path: str | os.PathLike, obj, *, indent: int = 2) -> None:
     """Write ``obj`` as JSON atomically (sorted keys would reorder the paper's metric order, so none)."""
     with atomic_path(path) as tmp:

@@ -60,10 +60,18 @@ def record_snakemake_run(params: Mapping, param_files: Sequence[str], whole_dag:
     return False
 
 
-def run(command: Sequence[str], what: str) -> None:
+def run(command: Sequence[str], what: str, hint: str = "") -> None:
     result = subprocess.run(list(command))
     if result.returncode != 0:
-        raise MbmtError(f"{what} failed (`{' '.join(command)}` exited with {result.returncode}); see its messages above")
+        raise MbmtError(f"{what} failed (`{' '.join(command)}` exited with {result.returncode}); see its messages "
+                        f"above{'; ' + hint if hint else ''}")
+
+
+# Why DVC may have no copy of an output to restore, and what to do: printed when the restore fails.
+NOT_RECORDED_HINT = ("outputs that DVC has no hash or cached copy of belong to stages that never ran with this "
+                     "params.yaml and code (e.g. in a commit whose run was partial): `dvc repro` runs just "
+                     "those, then run this again")
+NOT_PUSHED_HINT = "outputs missing from the remote were never pushed (`dvc push` where they were run)"
 
 
 def adopt(dvc_command: Sequence[str]) -> None:
@@ -71,7 +79,8 @@ def adopt(dvc_command: Sequence[str]) -> None:
     they are current: only when DVC reports every stage up to date, so nothing stale is adopted."""
     if not is_dvc_repo():
         raise MbmtError("not a DVC repository (no .dvc/ here): run from the project root")
-    run(dvc_command, "restoring the outputs")
+    hint = NOT_RECORDED_HINT if dvc_command[1] == "checkout" else f"{NOT_PUSHED_HINT}; {NOT_RECORDED_HINT}"
+    run(dvc_command, "restoring the outputs", hint)
     status = subprocess.run(["dvc", "status", "--quiet"], capture_output=True, text=True)
     if status.returncode != 0:
         raise MbmtError("DVC reports stages out of date after the restore (`dvc status` lists them): run "

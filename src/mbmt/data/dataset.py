@@ -18,19 +18,18 @@ import torch
 from torch.utils.data import Dataset
 
 from mbmt.data.augment import sample_generator, training_augmentation
-from mbmt.data.hdf5 import MODALITIES, read_attrs
+from mbmt.data.hdf5 import DECODED, MODALITIES, read_attrs
 
 
 def decode_tensors(stored: dict[str, np.ndarray | torch.Tensor]) -> dict[str, torch.Tensor]:
     """`mbmt.data.hdf5.decode` as tensors, converted by torch: its float16 -> float32 conversion is
     several times faster than numpy's, which made decoding the slowest step of loading a sample.
     Storage arrays or tensors (on any device; the result stays there) of one sample or a batch."""
-    return {
-        "image": torch.as_tensor(stored["image"]).float().div_(255.0),
-        "semantic": torch.as_tensor(stored["semantic"]).long(),
-        "depth": torch.as_tensor(stored["depth"]).float(),
-        "normal": torch.as_tensor(stored["normal"]).float(),
-    }
+    decoded = {}
+    for name, (dtype, divisor) in DECODED.items():
+        tensor = torch.as_tensor(stored[name]).to(getattr(torch, dtype))
+        decoded[name] = tensor.div_(divisor) if divisor else tensor
+    return decoded
 
 
 class NYUv2Dataset(Dataset):

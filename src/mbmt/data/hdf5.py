@@ -39,6 +39,14 @@ STORAGE = {  # name -> (dtype, channels or None for a 2-D map)
     "depth": (np.float16, 1),
     "normal": (np.float16, 3),
 }
+# What the models see of each stored modality: (dtype, divisor or None). decode (numpy) and
+# mbmt.data.dataset.decode_tensors (torch, on any device) both follow it.
+DECODED = {
+    "image": ("float32", 255.0),
+    "semantic": ("int64", None),
+    "depth": ("float32", None),
+    "normal": ("float32", None),
+}
 # Worst-case |stored - original| per modality (absolute, or relative to the value); proved by
 # tests/test_hdf5.py and recorded in data/processed/manifest.json.
 ERROR_BOUNDS = {
@@ -94,12 +102,11 @@ def encode(sample: dict) -> dict[str, np.ndarray]:
 
 def decode(stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Storage arrays of one sample -> channel-first float32/int64 arrays (what the models see)."""
-    return {
-        "image": stored["image"].astype(np.float32) / 255.0,
-        "semantic": stored["semantic"].astype(np.int64),
-        "depth": stored["depth"].astype(np.float32),
-        "normal": stored["normal"].astype(np.float32),
-    }
+    decoded = {}
+    for name, (dtype, divisor) in DECODED.items():
+        array = stored[name].astype(dtype)
+        decoded[name] = array / np.float32(divisor) if divisor else array
+    return decoded
 
 
 class SplitWriter:

@@ -27,7 +27,7 @@ from torch import nn
 
 from mbmt.config import model_params
 from mbmt.errors import MbmtError
-from mbmt.io import atomic_path
+from mbmt.io import save_torch
 from mbmt.models.base import TaskModel, state_dict_mismatch
 from mbmt.models.efficientps import EfficientPS
 from mbmt.models.encoder import Encoder, pretrained_weights
@@ -137,8 +137,7 @@ def save_model(path: str | os.PathLike, model: TaskModel, *, name: str, params: 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": dict(extra or {}),
     }
-    with atomic_path(path) as tmp:
-        torch.save(record, tmp)
+    save_torch(record, path)
 
 
 def read_model_file(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -20,7 +20,7 @@ import torch
 from mbmt.config import fingerprint, model_params
 from mbmt.dag import code_digest
 from mbmt.errors import DataError, MbmtError
-from mbmt.io import atomic_path, sha256_file, write_json
+from mbmt.io import save_torch, sha256_file, write_json
 from mbmt.paths import RUNS_DIR, model_file, split_file
 from mbmt.training.weighting import WEIGHTINGS
 
@@ -132,8 +132,7 @@ def seed_everything(seed: int) -> None:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` atomically: a crash leaves the previous checkpoint in place."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+    save_torch({"format": CHECKPOINT_FORMAT, **state}, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
