@@ -19,14 +19,13 @@ from test_workflow_project import SNAKEMAKE_FAST, commit, copy_project, dvc_chan
 
 from mbmt import dag, paths
 from mbmt.config import load_params
-from mbmt.dag import job_name
 from mbmt.io import sha256_file
 
 pytestmark = pytest.mark.slow
 
 MODEL = "mtnet"  # multi-task: DWA's temperature changes how its losses are weighted
 EPOCHS = 3  # DWA weighs from the third epoch on (the first two have no loss history)
-TARGET = job_name("evaluate", MODEL, 0)
+TARGET = dag.job_name("evaluate", MODEL, 0)
 TEMPERATURES = (1.0, 8.0)
 METRICS_FILE = str(paths.metrics_file(MODEL, 0))
 TASKS = ("semantic", "depth", "normal")
