@@ -32,7 +32,9 @@ def dvc_stages(root):
 
 def test_same_stages(snakemake_jobs, dvc_stages):
     assert sorted(snakemake_jobs) == sorted(dvc_stages)
-    assert len(dvc_stages) == 2 + 8 + 8 + 1  # fetch, preprocess, 8 trainings, 8 evaluations (one seed), report
+    # fetch, preprocess, the b2 and b5 weights, 8 trainings, 8 evaluations (one seed), report
+    assert len(dvc_stages) == 2 + 2 + 8 + 8 + 1
+    assert {"weights@efficientnet_b2", "weights@efficientnet_b5"} <= set(dvc_stages)
 
 
 def test_same_commands(snakemake_jobs, dvc_stages):
@@ -100,10 +102,10 @@ def test_rules_log_benchmark_and_request_resources(snakemake_jobs):
             assert job.resources["gpu"] == 1 and job.rule.resources["_cores"] != 1, name
 
 
-def test_only_fetch_and_the_target_run_on_the_submitting_node(snakemake_jobs):
+def test_only_downloads_and_the_target_run_on_the_submitting_node(snakemake_jobs):
     """A cluster executor submits every job but its localrules; downloads need the login node's network."""
     workflow = snakemake_jobs["fetch"].job.dag.workflow
-    assert workflow._localrules == {"all", "fetch"}
+    assert workflow._localrules == {"all", "fetch", "weights"}
 
 
 def test_preset_reaches_the_commands(root):
@@ -192,9 +194,10 @@ def test_seeds_multiply_the_per_model_jobs_in_both_dags(tmp_path, dvc_stages):
     after that seed's ST-Nets, and the report reads every seed's results. Seed 0's jobs are
     exactly those of the one-seed DAG, so adding seeds re-runs none of them."""
     stages = both_dags(copy_project(tmp_path / "project", preset=None), {"seeds": [0, 1, 2]})[1]
-    per_model = {name.rsplit("-", 1)[0] for name in stages if "@" in name}
-    assert {name for name in stages if "@" in name} == {f"{group}-{seed}" for group in per_model for seed in (0, 1, 2)}
-    assert len(stages) == 2 + 3 * (8 + 8) + 1
+    per_model = {name.rsplit("-", 1)[0] for name in stages if "@" in name and not name.startswith("weights@")}
+    assert {name for name in stages if "@" in name and not name.startswith("weights@")} == {
+        f"{group}-{seed}" for group in per_model for seed in (0, 1, 2)}
+    assert len(stages) == 2 + 2 + 3 * (8 + 8) + 1  # the weights jobs are shared by the seeds
     assert stages["train@st_ss-2"].cmd == "mbmt train st_ss --seed 2"
     assert stages["train@st_ss-2"].outs == {"models/st_ss/seed2/model.pt", "models/st_ss/seed2/live"}
     assert stages["evaluate@mtan-1"].outs == {"metrics/mtan/seed1.json", "metrics/mtan/seed1.images.npz"}

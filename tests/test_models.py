@@ -270,55 +270,6 @@ def test_weights_that_do_not_fit_are_one_line_naming_the_file_and_the_fix(tmp_pa
     assert message.endswith("retrain it with `mbmt train st_de`")
 
 
-def test_imagenet_weights_come_from_a_local_file(tmp_path, tiny_params):
-    import timm
-
-    reference = timm.create_model("test_efficientnet")
-    torch.save(reference.state_dict(), tmp_path / "weights.pth")
-    params = with_model(tiny_params, "st_ss", pretrained=True)
-    params["backbone_weights"] = {"test_efficientnet": str(tmp_path / "weights.pth")}
-    encoder = create_model("st_ss", params).encoder
-    torch.testing.assert_close(encoder.body.conv_stem.weight, reference.conv_stem.weight, rtol=0, atol=0)
-    torch.testing.assert_close(encoder.head[0].weight, reference.conv_head.weight, rtol=0, atol=0)
-
-    params["backbone_weights"] = {"test_efficientnet": str(tmp_path / "absent.pth")}
-    with pytest.raises(MbmtError, match="backbone_weights.test_efficientnet: .*absent.pth is not a file"):
-        create_model("st_ss", params)
-
-
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """Empty Hugging Face and torch hub caches."""
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    return tmp_path / "hf"
-
-
-def test_imagenet_weights_come_from_timms_cache(hub_cache, tiny_params):
-    import safetensors.torch
-    import timm
-
-    # The hub cache layout: models--<org>--<name>/snapshots/<revision>/<file>, refs/main = revision
-    repo = hub_cache / "models--timm--test_efficientnet.r160_in1k"
-    (repo / "snapshots" / "abc123").mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("abc123")
-    reference = timm.create_model("test_efficientnet")
-    safetensors.torch.save_file(reference.state_dict(), repo / "snapshots" / "abc123" / "model.safetensors")
-    encoder = create_model("mtnet", with_model(tiny_params, "mtnet", pretrained=True)).encoder
-    torch.testing.assert_close(encoder.body.blocks[1][0].conv_pwl.weight, reference.blocks[1][0].conv_pwl.weight,
-                               rtol=0, atol=0)
-
-
-def test_missing_imagenet_weights_say_how_to_fix(hub_cache, tiny_params):
-    params = with_model(tiny_params, "mtnet", pretrained=True)
-    with pytest.raises(MbmtError, match="set backbone_weights.test_efficientnet to a local weight file, "
-                                        "or pretrained: false"):
-        create_model("mtnet", params)
-
-
 def test_groupnorm_decoder_has_the_same_parameter_count(tiny_params, image):
     params = copy.deepcopy(tiny_params)
     params["decoder"]["norm"] = "groupnorm"

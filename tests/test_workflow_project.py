@@ -124,6 +124,8 @@ def job_name(rule: str, wildcards: dict[str, str]) -> str:
     """The DVC stage name of a Snakemake job of ``rule`` with ``wildcards``."""
     from mbmt.dag import job_name as per_seed
 
+    if "backbone" in wildcards:  # one weights job per backbone: weights@efficientnet_b2
+        return f"{rule}@{wildcards['backbone']}"
     return per_seed(rule, wildcards["model"], wildcards["seed"]) if "model" in wildcards else rule
 
 

@@ -19,6 +19,8 @@ from mbmt.errors import MbmtError
 STAGES = {
     "fetch": "get the raw dataset: download MTAN's NYUv2 archive (resumable, checksummed), "
              "take a local copy, or render the synthetic scenes",
+    "weights": "get the ImageNet weights of the backbones that models with pretrained: true start from "
+               "(Hugging Face Hub, its cache, or local files in params backbone_weights)",
     "preprocess": "validate the raw dataset and write one HDF5 file per split plus a manifest",
     "synth": "render synthetic NYUv2-like indoor scenes straight to HDF5 (or MTAN's .npy layout)",
     "train": "train one model (ST-Net, MT-Net, MBMT-Net variant or MTAN); resumes an interrupted run",

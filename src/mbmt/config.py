@@ -148,6 +148,23 @@ def model_params(params: Mapping, name: str) -> dict:
         raise ParamsError(f"unknown model {name!r}; models in params: {', '.join(params['models'])}") from None
 
 
+def imagenet_backbones(entry: Mapping) -> list[str]:
+    """The backbones of params model entry ``entry`` that start from ImageNet weights, in encoder
+    order, repeats removed: the weights stage gets these, the model builder loads them. An
+    MBMT-Net's encoders with ``init_from`` start from the trained ST-Nets instead; its extra
+    backbone, if any, from ImageNet."""
+    if not entry.get("pretrained"):
+        return []
+    if entry["arch"] in ("st", "mt"):
+        names = [entry["backbone"]]
+    elif entry["arch"] == "mbmt":
+        names = ([] if entry["init_from"] else list(entry["backbones"])) + (
+            [entry["extra_backbone"]] if entry["extra_backbone"] else [])
+    else:
+        names = []
+    return list(dict.fromkeys(names))
+
+
 def job_seed(params: Mapping, seed: int | None) -> int:
     """The seed a train or evaluate job runs with: ``seed`` (its --seed), one of params ``seeds``;
     None stands for the only one when there is one."""

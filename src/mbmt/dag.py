@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mbmt import paths
+from mbmt.config import imagenet_backbones as entry_imagenet_backbones
 from mbmt.tasks import TASKS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -27,11 +28,14 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # key: adding a seed to params `seeds` adds jobs and leaves the other seeds' jobs as they are.
 STAGE_PARAMS = {
     "fetch": ["data.source", "data.height", "data.width", "data.nyuv2", "data.synthetic"],
+    # Which backbones need weights is in the jobs (one per backbone), not a params key: a change of
+    # another model's entry must not touch the weight files that every training depends on.
+    "weights": ["backbone_weights"],
     "preprocess": ["data.source", "data.height", "data.width", "data.real_images"],
     "train": ["train.epochs", "train.batch_size", "train.lr", "train.weight_decay",
               "train.lr_step", "train.lr_gamma", "train.weighting", "train.dwa_temperature",
               "train.augment", "train.steps_per_epoch", "train.val_every", "train.amp",
-              "train.channels_last", "decoder", "backbone_weights", "models.{model}"],
+              "train.channels_last", "decoder", "models.{model}"],
     "evaluate": ["evaluate"],
     # data.real_images: whether the report draws the real frames (real.h5); seeds: what it averages.
     "report": ["report", "data.real_images", "seeds"],
@@ -43,6 +47,7 @@ STAGE_PARAMS = {
 STAGE_CODE = {
     "fetch": ["stages/fetch.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
               "data/mtan_layout.py", "data/synthetic.py", "tasks.py"],
+    "weights": ["stages/weights.py", "models", "tasks.py"],
     "preprocess": ["stages/preprocess.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
                    "data/mtan_layout.py", "data/nyu_raw.py", "data/preprocess.py", "tasks.py"],
     "train": ["stages/train.py", "data/__init__.py", "data/augment.py", "data/dataset.py",
@@ -121,6 +126,26 @@ def trained_from_data(params: Mapping) -> list[str]:
     return [name for name in models(params) if not init_from(params, name)]
 
 
+def model_imagenet_backbones(params: Mapping, name: str) -> list[str]:
+    """The backbones model ``name`` starts from ImageNet weights (mbmt.config.imagenet_backbones)."""
+    return entry_imagenet_backbones(params["models"][name])
+
+
+def imagenet_backbones(params: Mapping) -> list[str]:
+    """Every backbone some model starts from ImageNet weights: one weights job each."""
+    return sorted({backbone for name in models(params) for backbone in model_imagenet_backbones(params, name)})
+
+
+def weights_outputs(backbone: str) -> list[Path]:
+    """What the weights job of ``backbone`` writes (``backbone`` may be a template): the file and its record."""
+    return [paths.weights_file(backbone), paths.weights_record(backbone)]
+
+
+def model_weights(params: Mapping, name: str) -> list[Path]:
+    """The ImageNet weight files training model ``name`` starts from: its dependencies on the weights stage."""
+    return [paths.weights_file(backbone) for backbone in model_imagenet_backbones(params, name)]
+
+
 def model_tasks(params: Mapping, name: str) -> list[str]:
     entry = params["models"][name]
     return [entry["task"]] if entry["arch"] == "st" else list(TASKS)
@@ -167,6 +192,7 @@ def outputs(params: Mapping) -> list[Path]:
     """Every output of the DAG (without the runs/ state, which neither front end versions)."""
     pairs = runs(params)
     return ([paths.RAW_DIR, *processed_files(params)]
+            + [p for backbone in imagenet_backbones(params) for p in weights_outputs(backbone)]
             + [p for name, seed in pairs for p in train_outputs(name, seed)]
             + [p for name, seed in pairs for p in evaluate_outputs(name, seed)] + REPORT_OUTPUTS)
 
@@ -217,8 +243,8 @@ def _inline(mapping: Mapping) -> str:
 
 
 def render_dvc_yaml(params: Mapping) -> str:
-    """dvc.yaml for ``params``: Snakemake's jobs as DVC stages, per-model, per-seed stages as
-    matrix and foreach groups (stage names train@st_ss-0, as job_name)."""
+    """dvc.yaml for ``params``: Snakemake's jobs as DVC stages, per-backbone, per-model and per-seed
+    stages as matrix and foreach groups (stage names weights@efficientnet_b2, train@st_ss-0, as job_name)."""
     names, from_st, from_data = models(params), trained_from_st(params), trained_from_data(params)
     seed_list = f"[{', '.join(map(str, seeds(params)))}]"
     lines = [
@@ -238,15 +264,33 @@ def render_dvc_yaml(params: Mapping) -> str:
                 + ([params["data"]["real_images"]] if params["data"]["real_images"] else []),
                 _params("preprocess"), 4, outs=processed_files(params)),
     ]
+    if imagenet_backbones(params):
+        lines += ["", "  # The ImageNet weights of each backbone that a model with pretrained: true starts from.",
+                  "  weights:", f"    foreach: [{', '.join(imagenet_backbones(params))}]", "    do:",
+                  *_stage("mbmt weights ${item}", _code("weights"), _params("weights"), 6,
+                          outs=weights_outputs("${item}"))]
     train_deps = _code("train") + TRAINING_DATA
     train_cmd = f"mbmt train {MODEL} --seed {SEED}"
+    # DVC cannot splice a list into deps, so each job names its ST-Nets (init_from) and ImageNet
+    # weight files one per key: st1.., w1..; a shorter list repeats its last entry, and a model
+    # without weight files names the training data in their place (a repeated dependency is harmless).
+    weight_slots = [f"w{i + 1}" for i in range(max([len(model_weights(params, n)) for n in names] + [0]))]
+
+    def weight_items(name: str) -> dict[str, str]:
+        files = [str(f) for f in model_weights(params, name)] or [str(TRAINING_DATA[0])]
+        return dict(zip(weight_slots, files + files[-1:] * (len(weight_slots) - len(files))))
+
+    weight_deps = [f"${{item.{slot}}}" for slot in weight_slots]
     if from_data:
-        lines += ["", "  # Models trained straight from the data, once per seed.", "  train:",
-                  "    matrix:", f"      model: [{', '.join(from_data)}]", f"      seed: {seed_list}",
-                  *_stage(train_cmd, train_deps, _params("train", MODEL), 4, outs=train_outputs(MODEL, SEED))]
+        lines += ["", "  # Models trained straight from the data (and their ImageNet weights), once per seed.",
+                  "  train:", "    foreach:"]
+        for name in from_data:
+            for seed in seeds(params):
+                lines.append(f"      {job_key(name, seed)}: {_inline({'model': name, 'seed': seed, **weight_items(name)})}")
+        lines += ["    do:",
+                  *_stage(train_cmd, train_deps + weight_deps, _params("train", MODEL), 6,
+                          outs=train_outputs(MODEL, SEED))]
     if from_st:
-        # DVC cannot splice a list into deps, so each job names its ST-Nets one per key; a
-        # shorter init_from repeats its last entry (a repeated dependency is harmless).
         width = max(len(init_from(params, name)) for name in from_st)
         slots = [f"st{i + 1}" for i in range(width)]
         lines += ["", "  # Models whose encoders start from trained ST-Nets (params init_from), after the same",
@@ -255,11 +299,11 @@ def render_dvc_yaml(params: Mapping) -> str:
             sources = init_from(params, name)
             sources += sources[-1:] * (width - len(sources))
             for seed in seeds(params):
-                item = {"model": name, "seed": seed, **dict(zip(slots, sources))}
+                item = {"model": name, "seed": seed, **dict(zip(slots, sources)), **weight_items(name)}
                 lines.append(f"      {job_key(name, seed)}: {_inline(item)}")
         lines += ["    do:",
                   *_stage(train_cmd,
-                          train_deps + [paths.model_file(f"${{item.{slot}}}", SEED) for slot in slots],
+                          train_deps + [paths.model_file(f"${{item.{slot}}}", SEED) for slot in slots] + weight_deps,
                           _params("train", MODEL), 6, outs=train_outputs(MODEL, SEED))]
     metrics = paths.metrics_file(MODEL, SEED)
     lines += ["", "  evaluate:", "    matrix:", f"      model: [{', '.join(names)}]", f"      seed: {seed_list}",

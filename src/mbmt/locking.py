@@ -52,6 +52,8 @@ def stage_lock(stage: str, model: str | None = None, seed: int | None = None) ->
     if stage in ("train", "evaluate"):
         return f"model-{model}-seed{seed}", [paths.run_dir(model, seed), paths.RUNS_DIR / model,
                                              paths.metrics_file(model, seed), paths.per_image_file(model, seed)]
+    # weights takes none: its jobs (one per backbone) run side by side, and each file it writes is
+    # replaced atomically with the same bytes whoever writes it.
     guarded = {"fetch": paths.RAW_DIR, "preprocess": paths.PROCESSED_DIR, "report": paths.REPORTS_DIR}.get(stage)
     return (str(guarded).replace("/", "-"), [guarded]) if guarded else None
 

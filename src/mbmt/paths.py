@@ -11,6 +11,7 @@ DATA_DIR = Path("data")
 DOWNLOAD_DIR = DATA_DIR / "downloads"  # partial downloads live here so a retry resumes; not a stage output
 RAW_DIR = DATA_DIR / "raw"  # fetch: the dataset in MTAN's one-.npy-per-sample layout
 PROCESSED_DIR = DATA_DIR / "processed"  # preprocess: one HDF5 file per split + manifest.json
+WEIGHTS_DIR = DATA_DIR / "weights"  # weights: the backbones' ImageNet weights (mbmt.models.pretrained)
 MODELS_DIR = Path("models")
 RUNS_DIR = Path("runs")  # resumable training state, keyed by a hash of the run's settings; not versioned
 METRICS_DIR = Path("metrics")
@@ -26,6 +27,16 @@ def split_file(split: str) -> Path:
 
 def manifest_file() -> Path:
     return PROCESSED_DIR / "manifest.json"
+
+
+def weights_file(backbone: str) -> Path:
+    """The ImageNet weights a model with ``pretrained: true`` starts backbone ``backbone`` from."""
+    return WEIGHTS_DIR / f"{backbone}.safetensors"
+
+
+def weights_record(backbone: str) -> Path:
+    """Where that file came from: timm's model and tag, the source, its sha256 and size."""
+    return WEIGHTS_DIR / f"{backbone}.json"
 
 
 def run_dir(name: str, seed: int) -> Path:

@@ -109,9 +109,11 @@ def processed_files():
 
 
 def training_inputs(wildcards):
-    """train / train_from_st: the code, the data, and the ST-Nets of the model's init_from (same seed)."""
+    """train / train_from_st: the code, the data, the ST-Nets of the model's init_from (same seed)
+    and the ImageNet weight files it starts from."""
     return {
         "code": code("train"),
         "data": [str(path) for path in dag.TRAINING_DATA],
         "init": [model_file(name, wildcards.seed) for name in dag.init_from(config, wildcards.model)],
+        "weights": [str(path) for path in dag.model_weights(config, wildcards.model)],
     }

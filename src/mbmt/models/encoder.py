@@ -2,17 +2,15 @@
 
 The backbone is created with timm's ``features_only`` API and the levels are chosen by
 ``feature_info.reduction()``, so EfficientNet, ConvNeXt, ResNet, ... plug in by name. ImageNet
-weights are read from a local file or timm's cache, never downloaded: a training run on a
-cluster node must not depend on the network, and tests must never stall on it.
+weights are read from data/weights/, which the weights stage fills (mbmt.models.pretrained), never
+downloaded here: a training run on a cluster node must not depend on the network, and it starts
+from the bytes the DAG versioned, not from whatever timm's cache holds.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlparse
 
 import timm
 import torch
@@ -24,41 +22,11 @@ from mbmt.errors import MbmtError
 STRIDES = (4, 8, 16, 32)
 
 
-def _cached_weights(name: str) -> Path | None:
-    """The file timm would load ``name``'s default ImageNet weights from, if it is cached locally."""
-    cfg = timm.models.get_pretrained_cfg(name)
-    if cfg is None:
-        return None
-    if cfg.hf_hub_id:
-        from huggingface_hub import try_to_load_from_cache
+def pretrained_weights(name: str) -> Path:
+    """The ImageNet weight file of backbone ``name``, as the DAG's weights stage recorded it."""
+    from mbmt.models.pretrained import weight_file
 
-        repo, _, revision = cfg.hf_hub_id.partition("@")
-        for filename in ([cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]):
-            found = try_to_load_from_cache(repo, filename, revision=revision or None)
-            if isinstance(found, str):
-                return Path(found)
-    if cfg.url:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path)
-        if path.is_file():
-            return path
-    return None
-
-
-def pretrained_weights(name: str, backbone_weights: Mapping[str, str]) -> Path:
-    """The ImageNet weight file of backbone ``name``: params ``backbone_weights[name]``, else timm's cache."""
-    if name in backbone_weights:
-        path = Path(backbone_weights[name]).expanduser()
-        if not path.is_file():
-            raise MbmtError(f"backbone_weights.{name}: {path} is not a file (give a .safetensors/.pth of timm's "
-                            f"{name}, or remove the entry to use timm's cache)")
-        return path
-    path = _cached_weights(name)
-    if path is None:
-        raise MbmtError(
-            f"no ImageNet weights for backbone {name!r} in timm's cache and none in params backbone_weights: "
-            f"set backbone_weights.{name} to a local weight file, or pretrained: false for the model "
-            f"(to fill the cache once, online: python -c \"import timm; timm.create_model('{name}', pretrained=True)\")")
-    return path
+    return weight_file(name)
 
 
 def _weights_kwargs(weights: Path | None) -> dict:

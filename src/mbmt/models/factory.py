@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from mbmt.config import model_params
+from mbmt.config import imagenet_backbones, model_params
 from mbmt.errors import MbmtError
 from mbmt.io import save_torch
 from mbmt.models.base import TaskModel, state_dict_mismatch
@@ -44,13 +44,14 @@ ENCODER_ARCHS = ("st", "mt")  # single-encoder models whose encoder can initiali
 class _Builder:
     """Builds one params entry; ``load_init`` False: random weights, nothing read."""
 
-    def __init__(self, name: str, entry: Mapping, decoder: Mapping, load_init: bool, backbone_weights: Mapping[str, str],
-                 seed: int | None):
+    def __init__(self, name: str, entry: Mapping, decoder: Mapping, load_init: bool, seed: int | None):
         self.name, self.entry, self.decoder = name, entry, decoder
-        self.load_init, self.backbone_weights, self.seed = load_init, backbone_weights, seed
+        self.load_init, self.seed = load_init, seed
+        # Which encoders start from ImageNet weights is decided once, with the weights stage.
+        self.imagenet = set(imagenet_backbones(entry))
 
-    def encoder(self, backbone: str, *, imagenet: bool) -> Encoder:
-        weights = pretrained_weights(backbone, self.backbone_weights) if imagenet and self.load_init else None
+    def encoder(self, backbone: str) -> Encoder:
+        weights = pretrained_weights(backbone) if backbone in self.imagenet and self.load_init else None
         return Encoder(backbone, head_conv=self.decoder["backbone_head_conv"], weights=weights)
 
     def efficientps(self, encoder: nn.Module, tasks) -> EfficientPS:
@@ -58,11 +59,10 @@ class _Builder:
                            head_channels=self.decoder["head_channels"], norm=self.decoder["norm"])
 
     def st(self) -> TaskModel:
-        return self.efficientps(self.encoder(self.entry["backbone"], imagenet=self.entry["pretrained"]),
-                                (self.entry["task"],))
+        return self.efficientps(self.encoder(self.entry["backbone"]), (self.entry["task"],))
 
     def mt(self) -> TaskModel:
-        return self.efficientps(self.encoder(self.entry["backbone"], imagenet=self.entry["pretrained"]), TASKS)
+        return self.efficientps(self.encoder(self.entry["backbone"]), TASKS)
 
     def mbmt(self) -> TaskModel:
         entry = self.entry
@@ -70,9 +70,10 @@ class _Builder:
         if init_from is not None and len(init_from) != len(entry["backbones"]):
             raise MbmtError(f"models.{self.name}: init_from names {len(init_from)} models for "
                             f"{len(entry['backbones'])} backbones; give one ST model per backbone, or null")
-        # Encoders initialised from ST-Nets skip ImageNet weights: they are overwritten anyway.
-        imagenet = entry["pretrained"] and init_from is None
-        backbones = [self.encoder(b, imagenet=imagenet) for b in entry["backbones"]]
+        # Encoders initialised from ST-Nets skip ImageNet weights (imagenet_backbones): they are
+        # overwritten anyway. An extra backbone of the same name as an ST encoder would still get them.
+        backbones = [Encoder(b, head_conv=self.decoder["backbone_head_conv"]) if init_from else self.encoder(b)
+                     for b in entry["backbones"]]
         if init_from is not None and self.load_init:
             if self.seed is None:
                 raise TypeError(f"{self.name} starts from trained ST-Nets: give the seed they were trained with")
@@ -80,7 +81,7 @@ class _Builder:
                 load_encoder(encoder, source, self.seed, self.decoder, f"models.{self.name}.init_from")
         extra = None
         if entry["extra_backbone"] is not None:
-            extra = self.encoder(entry["extra_backbone"], imagenet=entry["pretrained"])
+            extra = self.encoder(entry["extra_backbone"])
         encoder = MultiBackboneEncoder(backbones, extra, channels=entry["fusion_channels"], fusion=entry["fusion"],
                                        freeze=entry["freeze"], norm=self.decoder["norm"])
         return self.efficientps(encoder, TASKS)
@@ -94,20 +95,19 @@ class _Builder:
         return builders[self.entry["arch"]]()
 
 
-def build_model(name: str, entry: Mapping, decoder: Mapping, *, load_init: bool = False, seed: int | None = None,
-                backbone_weights: Mapping[str, str] | None = None) -> TaskModel:
+def build_model(name: str, entry: Mapping, decoder: Mapping, *, load_init: bool = False,
+                seed: int | None = None) -> TaskModel:
     """The model of params entry ``entry`` (model ``name``). ``load_init``: load the initial
-    weights the entry asks for (see create_model); ``backbone_weights``: params ``backbone_weights``."""
-    return _Builder(name, entry, decoder, load_init, backbone_weights or {}, seed).build()
+    weights the entry asks for (see create_model)."""
+    return _Builder(name, entry, decoder, load_init, seed).build()
 
 
 def create_model(name: str, params: dict, *, load_init: bool = True, seed: int | None = None) -> TaskModel:
     """Model ``name`` of ``params`` (the full validated params). ``load_init``: load its initial
-    weights (ImageNet where ``pretrained``, for MBMT ``init_from`` the encoders of the ST-Nets
-    trained with ``seed``); False builds the same architecture with random weights (counting, or
-    before load_state_dict)."""
-    return build_model(name, model_params(params, name), params["decoder"], load_init=load_init, seed=seed,
-                       backbone_weights=params["backbone_weights"])
+    weights (ImageNet where ``pretrained``, from data/weights/; for MBMT ``init_from`` the encoders
+    of the ST-Nets trained with ``seed``); False builds the same architecture with random weights
+    (counting, or before load_state_dict)."""
+    return build_model(name, model_params(params, name), params["decoder"], load_init=load_init, seed=seed)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

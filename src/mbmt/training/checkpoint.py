@@ -2,7 +2,8 @@
 
 A run directory is ``runs/<model>/<fingerprint>/``; the fingerprint hashes everything that
 determines the trained weights (the training code, seed, training settings, the model's
-architecture entry, the dataset's split files, the checkpoints it starts from), so an edit of the
+architecture entry, the dataset's split files, the ImageNet weight files and the checkpoints it
+starts from), so an edit of the
 code or the params starts a fresh run and an interrupted run of the same code and settings
 resumes. ``runs/`` is not a stage output: DVC and Snakemake delete a stage's outputs before
 running it, and the state must survive that.
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbmt.config import fingerprint, model_params
+from mbmt.config import fingerprint, imagenet_backbones, model_params
 from mbmt.dag import code_digest
 from mbmt.errors import DataError, MbmtError
 from mbmt.io import save_torch, sha256_file, write_json
@@ -46,6 +47,15 @@ def dataset_identity() -> dict[str, str]:
     if missing:
         raise DataError(f"{', '.join(missing)}: processed split not found (run `mbmt preprocess` or `mbmt synth` first)")
     return {f.name: sha256_file(f) for f in files}
+
+
+def imagenet_weights(name: str, params: dict) -> dict[str, str]:
+    """sha256 of each ImageNet weight file the model starts from (data/weights/), by backbone:
+    other weights, from wherever they came, are another run."""
+    from mbmt.models.pretrained import weight_file
+
+    return {backbone: sha256_file(weight_file(backbone))
+            for backbone in imagenet_backbones(model_params(params, name))}
 
 
 def init_checkpoints(name: str, params: dict, seed: int) -> dict[str, str]:
@@ -84,7 +94,7 @@ def run_settings(name: str, params: dict, *, seed: int, tasks: tuple[str, ...], 
         "world_size": world_size,
         "architecture": model_params(params, name),
         "decoder": params["decoder"],
-        "backbone_weights": params["backbone_weights"],
+        "imagenet_weights": imagenet_weights(name, params),
         "dataset": dataset_identity(),
         "init_checkpoints": init_checkpoints(name, params, seed),
     }
