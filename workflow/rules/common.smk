@@ -13,6 +13,7 @@ from mbmt import dag, paths
 from mbmt.config import validate, validate_backbones
 from mbmt.dag import STAGE_PARAMS, code_files
 from mbmt.errors import ParamsError
+from mbmt.training.cost import cpu_training_refusal
 
 # The code each stage runs is an input (Snakemake's code trigger sees only the shell text), so
 # editing it re-runs the stage; mbmt.dag lists it once for both front ends and the trainer.
@@ -117,3 +118,17 @@ def training_inputs(wildcards):
         "init": [model_file(name, wildcards.seed) for name in dag.init_from(config, wildcards.model)],
         "weights": [str(path) for path in dag.model_weights(config, wildcards.model)],
     }
+
+
+def refuse_unasked_cpu_training():
+    """Called first by onstart (workflow/rules/dvc.smk), before any job: stop a local run that would
+    train for hours on the CPU because no GPU is visible (train.device: auto), with the one message
+    `mbmt train` gives (mbmt.training.cost). On a cluster the jobs run elsewhere: each `mbmt train`
+    asks on its node."""
+    if not workflow.local_exec:
+        return
+    if not any(job.rule.name in ("train", "train_from_st") for job in workflow.dag.needrun_jobs()):
+        return
+    message = cpu_training_refusal(config, source=" + ".join(PARAM_FILES))
+    if message:
+        raise WorkflowError(message)

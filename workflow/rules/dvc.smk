@@ -18,6 +18,7 @@ def whole_dag_was_run():
 
 
 onstart:
+    refuse_unasked_cpu_training()  # before anything else: nothing locked, nothing run
     if sync.is_dvc_repo():
         command = "snakemake " + " ".join(sys.argv[1:])
         try:

@@ -7,7 +7,9 @@ runs/MODEL/FINGERPRINT/ (the seed is part of the fingerprint), keyed by a hash o
 the result: running the same command again resumes an interrupted run from its last epoch, and
 republishes a finished one without training; after a code or params edit it trains a new run.
 A loss, weight, buffer or validation metric that stops being finite stops the run with one error
-before anything of that epoch is saved. Started by torchrun (WORLD_SIZE > 1) it trains with DDP, e.g.
+before anything of that epoch is saved. With train.device auto and no CUDA device visible, a
+params profile whose training would take hours on the CPU (the paper's) stops before it starts,
+saying so; train.device: cpu goes on deliberately. Started by torchrun (WORLD_SIZE > 1) it trains with DDP, e.g.
     torchrun --standalone --nproc-per-node 4 -m mbmt train mtnet --seed 0
 """
 
@@ -31,6 +33,12 @@ def main(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     model_params(params, args.model)  # an unknown name or seed fails here, before torch is imported
     seed = job_seed(params, args.seed)
+    from mbmt.errors import ParamsError
+    from mbmt.training.cost import cpu_training_refusal
+
+    refusal = cpu_training_refusal(params, source=" + ".join(args.params or ["params.yaml"]))
+    if refusal:
+        raise ParamsError(refusal)
 
     from mbmt.training.trainer import train
 

@@ -1,0 +1,59 @@
+"""A word before weeks of work (mbmt.training.cost): the paper's profile with train.device auto
+and no CUDA device stops before the first training, in both front ends, saying what would happen."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from test_workflow_project import copy_project, run
+
+from mbmt.config import load_params
+from mbmt.training.cost import MEASURED_STEP_S, cpu_training_refusal, cpu_training_seconds
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def paper() -> dict:
+    return load_params([REPO / "params.yaml"])
+
+
+def test_the_estimate_is_the_measured_steps_times_the_protocol(paper):
+    # 8 models: 1.678 + 4.043 + 3.983 + 8.574 + 7.118 + 13.266 + 13.548 + 80.103 = 132.313 s per step
+    # of each; ceil(795 / 2) = 398 steps per epoch, 200 epochs, one seed, at the measured size.
+    assert sum(MEASURED_STEP_S.values()) == pytest.approx(132.313)
+    assert cpu_training_seconds(paper) == pytest.approx(132.313 * 398 * 200)
+    half = copy.deepcopy(paper)
+    half["data"]["height"], half["seeds"], half["train"]["steps_per_epoch"] = 144, [0, 1, 2], 10
+    assert cpu_training_seconds(half) == pytest.approx(132.313 / 2 * 10 * 200 * 3)
+
+
+def test_only_an_unasked_hours_long_cpu_run_is_refused(paper, tiny_params, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    message = cpu_training_refusal(paper, source="params.yaml")
+    assert message.startswith("params.yaml (profile paper) would train 8 models x 1 seed x 200 epochs at 288x384 "
+                              "on the CPU: train.device is auto and no CUDA device is visible")
+    assert "about 122 days of training" in message and message.endswith(
+        "to train on the CPU deliberately, set train.device: cpu (in params.yaml or a preset)")
+    deliberate = copy.deepcopy(paper)
+    deliberate["train"]["device"] = "cpu"
+    assert cpu_training_refusal(deliberate) is None
+    small = copy.deepcopy(tiny_params)
+    small["train"]["device"] = "auto"
+    assert cpu_training_refusal(small) is None  # minutes: nothing to ask
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cpu_training_refusal(paper) is None
+
+
+def test_both_front_ends_stop_before_the_first_job(tmp_path):
+    """On this machine (no GPU): `mbmt train` and `snakemake` with the paper's params.yaml stop at
+    once, before any job, with the same message; `dvc repro` runs `mbmt train` and stops there."""
+    root = copy_project(tmp_path / "project", preset=None)
+    train = run(["mbmt", "train", "st_ss"], root, check=False)
+    assert train.returncode == 2 and "would train 8 models x 1 seed x 200 epochs" in train.stderr
+    assert not (root / "runs" / "st_ss").exists()  # no run started (runs/ holds the stage locks)
+    snakemake = run(["snakemake", "--cores", "1"], root, check=False)
+    assert snakemake.returncode != 0
+    assert "would train 8 models x 1 seed x 200 epochs" in snakemake.stdout + snakemake.stderr
+    assert not (root / "data").exists() and not (root / "logs").exists()  # not even fetch ran
