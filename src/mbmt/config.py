@@ -93,7 +93,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
         # Report the alternative that got furthest rather than jsonschema's generic sentence.
         # The "or null" alternative is never the informative one for a non-null value.
         context = [e for e in error.context if not (e.validator == "type" and e.validator_value == "null")]
-        best = jsonschema.exceptions.best_match(context or error.context)
+        # Nor is an alternative of another type than the value ("'ftp://x' is not of type
+        # 'object'") when an alternative of the value's type says what is wrong with it.
+        fitting = [e for e in context if not (e.validator == "type" and not e.relative_path)]
+        best = jsonschema.exceptions.best_match(fitting or context or error.context)
         return f"{key}: {value!r} is not allowed ({best.message})"
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     detail = f" ({description})" if description else ""

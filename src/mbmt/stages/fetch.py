@@ -1,9 +1,11 @@
 """Get the raw dataset into data/raw/ (MTAN's NYUv2 layout) and record its provenance in data/raw/SOURCE.json.
 
-params data.source = nyuv2: download MTAN's archive from data.nyuv2.url (progress bar; an
-interrupted download resumes from data/downloads/; data.nyuv2.sha256 is verified when pinned,
-otherwise the computed hash is printed for you to pin), or take data.nyuv2.local_path, an
-archive (.zip/.tar/.tar.gz) or extracted folder you already have.
+params data.source = nyuv2: download MTAN's NYUv2 from the first of data.nyuv2.sources that
+works, tried in order: an archive URL, or a {train: URL, val: URL} pair joined into one tree
+(progress bar; an interrupted download resumes from data/downloads/; an archive whose URL has an
+entry in data.nyuv2.sha256 is verified, otherwise its hash is printed for you to pin; when every
+source fails, one error lists each with its reason). Or take data.nyuv2.local_path, an archive
+(.zip/.tar/.tar.gz) or extracted folder you already have.
 params data.source = synthetic: render the built-in synthetic scenes into the same layout.
 data/raw/ is replaced only when complete.
 """
