@@ -246,8 +246,8 @@ def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
     import matplotlib
     import torch
 
+    from mbmt.device import resolve_device
     from mbmt.models import load_model
-    from mbmt.training.distributed import resolve_device
 
     matplotlib.use("Agg")
     model, meta = load_model(checkpoint, map_location="cpu")

@@ -36,8 +36,9 @@ from tqdm.auto import tqdm
 
 from mbmt.data.dataset import NYUv2Dataset
 from mbmt.data.device_split import DeviceSplit
+from mbmt.device import non_finite_tensors, to_device
 from mbmt.errors import MbmtError
-from mbmt.evaluation import accumulate_metrics, non_finite_metrics, non_finite_tensors, to_device
+from mbmt.evaluation import accumulate_metrics, non_finite_metrics
 from mbmt.io import atomic_path
 from mbmt.losses import LOSS_TERMS
 from mbmt.models import create_model, save_model
