@@ -46,7 +46,7 @@ import yaml
 from mbmt.config import deep_merge, load_params, validate
 from mbmt.data.hdf5 import MODALITIES, RENDERED, SplitWriter
 from mbmt.data.synthetic import generate
-from mbmt.evaluation import to_device
+from mbmt.device import to_device
 from mbmt.losses import compute_losses
 from mbmt.models import create_model, save_model
 from mbmt.paths import model_file, split_file

@@ -245,3 +245,65 @@ def test_a_snakemake_run_is_recorded_for_dvc_only_as_dvc_yaml_describes_it(proje
     assert "only some targets" in why_not_recorded(params, ["params.yaml"], whole_dag=False)
     params["models"]["mbmt_partial"]["init_from"] = None
     assert why_not_recorded(params, ["params.yaml"], whole_dag=True).startswith("dvc.yaml is out of date")
+
+
+# Modules that decide how a stage runs, not what it computes (STAGE_CODE leaves them out; the
+# same list as tests/test_workflow.py's, which checks what a real run imported).
+INFRASTRUCTURE = {"__init__.py", "cli.py", "config.py", "dag.py", "errors.py", "io.py", "locking.py", "paths.py",
+                  "provenance.py", "stages/__init__.py", "stages/config.py"}
+PACKAGE = REPO / "src" / "mbmt"
+
+
+def _imported_files(path: Path, *, module_level: bool) -> set[str]:
+    """The mbmt files ``path`` imports (package-relative), with each package's __init__.py on the way;
+    ``module_level``: only the imports run when it is imported, not those inside functions."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if module_level else list(ast.walk(tree))
+    package = path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1]
+    names = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join([*package[:len(package) - node.level + 1], node.module or ""]) if node.level else node.module
+            names |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    files = set()
+    for name in names:
+        parts = name.split(".")
+        for i in range(2, len(parts) + 1) if parts[0] == "mbmt" else ():
+            stem = PACKAGE.parent.joinpath(*parts[:i])
+            for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):
+                if candidate.is_file():
+                    files.add(candidate.relative_to(PACKAGE).as_posix())
+    return files
+
+
+def _closure(file: str) -> set[str]:
+    seen, todo = set(), [file]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo += _imported_files(PACKAGE / current, module_level=True)
+    return seen
+
+
+@pytest.mark.parametrize("stage", ["fetch", "preprocess", "train", "evaluate", "report"])
+def test_stage_code_covers_what_the_stage_module_imports(stage):
+    """STAGE_CODE holds every module the stage's module imports, transitively (statically, at module
+    level; tests/test_workflow.py also checks what a real run imported, functions' imports included)."""
+    from mbmt.dag import code_files
+
+    declared = {path.relative_to(PACKAGE).as_posix() for path in code_files(stage)}
+    missing = _closure(f"stages/{stage}.py") - INFRASTRUCTURE - declared
+    assert not missing, f"STAGE_CODE[{stage!r}] misses {sorted(missing)}"
+
+
+def test_no_import_runs_back_up_the_dag():
+    """Evaluation serves training (validation) and must not import it, not even inside a function;
+    the device module sits below both."""
+    for path in sorted((PACKAGE / "evaluation").rglob("*.py")) + [PACKAGE / "device.py", PACKAGE / "metrics.py"]:
+        imported = _imported_files(path, module_level=False)
+        assert not {f for f in imported if f.startswith(("training/", "stages/"))}, path

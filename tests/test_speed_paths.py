@@ -144,3 +144,22 @@ def test_on_cuda_graphs_and_the_device_guard_train_as_the_plain_loop(project, pr
         for key in b:
             if "loss" in key:
                 assert a[key] == pytest.approx(b[key], rel=1e-3), key
+
+
+def test_a_compile_failure_is_one_error_naming_the_setting(project, processed_data, tmp_path, monkeypatch):
+    """No silent eager fallback: torch.compile failing on the step stops the run with the fix."""
+    import torch._dynamo.exc
+
+    from mbmt.training.trainer import CompileError
+
+    def no_toolchain(*args, **kwargs):
+        def forward(*a, **k):
+            raise torch._dynamo.exc.TorchDynamoException("no C compiler found")
+        return forward
+
+    processed_data()
+    monkeypatch.setattr(torch, "compile", no_toolchain)
+    run = trainer(tmp_path, "st_ss", compile="default")
+    with pytest.raises(CompileError, match=r"train.compile: default \(TorchDynamoException: no C compiler found\); "
+                                           r"set train.compile: none"):
+        run.fit()

@@ -51,13 +51,11 @@ STAGE_CODE = {
     "preprocess": ["stages/preprocess.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
                    "data/mtan_layout.py", "data/nyu_raw.py", "data/preprocess.py", "tasks.py"],
     "train": ["stages/train.py", "data/__init__.py", "data/augment.py", "data/dataset.py",
-              "data/device_split.py", "data/hdf5.py", "evaluation", "losses.py", "metrics.py", "models",
-              "tasks.py", "training"],
+              "data/device_split.py", "data/hdf5.py", "device.py", "evaluation", "losses.py", "metrics.py",
+              "models", "tasks.py", "training"],
     "evaluate": ["stages/evaluate.py", "data/__init__.py", "data/augment.py", "data/dataset.py",
-                 "data/hdf5.py", "evaluation", "losses.py", "metrics.py", "models", "tasks.py",
-                 "training/__init__.py", "training/checkpoint.py", "training/distributed.py",
-                 "training/weighting.py"],
-    "report": ["stages/report.py", "anchors.py", "data/__init__.py", "data/hdf5.py", "evaluation",
+                 "data/hdf5.py", "device.py", "evaluation", "losses.py", "metrics.py", "models", "tasks.py"],
+    "report": ["stages/report.py", "anchors.py", "data/__init__.py", "data/hdf5.py", "device.py", "evaluation",
                "losses.py", "metrics.py", "models", "paper.py", "predict.py", "reporting", "tasks.py"],
 }
 

@@ -46,6 +46,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
+from mbmt.device import to_numpy
 from mbmt.losses import LOSS_TERMS, cosine, depth_valid, normal_valid, semantic_valid
 from mbmt.tasks import NUM_CLASSES, TASKS
 
@@ -176,7 +177,8 @@ class MetricAccumulator:
         """Add one batch: ``outputs`` as the model returns them, ``batch`` with the targets (and,
         for per-image rows, "index": each image's index in the split)."""
         if self.rows is not None:
-            self.rows["index"].append(np.asarray(batch["index"], dtype=np.int64).reshape(-1))
+            # Host metadata (mbmt.device.HOST_KEYS), but read back should a caller have moved it.
+            self.rows["index"].append(to_numpy(batch["index"], dtype=np.int64).reshape(-1))
         for task in self.tasks:
             prediction = outputs[task]
             if self.state[f"{task}.count"].device != prediction.device:
@@ -240,7 +242,7 @@ class MetricAccumulator:
 
     def _add_rows(self, **rows: torch.Tensor) -> None:
         for key, value in rows.items():
-            self.rows[key].append(value.cpu().numpy())
+            self.rows[key].append(to_numpy(value))
 
     def per_image_rows(self) -> dict[str, np.ndarray]:
         """The per-image rows (PER_IMAGE_KEYS of the tasks, and "index"), one per image added, in order."""

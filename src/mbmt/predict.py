@@ -98,19 +98,21 @@ def predict(model: torch.nn.Module, images: torch.Tensor) -> dict[str, np.ndarra
     """
     import torch
 
+    from mbmt.device import to_numpy
+
     device = next(model.parameters()).device
     model.eval()
     with torch.inference_mode():
         outputs = model(images.to(device))
     result = {}
     for task, out in outputs.items():
-        out = out.float().cpu()
+        out = out.float()
         if task == "semantic":
-            result[task] = out.argmax(dim=1).numpy()
+            result[task] = to_numpy(out.argmax(dim=1))  # the class ids alone cross to the host
         elif task == "depth":
-            result[task] = out[:, 0].numpy()
+            result[task] = to_numpy(out[:, 0])
         else:
-            result[task] = out.permute(0, 2, 3, 1).numpy()
+            result[task] = to_numpy(out.permute(0, 2, 3, 1))
     return result
 
 
@@ -246,8 +248,8 @@ def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
     import matplotlib
     import torch
 
+    from mbmt.device import resolve_device
     from mbmt.models import load_model
-    from mbmt.training.distributed import resolve_device
 
     matplotlib.use("Agg")
     model, meta = load_model(checkpoint, map_location="cpu")

@@ -4,11 +4,8 @@ from mbmt.evaluation.evaluate import (
     accumulate_metrics,
     evaluate_model_file,
     non_finite_metrics,
-    non_finite_tensors,
     read_per_image,
-    to_device,
     write_per_image,
 )
 
-__all__ = ["accumulate_metrics", "evaluate_model_file", "non_finite_metrics", "non_finite_tensors", "read_per_image",
-           "to_device", "write_per_image"]
+__all__ = ["accumulate_metrics", "evaluate_model_file", "non_finite_metrics", "read_per_image", "write_per_image"]

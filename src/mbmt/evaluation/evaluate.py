@@ -20,19 +20,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from mbmt.device import non_finite_tensors, resolve_device, to_device
 from mbmt.errors import MbmtError
 from mbmt.evaluation.protocol import LOGGED_AVERAGING, last_k_blocks
 from mbmt.io import atomic_path
 from mbmt.metrics import AVERAGINGS, MetricAccumulator
-
-
-def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool = False) -> dict[str, Any]:
-    """A loader batch's tensors on ``device``, copied without blocking (loaders pin memory on CUDA)."""
-    moved = {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
-             for key, value in batch.items()}
-    if channels_last:
-        moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
-    return moved
 
 
 def accumulate_metrics(model: torch.nn.Module, loader: Iterable[dict], tasks: Iterable[str], *,
@@ -51,18 +43,6 @@ def accumulate_metrics(model: torch.nn.Module, loader: Iterable[dict], tasks: It
     finally:
         model.train(was_training)
     return accumulator
-
-
-def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
-    """The names of the floating-point tensors of a state dict that hold a NaN or an infinity.
-
-    One reduction per tensor on its device, then a single host synchronisation for all of them.
-    """
-    named = [(key, value) for key, value in state.items() if value.is_floating_point()]
-    if not named:
-        return []
-    finite = torch.stack([torch.isfinite(value).all() for _, value in named]).tolist()
-    return [key for (key, _), ok in zip(named, finite) if not ok]
 
 
 def non_finite_metrics(blocks: dict[str, dict[str, float | None]]) -> list[str]:
@@ -91,7 +71,6 @@ def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, A
     from mbmt.paths import live_dir, model_file, split_file
     from mbmt.provenance import collect
     from mbmt.io import sha256_file
-    from mbmt.training.distributed import resolve_device
 
     path = model_file(name, seed)
     train = f"mbmt train {name} --seed {seed}"

@@ -17,7 +17,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from mbmt.errors import MbmtError, ParamsError
+from mbmt.device import resolve_device
+from mbmt.errors import ParamsError
 
 
 @dataclass(frozen=True)
@@ -40,20 +41,6 @@ class DistributedContext:
     @property
     def cuda(self) -> bool:
         return self.device.type == "cuda"
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """params train.device (auto | cpu | cuda) -> the torch device of this process."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ParamsError("train.device is 'cuda' but no CUDA device is visible; set train.device: auto or cpu")
-        if local_rank >= torch.cuda.device_count():
-            raise MbmtError(f"LOCAL_RANK {local_rank} has no GPU ({torch.cuda.device_count()} visible); "
-                            f"start torchrun with --nproc-per-node at most the number of GPUs")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
 def setup(device: str) -> DistributedContext:

@@ -18,11 +18,12 @@ history stored in the checkpoint, so it always matches the weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,9 @@ from tqdm.auto import tqdm
 
 from mbmt.data.dataset import NYUv2Dataset
 from mbmt.data.device_split import DeviceSplit
+from mbmt.device import non_finite_tensors, to_device
 from mbmt.errors import MbmtError
-from mbmt.evaluation import accumulate_metrics, non_finite_metrics, non_finite_tensors, to_device
+from mbmt.evaluation import accumulate_metrics, non_finite_metrics
 from mbmt.io import atomic_path
 from mbmt.losses import LOSS_TERMS
 from mbmt.models import create_model, save_model
@@ -73,6 +75,10 @@ CUDA_VAL_BATCH = 16
 class DivergedError(MbmtError):
     """A loss, weight, buffer or validation metric is no longer finite. Raised before the update
     or the checkpoint of that epoch, so the last good checkpoint stays and nothing is published."""
+
+
+class CompileError(MbmtError):
+    """torch.compile failed on the training step (train.compile): no silent eager fallback."""
 
 
 class CheckpointMismatchError(MbmtError):
@@ -157,6 +163,7 @@ class Trainer:
                                           fused=self.sync_every > 1 or None)
         self.compile_mode = train["compile"]
         self.forward = compiled(self.model, self.compile_mode)
+        self.compile_record = CompileRecord(self.compile_mode, context.device)
         # The device-side guard: False from the first step with a non-finite loss on (see train_step).
         self.healthy = torch.ones((), dtype=torch.bool, device=context.device)
         self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=context.device)
@@ -214,10 +221,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["model"])
-        fused = [group["fused"] for group in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group, value in zip(self.optimizer.param_groups, fused):
-            group["fused"] = value  # this run's choice (train.sync_every), not the checkpoint's
+        self.optimizer.load_state_dict(with_fused(state["optimizer"], self.optimizer))
         self.scheduler.load_state_dict(state["scheduler"])
         self.weighting.load_state_dict(state["weighting"])
         set_rng_state(state["rng"][self.context.rank])
@@ -257,7 +261,7 @@ class Trainer:
         batch = to_device(batch, self.context.device, self.channels_last)
         if self.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are consumed
-        with torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with self.compile_errors(), torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.amp):
             outputs = self.forward(batch["image"])
         losses = self.global_batch_losses(outputs, batch)
         values = torch.stack([losses[task].detach() for task in self.tasks])
@@ -274,9 +278,26 @@ class Trainer:
             self.optimizer.found_inf = (~self.healthy).float()
         total = self.weighting.total_loss(losses, epoch)
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        with self.compile_errors():  # the compiled backward may be compiled only now
+            total.backward()
         self.optimizer.step()
         return values
+
+    @contextlib.contextmanager
+    def compile_errors(self) -> Iterator[None]:
+        """A failure of torch.compile (train.compile) as one CompileError naming the setting and the fix."""
+        if self.compile_mode == "none":
+            yield
+            return
+        import torch._dynamo.exc
+
+        try:
+            yield
+        except torch._dynamo.exc.TorchDynamoException as exc:
+            reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise CompileError(f"model {self.name}: torch.compile failed on the training step under train.compile: "
+                               f"{self.compile_mode} ({type(exc).__name__}: {reason.strip()}); set train.compile: none "
+                               f"to train eagerly (the same results up to rounding, slower)") from exc
 
     def global_batch_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Each task's loss over the valid pixels of the global batch (all ranks' shares together).
@@ -441,6 +462,7 @@ class Trainer:
             "final": self.history[-1]["metrics"],
             "run": {"directory": str(self.run_dir), "settings": self.settings},
             "world_size": self.context.world_size,
+            "compile": self.compile_record.summary(),
             "provenance": collect(self.params, str(self.context.device)),
         }
         # Plain JSON types only (torch.__version__ is a str subclass): files load with weights_only.
@@ -453,6 +475,21 @@ class Trainer:
             shutil.copytree(self.run_dir / LIVE_DIR, tmp / LIVE_DIR)
 
 
+def with_fused(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Optimiser state ``saved`` with ``optimizer``'s own ``fused`` flags (this run's train.sync_every)
+    in its parameter groups, for ``optimizer.load_state_dict``.
+
+    load_state_dict places each parameter's ``step`` by the *loaded* groups' ``fused`` flag (torch/optim/
+    optimizer.py, _process_value_according_to_param_policy): on the parameter's device for fused Adam,
+    on the host otherwise, and it takes the flag itself from them too. sync_every is not part of the run's
+    identity, so a checkpoint may come from the other kind of Adam: with its flag, fused Adam on CUDA would
+    get host ``step`` tensors (and fail), plain Adam device ones (a read-back per parameter and step).
+    """
+    own = {index: group["fused"] for index, group in enumerate(optimizer.param_groups)}
+    groups = [{**group, "fused": own.get(index, group.get("fused"))} for index, group in enumerate(saved["param_groups"])]
+    return {**saved, "param_groups": groups}
+
+
 def resolve_auto(value: int | str, *, cpu: int, cuda: int, context: DistributedContext) -> int:
     """A train setting that may be `auto`: ``cpu`` (the exact computation) on CPU, ``cuda`` on CUDA."""
     if value != "auto":
@@ -463,16 +500,57 @@ def resolve_auto(value: int | str, *, cpu: int, cuda: int, context: DistributedC
 def compiled(model: torch.nn.Module, mode: str):
     """``model`` under torch.compile (params train.compile), or itself for ``none``.
 
-    Whatever cannot be compiled (an unsupported operation, no compiler toolchain) or captured in a
-    CUDA graph runs eagerly instead, with a warning: the results are the same up to rounding.
+    A compile failure (an unsupported operation, no compiler toolchain) is an error
+    (Trainer.compile_errors), never a silent eager run: a run that says it is compiled is. What
+    was compiled, broken into pieces or captured in CUDA graphs is recorded (CompileRecord).
     """
     if mode == "none":
         return model
     import torch._dynamo
 
-    torch._dynamo.config.suppress_errors = True
+    torch._dynamo.config.suppress_errors = False  # an environment's TORCHDYNAMO_SUPPRESS_ERRORS included
     # One input shape per run, except a smaller last batch: no dynamic-shape kernels.
     return torch.compile(model, mode=None if mode == "default" else mode, dynamic=False)
+
+
+class CompileRecord:
+    """What torch.compile did for this process's training, for the training summary ("compile").
+
+    From torch's own process-wide counters (torch._dynamo.utils.counters), taken when the trainer is
+    built and again for the summary: ``graphs`` compiled (dynamo's stats/unique_graphs), ``graph_breaks``
+    (the forward ran in compiled pieces with eager code between them), and, under reduce-overhead on
+    CUDA, whether CUDA graphs were recorded (cudagraph trees' manager of the device has a recorded
+    graph) and how many compiled graphs inductor left out of them (inductor/cudagraph_skips).
+    ``compiled``: at least one graph ran compiled. A resumed run records its last process only.
+    """
+
+    def __init__(self, mode: str, device: torch.device):
+        self.mode, self.device = mode, device
+        self.start = self.counters() if mode != "none" else {}
+
+    @staticmethod
+    def counters() -> dict[str, int]:
+        from torch._dynamo.utils import counters
+
+        return {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
+                "cuda_graph_skips": counters["inductor"]["cudagraph_skips"]}
+
+    def cuda_graphs_recorded(self) -> bool | None:
+        """Whether cudagraph trees recorded a graph on this device; None if this torch does not say."""
+        if self.mode != "reduce-overhead" or self.device.type != "cuda":
+            return False
+        from torch._inductor import cudagraph_trees
+
+        manager = cudagraph_trees.get_manager(self.device.index or 0, create_if_none_exists=False)
+        roots = getattr(manager, "roots", None) if manager is not None else {}
+        return None if roots is None else any(roots.values())
+
+    def summary(self) -> dict[str, Any]:
+        if self.mode == "none":
+            return {"mode": "none", "compiled": False, "cuda_graphs": False}
+        now = self.counters()
+        delta = {key: value - self.start[key] for key, value in now.items()}
+        return {"mode": self.mode, "compiled": delta["graphs"] > 0, "cuda_graphs": self.cuda_graphs_recorded(), **delta}
 
 
 def end_live(live) -> None:
