@@ -56,7 +56,7 @@ STAGE_CODE = {
     "evaluate": ["stages/evaluate.py", "data/__init__.py", "data/augment.py", "data/dataset.py",
                  "data/hdf5.py", "device.py", "evaluation", "losses.py", "metrics.py", "models", "tasks.py"],
     "report": ["stages/report.py", "anchors.py", "data/__init__.py", "data/hdf5.py", "device.py", "evaluation",
-               "losses.py", "metrics.py", "models", "paper.py", "predict.py", "reporting", "tasks.py"],
+               "losses.py", "metrics.py", "models", "paper.py", "predict.py", "reporting", "tasks.py", "visual.py"],
 }
 
 # Files DVC does not hash inside a folder dependency (.dvcignore lists the same).

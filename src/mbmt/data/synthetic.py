@@ -1329,15 +1329,14 @@ def generate(count: int, height: int, width: int, seed: int, *, split: str,
 def plot_samples(samples: list[dict[str, np.ndarray]], path: str | Path) -> None:
     """Draw samples one per row — RGB, depth, labels, normals — with a class legend, to a PNG.
 
-    Colours are mbmt.predict's (as in the report). Imports matplotlib and mbmt.predict (torch).
+    Colours are mbmt.visual's (as in `mbmt predict` and the report). Imports matplotlib.
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure  # no pyplot: no global figure state, no GUI backend
-    from matplotlib.patches import Patch
 
     from mbmt.io import atomic_path
-    from mbmt.predict import DEPTH_COLORMAP, SEMANTIC_PALETTE, colorize_depth, colorize_normal, colorize_semantic
+    from mbmt.visual import DEPTH_COLORMAP, class_legend_handles, colorize_depth, colorize_normal, colorize_semantic
 
     height, width = samples[0]["depth"].shape
     vmax = max(float(s["depth"].max()) for s in samples)
@@ -1356,8 +1355,6 @@ def plot_samples(samples: list[dict[str, np.ndarray]], path: str | Path) -> None
     scale = axes[-1, 1].inset_axes((0.05, -0.1, 0.9, 0.05))  # under the last depth panel
     fig.colorbar(ScalarMappable(Normalize(0.0, vmax), DEPTH_COLORMAP), cax=scale,
                  orientation="horizontal", label="depth (m)")
-    handles = [Patch(facecolor=SEMANTIC_PALETTE[i] / 255, edgecolor="black", linewidth=0.3, label=name)
-               for i, name in enumerate(CLASS_NAMES)]
-    fig.legend(handles=handles, loc="outside lower center", ncol=7, fontsize=9, frameon=False)
+    fig.legend(handles=class_legend_handles(), loc="outside lower center", ncol=7, fontsize=9, frameon=False)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
