@@ -46,7 +46,7 @@ STAGE_PARAMS = {
 # what it computes, and is left out so that e.g. a new CLI option does not retrain every model.
 STAGE_CODE = {
     "fetch": ["stages/fetch.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
-              "data/mtan_layout.py", "data/synthetic.py", "tasks.py"],
+              "data/mtan_layout.py", "data/synthetic", "tasks.py"],
     "weights": ["stages/weights.py", "models", "tasks.py"],
     "preprocess": ["stages/preprocess.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
                    "data/mtan_layout.py", "data/nyu_raw.py", "data/preprocess.py", "tasks.py"],
