@@ -36,9 +36,10 @@ resolution; `render` draws it at any size; `generate` chains the two. numpy only
 the commands that render scenes start fast.
 
 The modules, in the order a sample is made: `scene` (what a sample shows, NYUv2's camera, the
-class ids), `layout` (drawing a scene: the room, its furniture, the camera, the light, the holes),
-`textures` (the materials), `render` (ray casting, lighting, the Kinect's holes, the image) and
-`plots` (a picture of samples to look at). The names below are importable from here.
+class ids), `layout` (drawing a scene: the room, its furniture placed, the camera, the light, the
+holes), `furniture` (items built from boxes, the colour palettes), `textures` (the materials),
+`render` (ray casting, lighting, the Kinect's holes, the image) and `plots` (a picture of samples
+to look at). The names below are importable from here.
 """
 
 from __future__ import annotations
