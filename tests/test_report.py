@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mbmt import anchors, paper
-from mbmt.reporting import document, figures, tables
+from mbmt.reporting import document, figures, render, tables
 from mbmt.reporting.sources import Samples
 from mbmt.reporting.tables import Num, relative_improvement
 
@@ -66,7 +66,7 @@ def test_results_table_merges_the_st_nets_into_the_efficientps_column():
     assert extra[1].value == 30.0 and extra[4].value == 0.6076
     # Not a paper column: no "(paper)" beside it; the later published results follow it.
     assert table.columns[-1 - len(anchors.ANCHORS)] == "MBMT-Net full, from scratch (ours)"
-    markdown, csv = tables.to_markdown(table), tables.to_csv(table)
+    markdown, csv = render.to_markdown(table), render.to_csv(table)
     assert "| SS | SS loss ↓ | 2.1877 | 2.1877 |" in markdown and "| 17.15 |" in markdown
     assert "SS,mIoU (%) ↑,21.23,21.23," in csv
 
@@ -86,7 +86,7 @@ def test_parameter_table_beside_the_paper():
     table = tables.parameter_table(counts)
     assert [str(c) for c in table.rows[0][1:]] == ["4,361,098", "8,722,196", "0.500", "32,063,398", "32,063,398", "1.000"]
     assert table.rows[1][2] is None and table.rows[1][3] is None  # not in the paper
-    assert tables.to_csv(table).splitlines()[1] == "MBMT-Net DWA (partial),4361098,8722196,0.5,32063398,32063398,1.0"
+    assert render.to_csv(table).splitlines()[1] == "MBMT-Net DWA (partial),4361098,8722196,0.5,32063398,32063398,1.0"
 
 
 def test_architecture_table_from_model_files():
@@ -174,7 +174,7 @@ def test_run_table_holds_the_facts_the_index_opens_with():
 
 def test_html_table_is_a_page_of_its_own():
     """Snakemake's report embeds each file alone: the title, the table and its notes, text escaped."""
-    page = tables.to_html(tables.parameter_table({"mbmt_partial": {"trainable": 5, "total": 7},
+    page = render.to_html(tables.parameter_table({"mbmt_partial": {"trainable": 5, "total": 7},
                                                   "a<b": {"trainable": 1, "total": 1}}))
     assert page.startswith("<!doctype html>") and "<title>Parameters (trainable / total)</title>" in page
     rows = re.findall(r"<tr>(.*?)</tr>", page)
@@ -215,7 +215,7 @@ def test_tables_show_mean_and_sample_std_over_seeds():
     assert str(ours["mIoU (%) ↑"]) == "24.84 ± 1.41"
     assert ours["Rel err ↓"].std == 0.0 and str(ours["Abs err (m) ↓"]) == "0.6076 ± 0.0141"
     assert "n=2 seeds" in " ".join(table.notes)
-    csv_rows = tables.to_csv(table).splitlines()
+    csv_rows = render.to_csv(table).splitlines()
     header = csv_rows[0].split(",")
     std_column = header.index("MBMT-Net DWA (partial) (ours) std")
     assert header[std_column - 1] == "MBMT-Net DWA (partial) (ours)"
@@ -248,9 +248,9 @@ def test_paired_table_and_significance_marks():
     assert str(cells[("MTAN DWA", "Abs err (m) ↓")]) == "-2.88%"  # interval holds 0: not significant
     assert str(cells[("MTAN DWA", "Pixel acc (%) ↑")]) == "-4.02%*"  # significantly worse is marked too
     assert cells[("MTAN DWA", "SS loss ↓")] is None and cells[("MT-Net DWA", "Mean angle (deg) ↓")].significant is None
-    header = tables.to_csv(improvements).splitlines()[0]
+    header = render.to_csv(improvements).splitlines()[0]
     assert "MBMT-Net DWA (partial) (ours) significant" in header
-    assert "44.84%*" in tables.to_markdown(improvements)
+    assert "44.84%*" in render.to_markdown(improvements)
 
 
 def test_reference_columns_hold_the_later_published_results():

@@ -46,7 +46,7 @@ STAGE_PARAMS = {
 # what it computes, and is left out so that e.g. a new CLI option does not retrain every model.
 STAGE_CODE = {
     "fetch": ["stages/fetch.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
-              "data/mtan_layout.py", "data/synthetic.py", "tasks.py"],
+              "data/mtan_layout.py", "data/synthetic", "tasks.py"],
     "weights": ["stages/weights.py", "models", "tasks.py"],
     "preprocess": ["stages/preprocess.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
                    "data/mtan_layout.py", "data/nyu_raw.py", "data/preprocess.py", "tasks.py"],
@@ -56,7 +56,7 @@ STAGE_CODE = {
     "evaluate": ["stages/evaluate.py", "data/__init__.py", "data/augment.py", "data/dataset.py",
                  "data/hdf5.py", "device.py", "evaluation", "losses.py", "metrics.py", "models", "tasks.py"],
     "report": ["stages/report.py", "anchors.py", "data/__init__.py", "data/hdf5.py", "device.py", "evaluation",
-               "losses.py", "metrics.py", "models", "paper.py", "predict.py", "reporting", "tasks.py"],
+               "losses.py", "metrics.py", "models", "paper.py", "predict.py", "reporting", "tasks.py", "visual.py"],
 }
 
 # Files DVC does not hash inside a folder dependency (.dvcignore lists the same).

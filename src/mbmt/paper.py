@@ -5,15 +5,30 @@ state-of-the-art MTAN", "Relative improvements of MBMT-Net"). Units as published
 mIoU, pixel accuracy and the within-angle rates, metres for depth, degrees for angles.
 """
 
-# Model name in params.yaml -> (column title in the paper, architecture row of its table).
+from typing import NamedTuple
+
+
+class Architecture(NamedTuple):
+    """A model's column title in the paper and its row of the paper's architecture table."""
+
+    title: str
+    context: str
+    backbone: str
+    architecture: str
+    abbreviation: str
+
+
+# Model name in params.yaml -> its Architecture as published.
 ARCHITECTURES = {
-    "st_ss": ("EfficientPS-SS", "Single-Task", "1x EfficientNet-b2", "EfficientPS (SS)", "ST-SS-Net"),
-    "st_de": ("EfficientPS-DE", "Single-Task", "1x EfficientNet-b2", "EfficientPS (DE)", "ST-DE-Net"),
-    "st_snp": ("EfficientPS-SNP", "Single-Task", "1x EfficientNet-b2", "EfficientPS (SNP)", "ST-SNP-Net"),
-    "mtnet": ("MT-Net DWA", "Multi-Task", "1x EfficientNet-b5", "MT-EfficientPS DWA (SS+DE+SNP)", "MT-Net"),
-    "mbmt_partial": ("MBMT-Net DWA", "Multi-Backbone Multi-Task", "3x EfficientNet-b2",
-                     "MT-EfficientPS DWA (SS+DE+SNP)", "MBMT-Net"),
-    "mtan": ("MTAN DWA", "Multi-Task", "SegNet", "MTAN DWA (SS+DE+SNP)", "MTAN"),
+    "st_ss": Architecture("EfficientPS-SS", "Single-Task", "1x EfficientNet-b2", "EfficientPS (SS)", "ST-SS-Net"),
+    "st_de": Architecture("EfficientPS-DE", "Single-Task", "1x EfficientNet-b2", "EfficientPS (DE)", "ST-DE-Net"),
+    "st_snp": Architecture("EfficientPS-SNP", "Single-Task", "1x EfficientNet-b2", "EfficientPS (SNP)",
+                           "ST-SNP-Net"),
+    "mtnet": Architecture("MT-Net DWA", "Multi-Task", "1x EfficientNet-b5", "MT-EfficientPS DWA (SS+DE+SNP)",
+                          "MT-Net"),
+    "mbmt_partial": Architecture("MBMT-Net DWA", "Multi-Backbone Multi-Task", "3x EfficientNet-b2",
+                                 "MT-EfficientPS DWA (SS+DE+SNP)", "MBMT-Net"),
+    "mtan": Architecture("MTAN DWA", "Multi-Task", "SegNet", "MTAN DWA (SS+DE+SNP)", "MTAN"),
 }
 
 # Trainable and total parameters as published.
@@ -71,13 +86,24 @@ RESULTS = {
     },
 }
 
-# The published relative-improvement table of MBMT-Net (percent, positive = MBMT-Net better), in
-# the column order: trainable params, total params, then METRICS. None = not published (blank).
+# The columns of the published relative-improvement table, in its order: the trainable and total
+# parameters, then METRICS, each as (task, metric key) with "parameters" as the task of the counts.
+IMPROVEMENT_COLUMNS = (("parameters", "trainable"), ("parameters", "total"),
+                       *((task, key) for task, key, _, _ in METRICS))
+
+# The published relative-improvement table of MBMT-Net (percent, positive = MBMT-Net better), one
+# row per baseline as transcribed, in IMPROVEMENT_COLUMNS order. None = not published (blank).
 # The metric columns follow from RESULTS as (ours - theirs) / theirs, signed; the slides' garbled
 # "-2,.8%" (abs err vs MTAN) is -2.88 by that formula. The total-parameter columns do not follow
 # from PARAMETERS (which gives 27.51 % vs MTAN and 1.81 % vs MT-Net); they are kept as published.
-RELATIVE_IMPROVEMENTS = {
+RELATIVE_IMPROVEMENT_ROWS = {
     "mtan": [80.28, 26.32, None, 44.84, -4.02, None, -2.88, 0.00, None, -1.56, -3.36, -3.51, -2.67, -2.83],
     "efficientps_st": [None, None, 1.24, 17.00, 5.39, 11.44, 11.44, 11.81, 3.33, 2.33, 3.35, 5.86, 3.41, 2.58],
     "mtnet": [73.29, 0.20, 1.75, 19.02, 7.94, 1.76, 1.76, 2.91, 7.80, 5.60, 8.59, 15.31, 9.84, 7.21],
 }
+
+# The same numbers by name: baseline -> (task, metric key) -> percent or None, e.g.
+# RELATIVE_IMPROVEMENTS["mtan"][("semantic", "miou")] == 44.84. strict: a row of the wrong length
+# fails on import rather than shifting every later column.
+RELATIVE_IMPROVEMENTS = {baseline: dict(zip(IMPROVEMENT_COLUMNS, row, strict=True))
+                         for baseline, row in RELATIVE_IMPROVEMENT_ROWS.items()}

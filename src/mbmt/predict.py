@@ -1,15 +1,7 @@
-"""Run a trained model on RGB images; colour maps for segmentation, depth and normals.
+"""Run a trained model on RGB images and draw each task's prediction to a PNG.
 
-The colourisation functions are shared with the report's qualitative figure, so a prediction
-looks the same wherever it is shown:
-
-- segmentation: one fixed colour per NYUv2 class (`SEMANTIC_PALETTE`, `CLASS_NAMES` order),
-  unlabelled (-1) black;
-- depth: matplotlib's perceptually uniform "viridis" over [vmin, vmax] metres, clamped to the scale;
-  in ground truth, 0 marks a missing measurement (black); a prediction has none (MTAN's depth is not
-  forced positive, and a value <= 0 m is drawn at the near end);
-- normals: the unit vector's components mapped from [-1, 1] to [0, 255] as (R, G, B) = (x, y, z),
-  missing (all-zero) black.
+The maps are coloured by mbmt.visual (as in the report's figures); its names (`SEMANTIC_PALETTE`,
+`colorize_semantic`, `colorize_depth`, `colorize_normal`, ...) are importable from here too.
 
 Images are resized (bilinear, antialiased) to the resolution the model was trained at, which
 the model file records; the outputs are at that resolution. Every input is checked (found,
@@ -27,69 +19,25 @@ import numpy as np
 
 from mbmt.errors import DataError, MbmtError
 from mbmt.io import atomic_path
-from mbmt.tasks import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES
+from mbmt.visual import (  # noqa: F401  (MISSING_COLOUR, SEMANTIC_PALETTE: re-exported for callers)
+    DEPTH_COLORMAP,
+    MISSING_COLOUR,
+    SEMANTIC_PALETTE,
+    class_legend_handles,
+    colorize_depth,
+    colorize_normal,
+    colorize_semantic,
+)
 
 if TYPE_CHECKING:
     import torch
 
-# One colour per class of CLASS_NAMES (bed, books, ceiling, chair, floor, furniture, objects,
-# picture, sofa, table, tv, wall, window): distinct hues, none black (unlabelled) or white (paper).
-SEMANTIC_PALETTE = np.array([
-    (0, 114, 178),    # bed
-    (230, 159, 0),    # books
-    (190, 190, 190),  # ceiling
-    (213, 94, 0),     # chair
-    (120, 80, 40),    # floor
-    (0, 158, 115),    # furniture
-    (240, 228, 66),   # objects
-    (204, 121, 167),  # picture
-    (86, 180, 233),   # sofa
-    (160, 60, 60),    # table
-    (40, 40, 120),    # tv
-    (150, 150, 110),  # wall
-    (150, 230, 230),  # window
-], dtype=np.uint8)
-MISSING_COLOUR = np.zeros(3, dtype=np.uint8)
-DEPTH_COLORMAP = "viridis"
 DEPTH_RANGE_M = (0.0, 10.0)  # NYUv2's Kinect range; widened when a prediction goes beyond it
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 COLOUR_MODES = ("RGB", "RGBA", "P", "CMYK", "YCbCr")  # what a folder contributes
 # Single-channel PIL modes wider than 8 bits (I;16*, I, F). Converting them to RGB clips to 0..255
 # (a 16-bit image comes out almost white), and they are mostly depth maps: refused, even by name.
 WIDE_MODE_BITS = {"I": "32-bit integer", "F": "32-bit float"}
-
-
-def colorize_semantic(ids: np.ndarray) -> np.ndarray:
-    """(H, W) class ids -1..12 -> (H, W, 3) uint8; unlabelled (-1) black."""
-    ids = np.asarray(ids)
-    if ids.min(initial=0) < IGNORE_LABEL or ids.max(initial=0) >= NUM_CLASSES:
-        raise ValueError(f"class ids span [{ids.min()}, {ids.max()}], expected {IGNORE_LABEL}..{NUM_CLASSES - 1}")
-    table = np.vstack([SEMANTIC_PALETTE, MISSING_COLOUR])  # index -1 reads the last row
-    return table[ids]
-
-
-def colorize_depth(depth: np.ndarray, vmin: float, vmax: float, *, predicted: bool = False) -> np.ndarray:
-    """(H, W) metres -> (H, W, 3) uint8 through DEPTH_COLORMAP over [vmin, vmax], clamped to it.
-
-    Ground truth (``predicted`` False): 0 marks a missing measurement, so <= 0 is black. A
-    prediction has no missing pixels: <= 0 m (MTAN's depth is not forced positive) is clamped to
-    the near end like any value below ``vmin``. Non-finite values are black either way.
-    """
-    import matplotlib
-
-    depth = np.asarray(depth, dtype=np.float64)
-    scaled = np.clip((depth - vmin) / max(vmax - vmin, 1e-12), 0.0, 1.0)
-    rgb = matplotlib.colormaps[DEPTH_COLORMAP](scaled, bytes=True)[..., :3]
-    rgb[~(np.isfinite(depth) & ((depth > 0) | predicted))] = MISSING_COLOUR
-    return rgb
-
-
-def colorize_normal(normal: np.ndarray) -> np.ndarray:
-    """(H, W, 3) unit vectors -> (H, W, 3) uint8, (x, y, z) in [-1, 1] as (R, G, B); all-zero black."""
-    normal = np.asarray(normal, dtype=np.float64)
-    rgb = np.rint((np.clip(normal, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
-    rgb[~np.any(normal != 0, axis=-1)] = MISSING_COLOUR
-    return rgb
 
 
 def predict(model: torch.nn.Module, images: torch.Tensor) -> dict[str, np.ndarray]:
@@ -202,12 +150,9 @@ def _save(fig, path: Path) -> None:
 
 def write_semantic_png(ids: np.ndarray, path: Path, title: str) -> None:
     """The segmentation with a legend of the class names."""
-    from matplotlib.patches import Patch
-
     fig, ax = _figure(colorize_semantic(ids), title)
-    handles = [Patch(facecolor=SEMANTIC_PALETTE[i] / 255, edgecolor="black", linewidth=0.3, label=name)
-               for i, name in enumerate(CLASS_NAMES)]
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+    ax.legend(handles=class_legend_handles(), loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8,
+              frameon=False)
     _save(fig, path)
 
 

@@ -3,6 +3,7 @@
 # (src/mbmt/dag.py; tests/test_dag.py compares the two front ends).
 
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -25,13 +26,6 @@ def code(stage):
     return [str(path) for path in code_files(stage, SRC)]
 
 
-def lookup(key):
-    value = config
-    for part in key.split("."):
-        value = value[part]
-    return value
-
-
 def canonical(value):
     """``value`` with mappings sorted by key: Snakemake compares params by repr, DVC by value."""
     if isinstance(value, dict):
@@ -45,7 +39,9 @@ def tracked_params(stage):
     """A ``params:`` function giving {key: value} for the keys STAGE_PARAMS[stage] of the job."""
 
     def values(wildcards):
-        return {key: canonical(lookup(key)) for key in (k.format(**wildcards) for k in STAGE_PARAMS[stage])}
+        keys = (k.format(**wildcards) for k in STAGE_PARAMS[stage])
+        # Snakemake's lookup walks the config by a dpath: the params key data.height is data/height
+        return {key: canonical(lookup(dpath=key.replace(".", "/"), within=config)) for key in keys}
 
     return values
 
@@ -80,6 +76,16 @@ FROM_DATA = dag.trained_from_data(config)
 
 # Every model trains and is evaluated once per seed (params seeds), as separate jobs.
 SEEDS = dag.seeds(config)
+
+
+# What a wildcard may stand for, in every rule: the models and seeds of the params and the
+# backbones that need ImageNet weights ("(?!)", matching nothing, when none does). Rules train and
+# train_from_st narrow {model} further, each to the models it trains.
+wildcard_constraints:
+    model="|".join(MODELS),
+    seed="|".join(map(str, SEEDS)),
+    backbone="|".join(map(re.escape, dag.imagenet_backbones(config))) or "(?!)",
+
 
 # Without presets the commands read params.yaml by default and are exactly dvc.yaml's.
 PARAM_OPTIONS = "".join(f" --params {shlex.quote(f)}" for f in PARAM_FILES) if PARAM_FILES != [str(paths.PARAMS_FILE)] else ""

@@ -14,9 +14,6 @@ rule evaluate:
         "logs/evaluate/{model}/seed{seed}.log",
     benchmark:
         "benchmarks/results/evaluate/{model}/seed{seed}.tsv"
-    wildcard_constraints:
-        model="|".join(MODELS),
-        seed="|".join(map(str, SEEDS)),
     threads: 4
     resources:
         gpu=1,

@@ -17,7 +17,6 @@ rule train:
         "benchmarks/results/train/{model}/seed{seed}.tsv"
     wildcard_constraints:
         model="|".join(FROM_DATA),
-        seed="|".join(map(str, SEEDS)),
     threads: 8
     resources:
         gpu=1,

@@ -1,8 +1,6 @@
 # Get the ImageNet weights of each backbone that a model with pretrained: true starts from into
 # data/weights/ (Hugging Face Hub, its cache, or params backbone_weights), one job per backbone.
 
-import re
-
 # Downloads run where the workflow was started, like fetch: cluster nodes often have no internet.
 localrules:
     weights,
@@ -19,8 +17,6 @@ rule weights:
         "logs/weights/{backbone}.log",
     benchmark:
         "benchmarks/results/weights/{backbone}.tsv"
-    wildcard_constraints:
-        backbone="|".join(map(re.escape, dag.imagenet_backbones(config))) or "(?!)",
     threads: 1
     shell:
         mbmt("weights", "{wildcards.backbone}") + TO_LOG

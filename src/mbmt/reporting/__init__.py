@@ -1,6 +1,7 @@
 """The report (`mbmt report`): the paper's tables and figures, each measured value beside the published one.
 
-tables: the four tables as data, from metrics JSON and parameter counts; Markdown, CSV and HTML.
+tables: the paper's tables as data, from metrics JSON and parameter counts.
+render: those tables as Markdown, CSV and HTML.
 sources: what the report reads (metrics, model files, splits) and the md5 of each file.
 figures: training curves from the DVCLive logs; predictions beside the ground truth.
 document: reports/README.md, the index, and what was run (tables/run.*). build: writes reports/.

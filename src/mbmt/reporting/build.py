@@ -12,6 +12,7 @@ from mbmt.io import atomic_path, write_json
 from mbmt.provenance import git_revision
 from mbmt.reporting import document, figures
 from mbmt.metrics import PER_IMAGE_KEYS
+from mbmt.reporting.render import to_csv, to_html, to_markdown
 from mbmt.reporting.sources import ModelResult, Samples, read_dataset, read_model, read_samples
 from mbmt.reporting.statistics import Interval, merge_rows, paired_intervals
 from mbmt.reporting.tables import (
@@ -27,9 +28,6 @@ from mbmt.reporting.tables import (
     parameter_table,
     results_table,
     single_task_models,
-    to_csv,
-    to_html,
-    to_markdown,
 )
 from mbmt.tasks import TASKS
 

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mbmt import anchors
-from mbmt.reporting.tables import Table, to_markdown
+from mbmt.reporting.render import to_markdown
+from mbmt.reporting.tables import Table
 
 RUN_TITLE = "What was run"
 

@@ -1,6 +1,6 @@
 """The report's figures: training curves from the DVCLive logs, and predictions beside the ground truth.
 
-Predictions are coloured with mbmt.predict's functions, so they look as `mbmt predict` draws them.
+Maps are coloured by mbmt.visual, so they look as `mbmt predict` draws them.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from mbmt.evaluation.protocol import read_curve
-from mbmt.predict import SEMANTIC_PALETTE, colorize_depth, colorize_normal, colorize_semantic
 from mbmt.reporting.sources import Samples
-from mbmt.tasks import CLASS_NAMES, TASK_ABBREVIATIONS, TASKS
+from mbmt.tasks import TASK_ABBREVIATIONS, TASKS
+from mbmt.visual import class_legend_handles, colorize_depth, colorize_normal, colorize_semantic
 
 # Each task's validation curve: the metric the paper leads with.
 HEADLINE = {"semantic": ("miou", "mIoU (%)"), "depth": ("abs_err", "abs error (m)"),
@@ -81,11 +81,7 @@ def _ground_truth(samples: Samples, task: str, index: int) -> np.ndarray:
 
 
 def _legend(fig) -> None:
-    from matplotlib.patches import Patch
-
-    handles = [Patch(facecolor=SEMANTIC_PALETTE[i] / 255, edgecolor="black", linewidth=0.3, label=name)
-               for i, name in enumerate(CLASS_NAMES)]
-    fig.legend(handles=handles, loc="outside lower center", ncol=7, fontsize=7, frameon=False)
+    fig.legend(handles=class_legend_handles(), loc="outside lower center", ncol=7, fontsize=7, frameon=False)
 
 
 def qualitative(samples: Samples, predictions: Mapping[str, np.ndarray], model_title: str, path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Pure functions of the metrics JSON (DESIGN §3 blocks, paper units), one per seed of each model,
 the parameter counts and the paired intervals (mbmt.reporting.statistics), so every number can
-be checked by hand; rendering to Markdown, CSV and HTML is at the end. Our numbers are the mean
+be checked by hand; mbmt.reporting.render writes them as Markdown, CSV and HTML. Our numbers are the mean
 ± the sample standard deviation over the seeds (no ± with one seed); the later published
 results (mbmt.anchors) stand beside the paper's as reference columns.
 
@@ -12,9 +12,6 @@ the EfficientPS column is each task's single-task model (ST-SS for SS, ST-DE for
 
 from __future__ import annotations
 
-import csv
-import html
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -166,7 +163,9 @@ def architecture_table(models: Mapping[str, Mapping]) -> Table:
     rows = []
     for name, meta in models.items():
         published = paper.ARCHITECTURES.get(name)
-        context, backbone, architecture, abbreviation = published[1:] if published else (None,) * 4
+        context, backbone, architecture, abbreviation = (
+            (published.context, published.backbone, published.architecture, published.abbreviation)
+            if published else (None,) * 4)
         backbones = meta.get("backbones") or []
         measured_backbone = (" + ".join(f"{backbones.count(b)}x {b}" for b in dict.fromkeys(backbones))
                              if backbones else f"SegNet, filters {meta['model'].get('filters')}")
@@ -280,7 +279,7 @@ def improvement_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[
     quantities += [(task, key, label(task, key), higher) for task, key, _, higher in paper.METRICS]
     rows = []
     for baseline in BASELINES:
-        for index, (task, key, text, higher) in enumerate(quantities):
+        for task, key, text, higher in quantities:
             row: list[Cell] = [TITLES[baseline], text]
             for variant in variants:
                 if task == "parameters":
@@ -294,7 +293,7 @@ def improvement_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[
                     improvement = replace(improvement, significant=interval.significant)
                 row.append(improvement)
                 if variant == OURS:
-                    row.append(_num(paper.RELATIVE_IMPROVEMENTS[baseline][index], 2, "%"))
+                    row.append(_num(paper.RELATIVE_IMPROVEMENTS[baseline][(task, key)], 2, "%"))
             rows.append(row)
     return Table(
         "relative_improvements", TABLE_TITLES["relative_improvements"],
@@ -341,81 +340,3 @@ def _count(counts: Mapping[str, Mapping[str, int]], name: str, key: str) -> floa
 
 def _num(number: float | None, digits: int, suffix: str = "") -> Num | None:
     return None if number is None else Num(float(number), digits, suffix)
-
-
-# -- rendering --------------------------------------------------------------------------------
-
-def _numeric_columns(table: Table) -> list[bool]:
-    return [any(isinstance(row[i], Num) for row in table.rows) for i in range(len(table.columns))]
-
-
-def _text(cell: Cell) -> str:
-    return "–" if cell is None else str(cell)
-
-
-def to_markdown(table: Table) -> str:
-    def text(cell: Cell) -> str:
-        return _text(cell).replace("|", "\\|")
-
-    numeric = _numeric_columns(table)
-    lines = [f"## {table.title}", "",
-             "| " + " | ".join(table.columns) + " |",
-             "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]
-    lines += ["| " + " | ".join(text(cell) for cell in row) + " |" for row in table.rows]
-    if table.notes:
-        lines += [""] + [f"- {note}" for note in table.notes]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(table: Table) -> str:
-    """The numbers whole; a column with spreads or significance marks gets "<column> std" and
-    "<column> significant" columns beside it."""
-    def raw(cell: Cell):
-        if cell is None:
-            return ""
-        return cell.value if isinstance(cell, Num) else cell
-
-    def extras(cell: Cell, std: bool, significant: bool) -> list:
-        number = cell if isinstance(cell, Num) else None
-        out = []
-        if std:
-            out.append("" if number is None or number.std is None else number.std)
-        if significant:
-            out.append("" if number is None or number.significant is None else ("yes" if number.significant else "no"))
-        return out
-
-    has = [(any(isinstance(row[i], Num) and row[i].std is not None for row in table.rows),
-            any(isinstance(row[i], Num) and row[i].significant is not None for row in table.rows))
-           for i in range(len(table.columns))]
-    header = []
-    for column, (std, significant) in zip(table.columns, has):
-        header += [column] + ([f"{column} std"] if std else []) + ([f"{column} significant"] if significant else [])
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    for row in table.rows:
-        writer.writerow([value for cell, flags in zip(row, has) for value in [raw(cell), *extras(cell, *flags)]])
-    return out.getvalue()
-
-
-# Self-contained, so that Snakemake's HTML report shows the table as it is (it embeds each file).
-HTML_STYLE = ("body{font-family:sans-serif;font-size:14px;margin:1em}table{border-collapse:collapse}"
-              "th,td{border:1px solid #ccc;padding:3px 8px}th{background:#eee}td.num{text-align:right}")
-
-
-def to_html(table: Table) -> str:
-    numeric = _numeric_columns(table)
-
-    def row(cells, tag: str) -> str:
-        opening = [f'<{tag} class="num">' if tag == "td" and n else f"<{tag}>" for n in numeric]
-        return "<tr>" + "".join(f"{opening[i]}{html.escape(_text(cell))}</{tag}>" for i, cell in enumerate(cells)) + "</tr>"
-
-    title = html.escape(table.title)
-    lines = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{title}</title>",
-             f"<style>{HTML_STYLE}</style></head><body>", f"<h2>{title}</h2>", "<table>",
-             f"<thead>{row(table.columns, 'th')}</thead>", "<tbody>", *(row(r, "td") for r in table.rows),
-             "</tbody></table>"]
-    if table.notes:
-        lines += ["<ul>", *(f"<li>{html.escape(note)}</li>" for note in table.notes), "</ul>"]
-    lines.append("</body></html>")
-    return "\n".join(lines) + "\n"
