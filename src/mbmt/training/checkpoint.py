@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbmt.config import fingerprint, imagenet_backbones, model_params
+from mbmt.config import AS_WRITTEN, TRAIN_KEYS, fingerprint, imagenet_backbones, model_params
 from mbmt.dag import code_digest
 from mbmt.errors import DataError, MbmtError
 from mbmt.io import save_torch, sha256_file, write_json
@@ -29,11 +29,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 SETTINGS_FILE = "settings.json"
 CHECKPOINT_FORMAT = 1
 
-# train.* keys that change the weights or the published log. num_workers does not (augmentation
-# randomness depends only on seed, epoch and index) and device/amp/channels_last enter as the
-# effective values of the process (see run_settings).
-RESULT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "lr_step", "lr_gamma", "augment",
-               "steps_per_epoch", "val_every")
+# The result keys of params `train` (mbmt.config.TRAIN_KEYS) the run identity records as written;
+# the weighting and its options, amp and channels_last enter run_settings in their own blocks.
+RESULT_KEYS = tuple(key for key, entry in TRAIN_KEYS.items() if entry.recorded == AS_WRITTEN)
 
 
 def dataset_identity() -> dict[str, str]:
