@@ -40,6 +40,7 @@ from mbmt.data.device_split import DeviceSplit
 from mbmt.device import non_finite_tensors, to_device
 from mbmt.errors import MbmtError
 from mbmt.evaluation import accumulate_metrics, non_finite_metrics
+from mbmt.evaluation.protocol import VAL_AVERAGING
 from mbmt.io import atomic_path
 from mbmt.losses import LOSS_TERMS
 from mbmt.models import create_model, save_model
@@ -63,9 +64,6 @@ from mbmt.training.weighting import build_weighting, weighting_from_params
 LIVE_DIR = "live"
 # dvclive.vscode's signal file, shared by every Live of a DVC repository (end_live).
 STEP_COMPLETED_SIGNAL = "DVCLIVE_STEP_COMPLETED"
-# Validation curves use the pixel averaging: it does not depend on how the split is batched or
-# sharded over ranks, so the curves are the same on 1 or N processes (evaluate reports both).
-VAL_AVERAGING = "pixel"
 # train.sync_every and train.val_batch_size `auto` on CUDA: at the paper's batch of 2 a step is
 # bound by kernel launches and host synchronisation, not by arithmetic (docs/training.md).
 CUDA_SYNC_EVERY = 50
