@@ -18,7 +18,7 @@ from pathlib import Path
 from mbmt import paths
 from mbmt.config import TRAIN_RESULT_KEYS
 from mbmt.config import imagenet_backbones as entry_imagenet_backbones
-from mbmt.tasks import TASKS
+from mbmt.tasks import HEADLINE_METRICS, TASK_TITLES, TASKS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -197,12 +197,10 @@ def outputs(params: Mapping) -> list[Path]:
 
 DVC_YAML = Path("dvc.yaml")
 GENERATE_COMMAND = "mbmt dag"
-# Each task's headline validation curve (DVCLive's file under live/plots/metrics) and its chart title.
-CURVES = {
-    "semantic": ("Validation mIoU (%)", "val/semantic/miou.tsv", "miou"),
-    "depth": ("Validation depth abs error (m)", "val/depth/abs_err.tsv", "abs_err"),
-    "normal": ("Validation normal mean angle error (deg)", "val/normal/mean.tsv", "mean"),
-}
+# Each task's headline validation curve (mbmt.tasks.HEADLINE_METRICS; DVCLive's file under
+# live/plots/metrics): its chart title, file and column.
+CURVES = {task: (f"Validation {TASK_TITLES[task]} {headline.axis}", f"{headline.curve}.tsv", headline.key)
+          for task, headline in HEADLINE_METRICS.items()}
 # What DVC substitutes for the model and the seed of a matrix or foreach group's job.
 MODEL, SEED = "${item.model}", "${item.seed}"
 

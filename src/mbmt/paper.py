@@ -26,22 +26,6 @@ PARAMETERS = {
     "mtan": {"trainable": 44_229_076, "total": 44_229_076},
 }
 
-# metric key (as in the metrics JSON) -> (task, label, higher_is_better)
-METRICS = (
-    ("semantic", "loss", "SS loss", False),
-    ("semantic", "miou", "mIoU (%)", True),
-    ("semantic", "pix_acc", "Pixel acc (%)", True),
-    ("depth", "loss", "DE loss", False),
-    ("depth", "abs_err", "Abs err (m)", False),
-    ("depth", "rel_err", "Rel err", False),
-    ("normal", "loss", "SNP loss", False),
-    ("normal", "mean", "Mean angle (deg)", False),
-    ("normal", "median", "Median angle (deg)", False),
-    ("normal", "within_11_25", "< 11.25 deg (%)", True),
-    ("normal", "within_22_5", "< 22.5 deg (%)", True),
-    ("normal", "within_30", "< 30 deg (%)", True),
-)
-
 # Results as published. "EfficientPS" is the single-task column: each task's row comes from the
 # ST-Net of that task. MTAN's losses were not published (None).
 RESULTS = {
@@ -72,7 +56,7 @@ RESULTS = {
 }
 
 # The published relative-improvement table of MBMT-Net (percent, positive = MBMT-Net better), in
-# the column order: trainable params, total params, then METRICS. None = not published (blank).
+# the column order: trainable params, total params, then the metrics of mbmt.tasks.METRICS. None = not published (blank).
 # The metric columns follow from RESULTS as (ours - theirs) / theirs, signed; the slides' garbled
 # "-2,.8%" (abs err vs MTAN) is -2.88 by that formula. The total-parameter columns do not follow
 # from PARAMETERS (which gives 27.51 % vs MTAN and 1.81 % vs MT-Net); they are kept as published.

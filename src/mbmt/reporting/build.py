@@ -31,7 +31,7 @@ from mbmt.reporting.tables import (
     to_html,
     to_markdown,
 )
-from mbmt.tasks import TASKS
+from mbmt.tasks import HEADLINE_METRICS, TASK_TITLES, TASKS
 
 
 def mbmt_variants(results: Mapping[str, ModelResult]) -> list[str]:
@@ -107,9 +107,8 @@ def write_figures(results: Mapping[str, ModelResult], samples: list[Samples],
                         seed = f" (seed {run.seed})" if len(r.runs) > 1 else ""
                         titles[curve] = f"{TITLES.get(name, name)}{seed}"
             figures.training_curves(task, live_dirs, titles, tmp / f"training_{task}.png")
-            unit = figures.HEADLINE[task][1]
-            listed.append(("Training curves", f"{figures.TASK_NAMES[task].capitalize()}: training loss and "
-                           f"validation {unit} per epoch", f"{rel}/training_{task}.png"))
+            listed.append(("Training curves", f"{TASK_TITLES[task].capitalize()}: training loss and "
+                           f"validation {HEADLINE_METRICS[task].axis} per epoch", f"{rel}/training_{task}.png"))
         for split_samples in samples:
             split = split_samples.split
             section = f"Predictions on {split} images ({split_samples.source})"

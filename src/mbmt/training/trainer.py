@@ -46,6 +46,7 @@ from mbmt.losses import LOSS_TERMS
 from mbmt.models import create_model, save_model
 from mbmt.models.base import state_dict_mismatch
 from mbmt.paths import RUNS_DIR, run_dir, split_file
+from mbmt.tasks import HEADLINE_METRICS
 from mbmt.training import distributed
 from mbmt.training.checkpoint import (
     CHECKPOINT_FILE,
@@ -573,13 +574,16 @@ def log_epoch(live, record: dict[str, float]) -> None:
     live.next_step()
 
 
+# The validation metrics the progress line shows: each task's headline metric.
+HEADLINE_CURVES = {headline.curve for headline in HEADLINE_METRICS.values()}
+
+
 def describe_epoch(name: str, epoch: int, epochs: int, record: dict[str, float]) -> str:
     losses = ", ".join(f"{key.rsplit('/', 1)[1]} {value:.4f}" for key, value in record.items()
                        if key.startswith("train/loss/") and not key.endswith("/total"))
     line = (f"{name} epoch {epoch + 1}/{epochs}: loss {record['train/loss/total']:.4f} ({losses}), "
             f"lr {record['train/lr']:.3g}, {record['train/images_per_second']:.1f} img/s")
-    val = [f"{key[4:]} {value:.4g}" for key, value in record.items()
-           if key.startswith("val/") and key.split("/")[-1] in ("miou", "abs_err", "mean")]
+    val = [f"{key[4:]} {value:.4g}" for key, value in record.items() if key in HEADLINE_CURVES]
     return line + (f"; val {', '.join(val)}" if val else "")
 
 
