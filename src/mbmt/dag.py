@@ -142,9 +142,19 @@ def model_weights(params: Mapping, name: str) -> list[Path]:
     return [paths.weights_file(backbone) for backbone in model_imagenet_backbones(params, name)]
 
 
+def single_task_models(params: Mapping) -> list[str]:
+    """The models that predict one task (the ST-Nets, arch st), in params order: the paper's
+    EfficientPS column in the report, each task from its own model."""
+    return [name for name in models(params) if _single_task(params["models"][name])]
+
+
+def _single_task(entry: Mapping) -> bool:
+    return entry["arch"] == "st"
+
+
 def model_tasks(params: Mapping, name: str) -> list[str]:
     entry = params["models"][name]
-    return [entry["task"]] if entry["arch"] == "st" else list(TASKS)
+    return [entry["task"]] if _single_task(entry) else list(TASKS)
 
 
 def processed_files(params: Mapping) -> list[Path]:

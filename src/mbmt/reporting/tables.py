@@ -96,15 +96,11 @@ def label(task: str, key: str) -> str:
 Runs = Sequence[Mapping]  # one model's metrics, one dict per seed
 
 
-def single_task_models(metrics: Mapping[str, Runs]) -> list[str]:
-    """The models whose metrics hold one task: the ST-Nets."""
-    return [name for name, runs in metrics.items() if sum(task in runs[0] for task in TASKS) == 1]
-
-
-def single_task_column(metrics: Mapping[str, Runs]) -> list[dict]:
-    """The EfficientPS column, per seed: each task's block from the model that predicts that task alone."""
+def single_task_column(metrics: Mapping[str, Runs], single_task: Sequence[str]) -> list[dict]:
+    """The EfficientPS column, per seed: each task's block from the model that predicts that task alone
+    (``single_task``: mbmt.dag.single_task_models of the params)."""
     column: dict[str, Runs] = {}
-    for name in single_task_models(metrics):
+    for name in (name for name in single_task if name in metrics):
         task = next(task for task in TASKS if task in metrics[name][0])
         if task in column:
             raise ValueError(f"two single-task models predict {task}; the EfficientPS column needs one")
@@ -115,8 +111,8 @@ def single_task_column(metrics: Mapping[str, Runs]) -> list[dict]:
     return [{task: dict(runs[i][task]) for task, runs in column.items()} for i in range(seeds.pop() if seeds else 0)]
 
 
-def with_single_task_column(metrics: Mapping[str, Runs]) -> dict[str, Runs]:
-    return {ST_COLUMN: single_task_column(metrics), **metrics}
+def with_single_task_column(metrics: Mapping[str, Runs], single_task: Sequence[str]) -> dict[str, Runs]:
+    return {ST_COLUMN: single_task_column(metrics, single_task), **metrics}
 
 
 def seeds_note(metrics: Mapping[str, Runs]) -> str:
@@ -197,13 +193,15 @@ def parameter_table(counts: Mapping[str, Mapping[str, int]]) -> Table:
     )
 
 
-def headline_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[str, int]]) -> Table:
+def headline_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[str, int]], *,
+                   single_task: Sequence[str]) -> Table:
     """At a glance: each task's headline metric and the trainable parameters, ours beside the paper's.
-    The EfficientPS row is the three ST-Nets together (parameters summed: what three tasks take)."""
-    metrics = with_single_task_column(metrics)
-    single = single_task_models(metrics)
+    The EfficientPS row is the ST-Nets (``single_task``) together (parameters summed: what three tasks take)."""
+    metrics = with_single_task_column(metrics, single_task)
+    single = [name for name in single_task if name in metrics]
     st_counts = {key: sum(counts[name][key] for name in single if name in counts) for key in ("trainable", "total")}
-    st_paper = {key: sum(paper.PARAMETERS[name][key] for name in ("st_ss", "st_de", "st_snp")) for key in ("trainable", "total")}
+    st_paper = {key: sum(paper.PARAMETERS[name][key] for name in single_task if name in paper.PARAMETERS)
+                for key in ("trainable", "total")}
     columns, rows = ["model"], []
     for entry in HEADLINE_METRICS.values():
         columns += [f"{label(entry.task, entry.key)} (ours)", f"{label(entry.task, entry.key)} (paper)"]
@@ -227,12 +225,12 @@ def headline_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[str
     )
 
 
-def results_table(metrics: Mapping[str, Runs]) -> Table:
+def results_table(metrics: Mapping[str, Runs], *, single_task: Sequence[str]) -> Table:
     """The paper's 12-metric table: ours beside the paper's for its four columns, then our other
     models, then the later published results (mbmt.anchors) as reference columns."""
-    metrics = with_single_task_column(metrics)
+    metrics = with_single_task_column(metrics, single_task)
     published_columns = [name for name in paper.RESULTS if name in metrics]
-    merged = {ST_COLUMN, *single_task_models(metrics)}
+    merged = {ST_COLUMN, *single_task}
     extra = [name for name in metrics if name not in paper.RESULTS and name not in merged]
     columns = ["task", "metric"]
     for name in published_columns:
@@ -258,14 +256,15 @@ def results_table(metrics: Mapping[str, Runs]) -> Table:
 
 
 def improvement_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[str, int]],
-                       variants: Sequence[str], intervals: Intervals | None = None) -> Table:
+                       variants: Sequence[str], intervals: Intervals | None = None, *,
+                       single_task: Sequence[str]) -> Table:
     """The paper's relative improvements of MBMT-Net over MTAN, EfficientPS and MT-Net (percent,
     positive = MBMT-Net better): ours (of the means over seeds) for each MBMT-Net variant in
     ``variants``, the paper's for its MBMT-Net (OURS). Parameters compare single models (none
     against the three ST-Nets). An improvement whose paired interval in ``intervals`` excludes 0
     is marked significant."""
     intervals = intervals or {}
-    metrics = with_single_task_column(metrics)
+    metrics = with_single_task_column(metrics, single_task)
     columns = ["versus", "quantity"]
     for variant in variants:
         columns.append(f"{TITLES.get(variant, variant)} (ours)")
