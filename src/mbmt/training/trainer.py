@@ -44,7 +44,7 @@ from mbmt.evaluation.protocol import VAL_AVERAGING
 from mbmt.io import atomic_path
 from mbmt.losses import LOSS_TERMS
 from mbmt.models import create_model, save_model
-from mbmt.models.base import state_dict_mismatch
+from mbmt.models.base import load_weights
 from mbmt.paths import RUNS_DIR, run_dir, split_file
 from mbmt.tasks import HEADLINE_METRICS
 from mbmt.training import distributed
@@ -209,17 +209,20 @@ class Trainer:
         The fingerprint covers the code and the settings, so this fails only when something it
         cannot see changed what the model is (e.g. another timm version) or the file was replaced.
         """
-        try:
-            self.load_state_dict(state)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            detail = state_dict_mismatch(self.module.state_dict(), state.get("model", {}))
-            raise CheckpointMismatchError(
+        def mismatch(detail: str) -> CheckpointMismatchError:
+            return CheckpointMismatchError(
                 f"{self.checkpoint_path}: the checkpoint does not fit model {self.name} as this code builds it "
-                f"({detail or ' '.join(str(exc).split())}); delete {self.run_dir} or run "
-                f"`mbmt train {self.name} --seed {self.seed} --restart` to train it afresh") from None
+                f"({detail}); delete {self.run_dir} or run "
+                f"`mbmt train {self.name} --seed {self.seed} --restart` to train it afresh")
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.module.load_state_dict(state["model"])
+        load_weights(self.module, state.get("model", {}), mismatch)
+        try:
+            self.load_training_state(state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise mismatch(" ".join(str(exc).split())) from None
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Everything of a checkpoint but the model's weights: optimiser, schedule, weighting, generators, log."""
         self.optimizer.load_state_dict(with_fused(state["optimizer"], self.optimizer))
         self.scheduler.load_state_dict(state["scheduler"])
         self.weighting.load_state_dict(state["weighting"])
