@@ -23,7 +23,7 @@ from mbmt.dag import code_digest
 from mbmt.errors import DataError, MbmtError
 from mbmt.io import save_torch, sha256_file, write_json
 from mbmt.paths import RUNS_DIR, model_file, split_file
-from mbmt.training.weighting import WEIGHTINGS
+from mbmt.training.weighting import WEIGHTINGS, weighting_name
 
 CHECKPOINT_FILE = "checkpoint.pt"
 SETTINGS_FILE = "settings.json"
@@ -71,7 +71,7 @@ def init_checkpoints(name: str, params: dict, seed: int) -> dict[str, str]:
 def run_settings(name: str, params: dict, *, seed: int, tasks: tuple[str, ...], device_type: str, world_size: int) -> dict:
     """Everything that determines a run's result, as JSON (its fingerprint names the run directory)."""
     train = params["train"]
-    weighting = train["weighting"] if len(tasks) > 1 else "equal"  # one task: weight 1
+    weighting = weighting_name(tasks, train)  # the strategy the trainer builds (one task: equal)
     cuda = device_type == "cuda"
     return {
         # The code of the train stage, the same files Snakemake and DVC declare (mbmt.dag), so that

@@ -61,7 +61,7 @@ from mbmt.training.checkpoint import (
 )
 from mbmt.training.distributed import DistributedContext, ShardSampler
 from mbmt.training.guard import loss_guard
-from mbmt.training.weighting import build_weighting, weighting_from_params
+from mbmt.training.weighting import weighting_from_params
 
 LIVE_DIR = "live"
 # dvclive.vscode's signal file, shared by every Live of a DVC repository (end_live).
@@ -186,8 +186,7 @@ class Trainer:
         """Task weighting, the finiteness guard, Adam (the guard's kind), the schedule, the compiled step."""
         train, context = self.train_params, self.context
         # A single task weighs 1 whatever the strategy; learnable weightings bring their parameters.
-        self.weighting = (weighting_from_params(self.tasks, train) if len(self.tasks) > 1
-                          else build_weighting("equal", self.tasks))
+        self.weighting = weighting_from_params(self.tasks, train)
         trainable = [p for p in self.module.parameters() if p.requires_grad] + list(self.weighting.parameters())
         self.guard = loss_guard(self.sync_every, context.device, len(self.tasks))
         self.optimizer = torch.optim.Adam(trainable, lr=train["lr"], weight_decay=train["weight_decay"],
