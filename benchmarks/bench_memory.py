@@ -27,7 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_training import CONFIGS, MODELS, benchmark_params  # noqa: E402
+from bench_training import CONFIGS, MODELS, bare_step, benchmark_params  # noqa: E402
 
 GIB = 2**30
 
@@ -50,7 +50,6 @@ def random_batch(height: int, width: int, batch_size: int, device: torch.device)
 
 
 def measure_one(config: str, name: str, device_name: str, steps: int) -> dict:
-    from mbmt.losses import compute_losses
     from mbmt.models import create_model
 
     params = benchmark_params(config, steps, None, device_name)
@@ -67,13 +66,7 @@ def measure_one(config: str, name: str, device_name: str, steps: int) -> dict:
         batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
     model.train()
     for _ in range(steps):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            outputs = model(batch["image"])
-        total = sum(compute_losses({t: o.float() for t, o in outputs.items()}, batch).values())
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        del outputs, total
+        bare_step(model, optimizer, batch, device_type=device.type, amp=amp)
     if cuda:
         torch.cuda.synchronize()
         return {"allocated_gib": torch.cuda.max_memory_allocated() / GIB,

@@ -101,24 +101,32 @@ def write_project(params: dict, images: int) -> None:
         save_model(model_file(name, params["seeds"][0]), create_model(name, params, load_init=False), name=name, params=params)
 
 
+def bare_step(model, optimizer: torch.optim.Optimizer, batch: dict, *, device_type: str, amp: bool,
+              cuda_graphs: bool = False) -> None:
+    """One bare training step, as this benchmark and bench_memory.py measure it: forward (under bf16
+    autocast where ``amp``), the summed task losses, backward, the optimiser's step; nothing read back.
+    ``cuda_graphs``: the model is compiled with reduce-overhead (its previous outputs are consumed).
+    Its outputs and loss are freed on return, as when Trainer.train_step returns: the next forward
+    starts with the same free memory."""
+    if cuda_graphs:
+        torch.compiler.cudagraph_mark_step_begin()
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+        outputs = model(batch["image"])
+    total = sum(compute_losses({t: o.float() for t, o in outputs.items()}, batch).values())
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+
+
 def bare_steps(trainer: Trainer, batch: dict, steps: int) -> float:
-    """Seconds per step of forward + summed losses + backward + Adam on a batch in memory (compiled
-    as the trainer's step is, under train.compile)."""
-    model, optimizer = trainer.forward, trainer.optimizer
+    """Seconds per bare_step on a batch in memory (compiled as the trainer's step is, under train.compile)."""
     trainer.model.train()
     sync = torch.cuda.synchronize if trainer.context.cuda else (lambda: None)
     sync()
     start = time.perf_counter()
     for _ in range(steps):
-        if trainer.compile_mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()
-        with torch.autocast(trainer.context.device.type, dtype=torch.bfloat16, enabled=trainer.amp):
-            outputs = model(batch["image"])
-        total = sum(compute_losses({t: o.float() for t, o in outputs.items()}, batch).values())
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        del outputs, total  # as when train_step returns: the next forward starts with the same free memory
+        bare_step(trainer.forward, trainer.optimizer, batch, device_type=trainer.context.device.type,
+                  amp=trainer.amp, cuda_graphs=trainer.compile_mode == "reduce-overhead")
     sync()
     return (time.perf_counter() - start) / steps
 

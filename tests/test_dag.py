@@ -307,3 +307,14 @@ def test_no_import_runs_back_up_the_dag():
     for path in sorted((PACKAGE / "evaluation").rglob("*.py")) + [PACKAGE / "device.py", PACKAGE / "metrics.py"]:
         imported = _imported_files(path, module_level=False)
         assert not {f for f in imported if f.startswith(("training/", "stages/"))}, path
+
+
+def test_single_task_models_come_from_params():
+    """The ST-Nets are the models with arch st, in params order; each predicts its own task."""
+    from mbmt.config import load_params
+    from mbmt.dag import model_tasks, single_task_models
+
+    params = load_params([REPO / "params.yaml"])
+    assert single_task_models(params) == ["st_ss", "st_de", "st_snp"]
+    assert [model_tasks(params, name) for name in single_task_models(params)] == [["semantic"], ["depth"], ["normal"]]
+    assert all(len(model_tasks(params, name)) == 3 for name in params["models"] if name not in single_task_models(params))

@@ -79,7 +79,7 @@ def test_ranks_validate_the_batchnorm_statistics_of_rank_0(project, processed_da
     from mbmt.evaluation import accumulate_metrics
     from mbmt.models import create_model
     from mbmt.paths import split_file
-    from mbmt.training.trainer import VAL_AVERAGING
+    from mbmt.evaluation.protocol import VAL_AVERAGING
 
     processed_data()
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

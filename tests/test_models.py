@@ -329,3 +329,15 @@ def test_mtan_count_is_the_papers_without_mtans_uncertainty_weights():
     counts = count_parameters(create_model("mtan", params, load_init=False))
     # MTAN's SegNet also holds `logsigma` (3 task-uncertainty weights, unused by DWA), counted in the paper.
     assert counts["total"] == counts["trainable"] == PARAMETERS["mtan"]["total"] - 3 == 44_229_073
+
+
+def test_load_weights_explains_a_mismatch_in_one_line_through_the_callers_error():
+    """mbmt.models.base.load_weights: the one loader of model files, ST encoders and checkpoints."""
+    from mbmt.models.base import load_weights
+
+    module = torch.nn.Linear(3, 2)
+    load_weights(module, {"weight": torch.ones(2, 3), "bias": torch.zeros(2)}, MbmtError)
+    assert float(module.weight.detach().sum()) == 6.0
+    with pytest.raises(MbmtError, match=r"^file\.pt: 1 missing \(e\.g\. bias\); 1 of another shape "
+                                        r"\(e\.g\. weight is \(3, 3\) in the file, \(2, 3\) in the model\); fix it$"):
+        load_weights(module, {"weight": torch.ones(3, 3)}, lambda detail: MbmtError(f"file.pt: {detail}; fix it"))

@@ -16,6 +16,9 @@ from mbmt.reporting import document, figures, render, tables
 from mbmt.reporting.sources import Samples
 from mbmt.reporting.tables import Num, relative_improvement
 
+# The single-task models of params.yaml (mbmt.dag.single_task_models), as the report gets them.
+ST_NETS = ("st_ss", "st_de", "st_snp")
+
 
 def paper_metrics() -> dict[str, list[dict]]:
     """The paper's results laid out as our metrics files would hold them (one seed, one file per model)."""
@@ -38,7 +41,7 @@ def test_relative_improvement_by_hand():
 
 def test_relative_improvements_reproduce_the_papers_table():
     """Fed the paper's own results and parameter counts, the table's "ours" column is the paper's."""
-    table = tables.improvement_table(paper_metrics(), paper.PARAMETERS, ["mbmt_partial"])
+    table = tables.improvement_table(paper_metrics(), paper.PARAMETERS, ["mbmt_partial"], single_task=ST_NETS)
     ours, published = table.column("MBMT-Net DWA (partial) (ours)"), table.column("MBMT-Net DWA (partial) (paper)")
     rows = {(row[0], row[1]): (o, p) for row, o, p in zip(table.rows, ours, published)}
     assert len(rows) == 3 * 14
@@ -57,7 +60,7 @@ def test_results_table_merges_the_st_nets_into_the_efficientps_column():
     metrics = paper_metrics()
     metrics["mbmt_full_scratch"] = copy.deepcopy(metrics["mbmt_partial"])
     metrics["mbmt_full_scratch"][0]["semantic"]["miou"] = 30.0
-    table = tables.results_table(metrics)
+    table = tables.results_table(metrics, single_task=ST_NETS)
     ours = dict(zip((row[1] for row in table.rows), table.column("EfficientPS (ST-Nets) (ours)")))
     assert ours["mIoU (%) ↑"].value == 21.23 and ours["Abs err (m) ↓"].value == 0.6861 and ours["Mean angle (deg) ↓"].value == 32.8582
     mtan_paper = table.column("MTAN DWA (paper)")
@@ -72,7 +75,7 @@ def test_results_table_merges_the_st_nets_into_the_efficientps_column():
 
 
 def test_headline_table_sums_the_st_nets():
-    table = tables.headline_table(paper_metrics(), paper.PARAMETERS)
+    table = tables.headline_table(paper_metrics(), paper.PARAMETERS, single_task=ST_NETS)
     assert [row[0] for row in table.rows] == ["EfficientPS (ST-Nets)", "MT-Net DWA", "MBMT-Net DWA (partial)", "MTAN DWA"]
     st = table.rows[0]
     assert st[1].value == st[2].value == 21.23 and st[5].value == st[6].value == 32.8582
@@ -208,7 +211,7 @@ def two_seeds() -> dict[str, list[dict]]:
 
 def test_tables_show_mean_and_sample_std_over_seeds():
     metrics = two_seeds()
-    table = tables.results_table(metrics)
+    table = tables.results_table(metrics, single_task=ST_NETS)
     ours = dict(zip((row[1] for row in table.rows), table.column("MBMT-Net DWA (partial) (ours)")))
     # mean of 23.84 and 25.84 = 24.84; sample std (ddof=1) of two values 2 apart: sqrt(2) = 1.4142.
     assert ours["mIoU (%) ↑"].value == pytest.approx(24.84) and ours["mIoU (%) ↑"].std == pytest.approx(2 ** 0.5)
@@ -221,11 +224,11 @@ def test_tables_show_mean_and_sample_std_over_seeds():
     assert header[std_column - 1] == "MBMT-Net DWA (partial) (ours)"
     assert float(csv_rows[2].split(",")[std_column]) == pytest.approx(2 ** 0.5)
     # The relative improvements compare the means: as the paper's with the paper's results.
-    improvements = tables.improvement_table(metrics, paper.PARAMETERS, ["mbmt_partial"])
+    improvements = tables.improvement_table(metrics, paper.PARAMETERS, ["mbmt_partial"], single_task=ST_NETS)
     row = next(r for r in improvements.rows if r[:2] == [tables.TITLES["mtan"], "mIoU (%) ↑"])
     assert row[2].value == pytest.approx(44.8396, abs=1e-4)
     # One seed: no spread, and the note says n=1.
-    single = tables.results_table(paper_metrics())
+    single = tables.results_table(paper_metrics(), single_task=ST_NETS)
     assert single.column("MBMT-Net DWA (partial) (ours)")[1].std is None and "n=1" in " ".join(single.notes)
 
 
@@ -242,7 +245,7 @@ def test_paired_table_and_significance_marks():
                                                 ["MBMT-Net DWA (partial)", "MT-Net DWA", "Abs err (m) ↓"]]
     assert [row[6] for row in paired.rows] == ["yes: MBMT-Net DWA (partial) better", "no",
                                                "yes: MBMT-Net DWA (partial) better"]
-    improvements = tables.improvement_table(paper_metrics(), paper.PARAMETERS, ["mbmt_partial"], intervals)
+    improvements = tables.improvement_table(paper_metrics(), paper.PARAMETERS, ["mbmt_partial"], intervals, single_task=ST_NETS)
     cells = {(r[0], r[1]): r[2] for r in improvements.rows}
     assert str(cells[("MTAN DWA", "mIoU (%) ↑")]) == "44.84%*"
     assert str(cells[("MTAN DWA", "Abs err (m) ↓")]) == "-2.88%"  # interval holds 0: not significant
@@ -254,7 +257,7 @@ def test_paired_table_and_significance_marks():
 
 
 def test_reference_columns_hold_the_later_published_results():
-    table = tables.results_table(paper_metrics())
+    table = tables.results_table(paper_metrics(), single_task=ST_NETS)
     reference = dict(zip((row[1] for row in table.rows), table.column("Ref. A: SegNet-MTAN + DWA (later work)")))
     assert reference["mIoU (%) ↑"].value == 39.11 and reference["Abs err (m) ↓"].value == 0.5510
     assert reference["< 30 deg (%) ↑"].value == 62.39 and reference["SS loss ↓"] is None
@@ -295,7 +298,7 @@ def test_paired_comparisons_over_two_seeds_pair_each_seed_and_merge_the_st_nets(
                  "mtan": [rows(every) for _ in range(2)]}
     per_image["mbmt_partial"] = [{**seed, "depth_abs_sum": seed["depth_abs_sum"] - 0.1 * seed["depth_count"]}
                                  for seed in per_image["mtnet"]]
-    intervals = paired_comparisons(per_image, ["mbmt_partial"], {"samples": 200, "seed": 0})
+    intervals = paired_comparisons(per_image, ["mbmt_partial"], {"samples": 200, "seed": 0}, single_task=ST_NETS)
     assert {key[1] for key in intervals} == {"mtan", "efficientps_st", "mtnet"}
     assert len(intervals) == 3 * (2 + 2 + 4)  # the summable metrics of each task, per baseline
     shifted = intervals[("mbmt_partial", "mtnet", "depth", "abs_err")]

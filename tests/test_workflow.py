@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mbmt import paper
 from mbmt.config import load_params
 from mbmt.dag import REPORT_OUTPUTS, evaluate_outputs, job_name, models, train_outputs
 from mbmt.reporting.document import RUN_TITLE
 from mbmt.reporting.tables import TABLE_TITLES
+from mbmt.tasks import METRICS
 
 import chromium
 from test_workflow_project import (SNAKEMAKE_FAST, assert_trained_per_seed, commit, contents, copy_of, copy_project,
@@ -132,7 +132,7 @@ def test_report_holds_every_table(finished):
     assert len(seeds) > 1  # the column is a mean, and its spread has a column of its own
     runs = [json.loads((finished / "metrics" / CHANGED_MODEL / f"seed{seed}.json").read_text()) for seed in seeds]
     measured = [float(row.split(",")[ours]) for row in results[1:]]
-    expected = [sum(run[task][key] for run in runs) / len(runs) for task, key, _, _ in paper.METRICS]
+    expected = [sum(run[m.task][m.key] for run in runs) / len(runs) for m in METRICS]
     assert measured == pytest.approx(expected, rel=1e-12)
     for figure in ("training_semantic", "training_depth", "training_normal", "qualitative_test", "comparison_test"):
         assert (reports / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,54 @@ SCHEMA_RESOURCE = "schemas/params.schema.yaml"
 
 def schema() -> dict:
     return yaml.safe_load(resources.files("mbmt").joinpath(SCHEMA_RESOURCE).read_text())
+
+
+# --- What each `train` key is: the one classification ------------------------------------------
+
+RESULT, EXECUTION = "result", "execution"
+# How a run's identity (mbmt.training.checkpoint.run_settings) records a result key.
+AS_WRITTEN = "as written"
+WEIGHTING = "weighting"  # in the weighting block: the strategy and its options (mbmt.training.weighting.WEIGHTINGS' params_keys)
+EFFECTIVE = "effective"  # the value the process computes with (amp: bf16 autocast only on CUDA)
+
+
+@dataclass(frozen=True)
+class TrainKey:
+    """A key of params `train`: a result key changes the trained weights or the published log, so it
+    is part of a run's identity and re-runs the train stage; an execution key chooses where and how
+    fast, not what is computed (at most the rounding), so a run may resume with another value."""
+
+    kind: str  # RESULT or EXECUTION
+    why: str
+    recorded: str | None = None  # result keys: AS_WRITTEN, WEIGHTING or EFFECTIVE
+
+
+# Every key of the schema's `train` section, in the schema's order (tests/test_train_keys.py fails
+# when the schema gains a key that is not here). mbmt.training.checkpoint.RESULT_KEYS and
+# mbmt.dag.STAGE_PARAMS["train"] follow from it, and docs/training.md's and docs/workflow.md's lists.
+TRAIN_KEYS = {
+    "epochs": TrainKey(RESULT, "how long it trains", AS_WRITTEN),
+    "batch_size": TrainKey(RESULT, "the samples of each update", AS_WRITTEN),
+    "lr": TrainKey(RESULT, "Adam's step", AS_WRITTEN),
+    "weight_decay": TrainKey(RESULT, "Adam's decay", AS_WRITTEN),
+    "lr_step": TrainKey(RESULT, "the learning-rate schedule", AS_WRITTEN),
+    "lr_gamma": TrainKey(RESULT, "the learning-rate schedule", AS_WRITTEN),
+    "weighting": TrainKey(RESULT, "the task weights of a multi-task model (one task: weight 1)", WEIGHTING),
+    "dwa_temperature": TrainKey(RESULT, "DWA's temperature (an option of weighting dwa)", WEIGHTING),
+    "augment": TrainKey(RESULT, "the training batches", AS_WRITTEN),
+    "steps_per_epoch": TrainKey(RESULT, "the updates of each epoch", AS_WRITTEN),
+    "val_every": TrainKey(RESULT, "the published log's validation curves", AS_WRITTEN),
+    "num_workers": TrainKey(EXECUTION, "augmentation randomness depends on (seed, epoch, index) only"),
+    "device": TrainKey(EXECUTION, "the device type the process gets is recorded instead"),
+    "amp": TrainKey(RESULT, "bf16 autocast, where it is active (CUDA)", EFFECTIVE),
+    "channels_last": TrainKey(RESULT, "the memory layout, and so the kernels' rounding", EFFECTIVE),
+    "split_on_device": TrainKey(EXECUTION, "the same batches, bit for bit on CPU"),
+    "sync_every": TrainKey(EXECUTION, "the same losses and weights up to rounding"),
+    "val_batch_size": TrainKey(EXECUTION, "pixel-averaged validation does not depend on batching"),
+    "compile": TrainKey(EXECUTION, "the same computation, fused"),
+}
+TRAIN_RESULT_KEYS = tuple(key for key, entry in TRAIN_KEYS.items() if entry.kind == RESULT)
+TRAIN_EXECUTION_KEYS = tuple(key for key, entry in TRAIN_KEYS.items() if entry.kind == EXECUTION)
 
 
 def deep_merge(base: Mapping, overlay: Mapping) -> dict:

@@ -16,15 +16,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mbmt import paths
+from mbmt.config import TRAIN_RESULT_KEYS
 from mbmt.config import imagenet_backbones as entry_imagenet_backbones
-from mbmt.tasks import TASKS
+from mbmt.tasks import HEADLINE_METRICS, TASK_TITLES, TASKS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Params keys each stage depends on, at key granularity; "{model}" is the job's model. A change
-# of any other key re-runs nothing. Execution settings (train.device, train.num_workers) choose
-# where and how fast, not what is computed, so they are left out, as mbmt.training.checkpoint's
-# run fingerprint leaves them out. A job's seed is on its command line (--seed), not a params
+# of any other key re-runs nothing. The train keys are the result keys of mbmt.config.TRAIN_KEYS,
+# the same that make a run's identity (mbmt.training.checkpoint); its execution keys choose where
+# and how fast, not what is computed, and are left out. A job's seed is on its command line (--seed), not a params
 # key: adding a seed to params `seeds` adds jobs and leaves the other seeds' jobs as they are.
 STAGE_PARAMS = {
     "fetch": ["data.source", "data.height", "data.width", "data.nyuv2", "data.synthetic"],
@@ -32,10 +33,7 @@ STAGE_PARAMS = {
     # another model's entry must not touch the weight files that every training depends on.
     "weights": ["backbone_weights"],
     "preprocess": ["data.source", "data.height", "data.width", "data.real_images"],
-    "train": ["train.epochs", "train.batch_size", "train.lr", "train.weight_decay",
-              "train.lr_step", "train.lr_gamma", "train.weighting", "train.dwa_temperature",
-              "train.augment", "train.steps_per_epoch", "train.val_every", "train.amp",
-              "train.channels_last", "decoder", "models.{model}"],
+    "train": [f"train.{key}" for key in TRAIN_RESULT_KEYS] + ["decoder", "models.{model}"],
     "evaluate": ["evaluate"],
     # data.real_images: whether the report draws the real frames (real.h5); seeds: what it averages.
     "report": ["report", "data.real_images", "seeds"],
@@ -144,9 +142,19 @@ def model_weights(params: Mapping, name: str) -> list[Path]:
     return [paths.weights_file(backbone) for backbone in model_imagenet_backbones(params, name)]
 
 
+def single_task_models(params: Mapping) -> list[str]:
+    """The models that predict one task (the ST-Nets, arch st), in params order: the paper's
+    EfficientPS column in the report, each task from its own model."""
+    return [name for name in models(params) if _single_task(params["models"][name])]
+
+
+def _single_task(entry: Mapping) -> bool:
+    return entry["arch"] == "st"
+
+
 def model_tasks(params: Mapping, name: str) -> list[str]:
     entry = params["models"][name]
-    return [entry["task"]] if entry["arch"] == "st" else list(TASKS)
+    return [entry["task"]] if _single_task(entry) else list(TASKS)
 
 
 def processed_files(params: Mapping) -> list[Path]:
@@ -199,12 +207,10 @@ def outputs(params: Mapping) -> list[Path]:
 
 DVC_YAML = Path("dvc.yaml")
 GENERATE_COMMAND = "mbmt dag"
-# Each task's headline validation curve (DVCLive's file under live/plots/metrics) and its chart title.
-CURVES = {
-    "semantic": ("Validation mIoU (%)", "val/semantic/miou.tsv", "miou"),
-    "depth": ("Validation depth abs error (m)", "val/depth/abs_err.tsv", "abs_err"),
-    "normal": ("Validation normal mean angle error (deg)", "val/normal/mean.tsv", "mean"),
-}
+# Each task's headline validation curve (mbmt.tasks.HEADLINE_METRICS; DVCLive's file under
+# live/plots/metrics): its chart title, file and column.
+CURVES = {task: (f"Validation {TASK_TITLES[task]} {headline.axis}", f"{headline.curve}.tsv", headline.key)
+          for task, headline in HEADLINE_METRICS.items()}
 # What DVC substitutes for the model and the seed of a matrix or foreach group's job.
 MODEL, SEED = "${item.model}", "${item.seed}"
 

@@ -7,6 +7,8 @@ mIoU, pixel accuracy and the within-angle rates, metres for depth, degrees for a
 
 from typing import NamedTuple
 
+from mbmt.tasks import METRICS
+
 
 class Architecture(NamedTuple):
     """A model's column title in the paper and its row of the paper's architecture table."""
@@ -41,22 +43,6 @@ PARAMETERS = {
     "mtan": {"trainable": 44_229_076, "total": 44_229_076},
 }
 
-# metric key (as in the metrics JSON) -> (task, label, higher_is_better)
-METRICS = (
-    ("semantic", "loss", "SS loss", False),
-    ("semantic", "miou", "mIoU (%)", True),
-    ("semantic", "pix_acc", "Pixel acc (%)", True),
-    ("depth", "loss", "DE loss", False),
-    ("depth", "abs_err", "Abs err (m)", False),
-    ("depth", "rel_err", "Rel err", False),
-    ("normal", "loss", "SNP loss", False),
-    ("normal", "mean", "Mean angle (deg)", False),
-    ("normal", "median", "Median angle (deg)", False),
-    ("normal", "within_11_25", "< 11.25 deg (%)", True),
-    ("normal", "within_22_5", "< 22.5 deg (%)", True),
-    ("normal", "within_30", "< 30 deg (%)", True),
-)
-
 # Results as published. "EfficientPS" is the single-task column: each task's row comes from the
 # ST-Net of that task. MTAN's losses were not published (None).
 RESULTS = {
@@ -87,9 +73,9 @@ RESULTS = {
 }
 
 # The columns of the published relative-improvement table, in its order: the trainable and total
-# parameters, then METRICS, each as (task, metric key) with "parameters" as the task of the counts.
+# parameters, then mbmt.tasks.METRICS, each as (task, metric key) with "parameters" as the task of the counts.
 IMPROVEMENT_COLUMNS = (("parameters", "trainable"), ("parameters", "total"),
-                       *((task, key) for task, key, _, _ in METRICS))
+                       *((metric.task, metric.key) for metric in METRICS))
 
 # The published relative-improvement table of MBMT-Net (percent, positive = MBMT-Net better), one
 # row per baseline as transcribed, in IMPROVEMENT_COLUMNS order. None = not published (blank).

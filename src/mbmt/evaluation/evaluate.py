@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from mbmt.device import non_finite_tensors, resolve_device, to_device
 from mbmt.errors import MbmtError
-from mbmt.evaluation.protocol import LOGGED_AVERAGING, last_k_blocks
+from mbmt.evaluation.protocol import VAL_AVERAGING, last_k_blocks
 from mbmt.io import atomic_path
 from mbmt.metrics import AVERAGINGS, MetricAccumulator
 
@@ -78,9 +78,9 @@ def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, A
         raise MbmtError(f"{path}: trained model not found; run `{train}` first")
     settings = params["evaluate"]
     split, averaging, protocol = settings["split"], settings["averaging"], settings["protocol"]
-    if protocol == "last_k" and averaging != LOGGED_AVERAGING:
+    if protocol == "last_k" and averaging != VAL_AVERAGING:
         raise MbmtError(f"params evaluate.protocol last_k averages the validation metrics training logged, which "
-                        f"are {LOGGED_AVERAGING}-averaged; set evaluate.averaging: {LOGGED_AVERAGING} (or "
+                        f"are {VAL_AVERAGING}-averaged; set evaluate.averaging: {VAL_AVERAGING} (or "
                         f"evaluate.protocol: final), not {averaging!r}")
     device = resolve_device(params["train"]["device"])
     channels_last = bool(params["train"]["channels_last"])

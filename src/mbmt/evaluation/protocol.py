@@ -17,9 +17,10 @@ import numpy as np
 
 from mbmt.errors import MbmtError
 
-PROTOCOLS = ("final", "last_k")
-# How validation averages (mbmt.training.trainer.VAL_AVERAGING): last_k reports this averaging.
-LOGGED_AVERAGING = "pixel"
+# How training's validation passes average (mbmt.training.trainer), and so the averaging of the
+# logged curves that last_k reports: pixel, because it does not depend on how the split is batched
+# or sharded over ranks, so the curves are the same on 1 or N processes (evaluate reports both).
+VAL_AVERAGING = "pixel"
 
 
 def read_curve(live_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray] | None:

@@ -84,3 +84,15 @@ def state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str
     parts = [f"{len(items)} {kind} (e.g. {items[0]})"
              for kind, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if items]
     return "; ".join(parts) or None
+
+
+def load_weights(module: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                 mismatch: Callable[[str], Exception]) -> None:
+    """``module.load_state_dict(state_dict)``, or raise ``mismatch(detail)``: the caller's error, naming
+    its file and the fix, around one line saying how the weights do not fit (state_dict_mismatch, or
+    torch's message folded onto one line when the keys and shapes fit)."""
+    try:
+        module.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        detail = state_dict_mismatch(module.state_dict(), state_dict) or " ".join(str(exc).split())
+        raise mismatch(detail) from None

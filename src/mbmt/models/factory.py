@@ -28,7 +28,7 @@ from torch import nn
 from mbmt.config import imagenet_backbones, model_params
 from mbmt.errors import MbmtError
 from mbmt.io import save_torch
-from mbmt.models.base import TaskModel, state_dict_mismatch
+from mbmt.models.base import TaskModel, load_weights
 from mbmt.models.efficientps import EfficientPS
 from mbmt.models.encoder import Encoder, pretrained_weights
 from mbmt.models.mtan import SegNetMTAN
@@ -164,13 +164,9 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[TaskModel, 
     """
     record = read_model_file(path, map_location)
     model = build_model(record["name"], record["model"], record["decoder"])
-    state_dict = record.pop("state_dict")
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as exc:
-        detail = state_dict_mismatch(model.state_dict(), state_dict) or " ".join(str(exc).split())
-        raise MbmtError(f"{path}: the weights do not fit the architecture it records, as this code builds it "
-                        f"({detail}); retrain it with `mbmt train {record['name']}`") from None
+    load_weights(model, record.pop("state_dict"), lambda detail: MbmtError(
+        f"{path}: the weights do not fit the architecture it records, as this code builds it "
+        f"({detail}); retrain it with `mbmt train {record['name']}`"))
     return model, record
 
 
@@ -190,9 +186,6 @@ def load_encoder(encoder: Encoder, source: str, seed: int, decoder: Mapping, key
             f"backbone_head_conv={decoder['backbone_head_conv']}; retrain {source} with the current params")
     prefix = "encoder."
     weights = {k[len(prefix):]: v for k, v in record["state_dict"].items() if k.startswith(prefix)}
-    try:
-        encoder.load_state_dict(weights)
-    except RuntimeError as exc:
-        detail = state_dict_mismatch(encoder.state_dict(), weights) or " ".join(str(exc).split())
-        raise MbmtError(f"{key}: the encoder weights in {path} do not fit {encoder.name!r} ({detail}); "
-                        f"retrain {source} with `mbmt train {source}`") from None
+    load_weights(encoder, weights, lambda detail: MbmtError(
+        f"{key}: the encoder weights in {path} do not fit {encoder.name!r} ({detail}); "
+        f"retrain {source} with `mbmt train {source}`"))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mbmt import paths
+from mbmt.dag import single_task_models
+from mbmt.evaluation.protocol import VAL_AVERAGING
 from mbmt.io import atomic_path, write_json
 from mbmt.provenance import git_revision
 from mbmt.reporting import document, figures
@@ -27,9 +29,8 @@ from mbmt.reporting.tables import (
     paired_table,
     parameter_table,
     results_table,
-    single_task_models,
 )
-from mbmt.tasks import TASKS
+from mbmt.tasks import HEADLINE_METRICS, TASK_TITLES, TASKS
 
 
 def mbmt_variants(results: Mapping[str, ModelResult]) -> list[str]:
@@ -37,13 +38,13 @@ def mbmt_variants(results: Mapping[str, ModelResult]) -> list[str]:
     return sorted(variants, key=lambda name: name != OURS)  # the paper's MBMT-Net first
 
 
-def paired_comparisons(per_image: Mapping[str, list], variants: list[str], bootstrap: Mapping[str, int]
-                       ) -> dict[tuple[str, str, str, str], Interval]:
+def paired_comparisons(per_image: Mapping[str, list], variants: list[str], bootstrap: Mapping[str, int], *,
+                       single_task: Sequence[str]) -> dict[tuple[str, str, str, str], Interval]:
     """Paired intervals of each MBMT-Net variant minus each baseline present, for every task both
     predict; ``per_image``: name -> per-image rows per seed. The EfficientPS baseline is the
-    single-task models' rows together."""
+    single-task models' (``single_task``) rows together."""
     per_image = dict(per_image)
-    single = [name for name, runs in per_image.items() if sum(PER_IMAGE_KEYS[t][0] in runs[0] for t in TASKS) == 1]
+    single = [name for name in single_task if name in per_image]
     if single:
         per_image[ST_COLUMN] = [merge_rows(parts, "the ST-Nets") for parts in zip(*(per_image[n] for n in single))]
     intervals = {}
@@ -59,14 +60,17 @@ def paired_comparisons(per_image: Mapping[str, list], variants: list[str], boots
     return intervals
 
 
-def build_tables(results: Mapping[str, ModelResult], bootstrap: Mapping[str, int]) -> list[Table]:
+def build_tables(results: Mapping[str, ModelResult], bootstrap: Mapping[str, int], single_task: Sequence[str]
+                 ) -> list[Table]:
     metrics = {name: r.metrics for name, r in results.items()}
     counts = {name: r.parameters for name, r in results.items()}
     variants = mbmt_variants(results)
-    intervals = paired_comparisons({name: r.per_image for name, r in results.items()}, variants, bootstrap)
-    return [headline_table(metrics, counts), architecture_table({name: r.meta for name, r in results.items()}),
-            parameter_table(counts), results_table(metrics), improvement_table(metrics, counts, variants, intervals),
-            paired_table(intervals)]
+    intervals = paired_comparisons({name: r.per_image for name, r in results.items()}, variants, bootstrap,
+                                   single_task=single_task)
+    return [headline_table(metrics, counts, single_task=single_task),
+            architecture_table({name: r.meta for name, r in results.items()}), parameter_table(counts),
+            results_table(metrics, single_task=single_task),
+            improvement_table(metrics, counts, variants, intervals, single_task=single_task), paired_table(intervals)]
 
 
 def write_tables(tables: list[Table], directory: Path) -> None:
@@ -78,18 +82,18 @@ def write_tables(tables: list[Table], directory: Path) -> None:
             (tmp / f"{table.name}.html").write_text(to_html(table))
 
 
-def comparison_rows(results: Mapping[str, ModelResult], split: str) -> list[tuple[str, dict]]:
-    """One row per multi-task model, the single-task models merged into one "ST-Nets" row."""
-    metrics = {name: r.metrics for name, r in results.items()}
-    single = single_task_models(metrics)
+def comparison_rows(results: Mapping[str, ModelResult], split: str, single_task: Sequence[str]
+                    ) -> list[tuple[str, dict]]:
+    """One row per multi-task model, the single-task models (``single_task``) merged into one "ST-Nets" row."""
+    single = [name for name in single_task if name in results]
     st_row = {results[name].tasks[0]: results[name].predictions[split][results[name].tasks[0]] for name in single}
     rows = [(TITLES["efficientps_st"], st_row)] if st_row else []
     rows += [(TITLES.get(name, name), r.predictions[split]) for name, r in results.items() if name not in single]
     return rows
 
 
-def write_figures(results: Mapping[str, ModelResult], samples: list[Samples],
-                  directory: Path) -> list[tuple[str, str, str]]:
+def write_figures(results: Mapping[str, ModelResult], samples: list[Samples], directory: Path,
+                  single_task: Sequence[str]) -> list[tuple[str, str, str]]:
     """Draw every figure into ``directory``; returns (section, caption, path under reports/) for the index.
     Training curves: one line per model and seed; predictions: the first seed's models."""
     listed = []
@@ -105,9 +109,8 @@ def write_figures(results: Mapping[str, ModelResult], samples: list[Samples],
                         seed = f" (seed {run.seed})" if len(r.runs) > 1 else ""
                         titles[curve] = f"{TITLES.get(name, name)}{seed}"
             figures.training_curves(task, live_dirs, titles, tmp / f"training_{task}.png")
-            unit = figures.HEADLINE[task][1]
-            listed.append(("Training curves", f"{figures.TASK_NAMES[task].capitalize()}: training loss and "
-                           f"validation {unit} per epoch", f"{rel}/training_{task}.png"))
+            listed.append(("Training curves", f"{TASK_TITLES[task].capitalize()}: training loss and "
+                           f"validation {HEADLINE_METRICS[task].axis} per epoch", f"{rel}/training_{task}.png"))
         for split_samples in samples:
             split = split_samples.split
             section = f"Predictions on {split} images ({split_samples.source})"
@@ -115,7 +118,8 @@ def write_figures(results: Mapping[str, ModelResult], samples: list[Samples],
                                 tmp / f"qualitative_{split}.png")
             listed.append((section, f"{TITLES[OURS]} on the first {len(split_samples)} {split} images: "
                            "RGB, then ground truth and prediction per task", f"{rel}/qualitative_{split}.png"))
-            figures.comparison(split_samples, comparison_rows(results, split), tmp / f"comparison_{split}.png")
+            figures.comparison(split_samples, comparison_rows(results, split, single_task),
+                               tmp / f"comparison_{split}.png")
             listed.append((section, f"Every model on {split} image 0", f"{rel}/comparison_{split}.png"))
     return listed
 
@@ -149,7 +153,7 @@ def describe_protocol(context: Mapping[str, Any]) -> str:
     """Which numbers a metrics file reports (mbmt.evaluation.protocol)."""
     if context.get("protocol") == "last_k":
         return (f"last_k: MTAN's mean of the validation metrics of the last {context.get('k')} epochs "
-                "(pixel-averaged)")
+                f"({VAL_AVERAGING}-averaged)")
     return "final: the trained model evaluated on the split"
 
 
@@ -160,11 +164,12 @@ def write_report(params: dict) -> Path:
     samples = [read_samples(split, count) for split in splits]
     results = {name: read_model(name, params["seeds"], samples) for name in params["models"]}
     dataset = read_dataset()
+    single_task = single_task_models(params)
 
-    tables = build_tables(results, params["report"]["bootstrap"])
+    tables = build_tables(results, params["report"]["bootstrap"], single_task)
     summary = summarise(results, dataset)
     write_tables([*tables, document.run_table(summary)], paths.REPORT_TABLES_DIR)
-    listed = write_figures(results, samples, paths.REPORT_FIGURES_DIR)
+    listed = write_figures(results, samples, paths.REPORT_FIGURES_DIR, single_task)
     provenance = {**summary, "models": {name: r.provenance() for name, r in results.items()},
                   "figure_images": {s.split: s.file for s in samples}}
     write_json(paths.REPORT_PROVENANCE, provenance)

@@ -12,23 +12,19 @@ import numpy as np
 
 from mbmt.evaluation.protocol import read_curve
 from mbmt.reporting.sources import Samples
-from mbmt.tasks import TASK_ABBREVIATIONS, TASKS
+from mbmt.tasks import HEADLINE_METRICS, TASK_ABBREVIATIONS, TASK_TITLES, TASKS
 from mbmt.visual import class_legend_handles, colorize_depth, colorize_normal, colorize_semantic
-
-# Each task's validation curve: the metric the paper leads with.
-HEADLINE = {"semantic": ("miou", "mIoU (%)"), "depth": ("abs_err", "abs error (m)"),
-            "normal": ("mean", "mean angle error (deg)")}
-TASK_NAMES = {"semantic": "semantic segmentation", "depth": "depth", "normal": "surface normals"}
 
 
 def training_curves(task: str, live_dirs: Mapping[str, Path], titles: Mapping[str, str], path: Path) -> None:
-    """Training loss and the validation headline metric of ``task`` per epoch, one line per model."""
+    """Training loss and the validation headline metric of ``task`` (mbmt.tasks.HEADLINE_METRICS) per
+    epoch, one line per model."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    key, unit = HEADLINE[task]
+    headline = HEADLINE_METRICS[task]
     panels = ((f"train/loss/{task}", f"training loss ({TASK_ABBREVIATIONS[task]})"),
-              (f"val/{task}/{key}", f"validation {unit}"))
+              (headline.curve, f"validation {headline.axis}"))
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     for ax, (metric, ylabel) in zip(axes, panels):
         for name, live_dir in live_dirs.items():
@@ -40,7 +36,7 @@ def training_curves(task: str, live_dirs: Mapping[str, Path], titles: Mapping[st
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="best")
-    fig.suptitle(f"Training curves: {TASK_NAMES[task]}")
+    fig.suptitle(f"Training curves: {TASK_TITLES[task]}")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from mbmt import anchors, paper
 from mbmt.reporting.statistics import Interval, spread
-from mbmt.tasks import TASK_ABBREVIATIONS, TASKS
+from mbmt.tasks import HEADLINE_METRICS, METRICS, TASK_ABBREVIATIONS, TASKS, metric
 
 OURS = "mbmt_partial"  # the paper's MBMT-Net DWA
 ST_COLUMN = "efficientps_st"  # the paper's EfficientPS column: the single-task models, task by task
@@ -35,11 +35,7 @@ TITLES = {
     "mbmt_full_scratch": "MBMT-Net full, from scratch",
     "mtan": "MTAN DWA",
 }
-# Digits shown per metric: the paper's precision.
-DIGITS = {"loss": 4, "miou": 2, "pix_acc": 2, "abs_err": 4, "rel_err": 4, "mean": 4, "median": 4,
-          "within_11_25": 2, "within_22_5": 2, "within_30": 2}
 PARAMETER_QUANTITIES = (("trainable", "Trainable #P"), ("total", "Total #P"))
-HEADLINE_METRICS = (("semantic", "miou"), ("depth", "abs_err"), ("normal", "mean"))
 # Each table's title by its name (the file stem in reports/tables/), the paper's order.
 TABLE_TITLES = {
     "headline": "At a glance: each task's headline metric and the trainable parameters",
@@ -89,25 +85,19 @@ class Table:
 
 
 def label(task: str, key: str) -> str:
-    """The paper's row label with the direction of "better", e.g. "SS mIoU (%) ↑"."""
-    for metric_task, metric_key, text, higher in paper.METRICS:
-        if (metric_task, metric_key) == (task, key):
-            return f"{text} {'↑' if higher else '↓'}"
-    raise KeyError((task, key))
+    """The paper's row label with the direction of "better", e.g. "mIoU (%) ↑" (mbmt.tasks.METRICS)."""
+    entry = metric(task, key)
+    return f"{entry.label} {'↑' if entry.higher_is_better else '↓'}"
 
 
 Runs = Sequence[Mapping]  # one model's metrics, one dict per seed
 
 
-def single_task_models(metrics: Mapping[str, Runs]) -> list[str]:
-    """The models whose metrics hold one task: the ST-Nets."""
-    return [name for name, runs in metrics.items() if sum(task in runs[0] for task in TASKS) == 1]
-
-
-def single_task_column(metrics: Mapping[str, Runs]) -> list[dict]:
-    """The EfficientPS column, per seed: each task's block from the model that predicts that task alone."""
+def single_task_column(metrics: Mapping[str, Runs], single_task: Sequence[str]) -> list[dict]:
+    """The EfficientPS column, per seed: each task's block from the model that predicts that task alone
+    (``single_task``: mbmt.dag.single_task_models of the params)."""
     column: dict[str, Runs] = {}
-    for name in single_task_models(metrics):
+    for name in (name for name in single_task if name in metrics):
         task = next(task for task in TASKS if task in metrics[name][0])
         if task in column:
             raise ValueError(f"two single-task models predict {task}; the EfficientPS column needs one")
@@ -118,8 +108,8 @@ def single_task_column(metrics: Mapping[str, Runs]) -> list[dict]:
     return [{task: dict(runs[i][task]) for task, runs in column.items()} for i in range(seeds.pop() if seeds else 0)]
 
 
-def with_single_task_column(metrics: Mapping[str, Runs]) -> dict[str, Runs]:
-    return {ST_COLUMN: single_task_column(metrics), **metrics}
+def with_single_task_column(metrics: Mapping[str, Runs], single_task: Sequence[str]) -> dict[str, Runs]:
+    return {ST_COLUMN: single_task_column(metrics, single_task), **metrics}
 
 
 def seeds_note(metrics: Mapping[str, Runs]) -> str:
@@ -202,24 +192,27 @@ def parameter_table(counts: Mapping[str, Mapping[str, int]]) -> Table:
     )
 
 
-def headline_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[str, int]]) -> Table:
+def headline_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[str, int]], *,
+                   single_task: Sequence[str]) -> Table:
     """At a glance: each task's headline metric and the trainable parameters, ours beside the paper's.
-    The EfficientPS row is the three ST-Nets together (parameters summed: what three tasks take)."""
-    metrics = with_single_task_column(metrics)
-    single = single_task_models(metrics)
+    The EfficientPS row is the ST-Nets (``single_task``) together (parameters summed: what three tasks take)."""
+    metrics = with_single_task_column(metrics, single_task)
+    single = [name for name in single_task if name in metrics]
     st_counts = {key: sum(counts[name][key] for name in single if name in counts) for key in ("trainable", "total")}
-    st_paper = {key: sum(paper.PARAMETERS[name][key] for name in ("st_ss", "st_de", "st_snp")) for key in ("trainable", "total")}
+    st_paper = {key: sum(paper.PARAMETERS[name][key] for name in single_task if name in paper.PARAMETERS)
+                for key in ("trainable", "total")}
     columns, rows = ["model"], []
-    for task, key in HEADLINE_METRICS:
-        columns += [f"{label(task, key)} (ours)", f"{label(task, key)} (paper)"]
+    for entry in HEADLINE_METRICS.values():
+        columns += [f"{label(entry.task, entry.key)} (ours)", f"{label(entry.task, entry.key)} (paper)"]
     columns += ["trainable #P (ours)", "trainable #P (paper)"]
     for name in metrics:
         if name in single:
             continue
         published = paper.RESULTS.get(name)
         row: list[Cell] = [TITLES.get(name, name)]
-        for task, key in HEADLINE_METRICS:
-            row += [measured(metrics[name], task, key, DIGITS[key]), _num(value(published, task, key), DIGITS[key])]
+        for entry in HEADLINE_METRICS.values():
+            task, key, digits = entry.task, entry.key, entry.digits
+            row += [measured(metrics[name], task, key, digits), _num(value(published, task, key), digits)]
         ours = st_counts if name == ST_COLUMN else counts.get(name)
         theirs = st_paper if name == ST_COLUMN else paper.PARAMETERS.get(name)
         row += [None if ours is None else Num(int(ours["trainable"])), None if theirs is None else Num(int(theirs["trainable"]))]
@@ -231,12 +224,12 @@ def headline_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[str
     )
 
 
-def results_table(metrics: Mapping[str, Runs]) -> Table:
+def results_table(metrics: Mapping[str, Runs], *, single_task: Sequence[str]) -> Table:
     """The paper's 12-metric table: ours beside the paper's for its four columns, then our other
     models, then the later published results (mbmt.anchors) as reference columns."""
-    metrics = with_single_task_column(metrics)
+    metrics = with_single_task_column(metrics, single_task)
     published_columns = [name for name in paper.RESULTS if name in metrics]
-    merged = {ST_COLUMN, *single_task_models(metrics)}
+    merged = {ST_COLUMN, *single_task}
     extra = [name for name in metrics if name not in paper.RESULTS and name not in merged]
     columns = ["task", "metric"]
     for name in published_columns:
@@ -244,8 +237,8 @@ def results_table(metrics: Mapping[str, Runs]) -> Table:
     columns += [f"{TITLES.get(name, name)} (ours)" for name in extra]
     columns += [f"{anchor.key}: {anchor.title}" for anchor in anchors.ANCHORS]
     rows = []
-    for task, key, _, _ in paper.METRICS:
-        digits = DIGITS[key]
+    for entry in METRICS:
+        task, key, digits = entry.task, entry.key, entry.digits
         row: list[Cell] = [TASK_ABBREVIATIONS[task], label(task, key)]
         for name in published_columns:
             row += [measured(metrics[name], task, key, digits), _num(value(paper.RESULTS[name], task, key), digits)]
@@ -262,21 +255,22 @@ def results_table(metrics: Mapping[str, Runs]) -> Table:
 
 
 def improvement_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[str, int]],
-                       variants: Sequence[str], intervals: Intervals | None = None) -> Table:
+                       variants: Sequence[str], intervals: Intervals | None = None, *,
+                       single_task: Sequence[str]) -> Table:
     """The paper's relative improvements of MBMT-Net over MTAN, EfficientPS and MT-Net (percent,
     positive = MBMT-Net better): ours (of the means over seeds) for each MBMT-Net variant in
     ``variants``, the paper's for its MBMT-Net (OURS). Parameters compare single models (none
     against the three ST-Nets). An improvement whose paired interval in ``intervals`` excludes 0
     is marked significant."""
     intervals = intervals or {}
-    metrics = with_single_task_column(metrics)
+    metrics = with_single_task_column(metrics, single_task)
     columns = ["versus", "quantity"]
     for variant in variants:
         columns.append(f"{TITLES.get(variant, variant)} (ours)")
         if variant == OURS:
             columns.append(f"{TITLES[OURS]} (paper)")
     quantities = [("parameters", key, text, False) for key, text in PARAMETER_QUANTITIES]
-    quantities += [(task, key, label(task, key), higher) for task, key, _, higher in paper.METRICS]
+    quantities += [(entry.task, entry.key, label(entry.task, entry.key), entry.higher_is_better) for entry in METRICS]
     rows = []
     for baseline in BASELINES:
         for task, key, text, higher in quantities:
@@ -313,10 +307,11 @@ def paired_table(intervals: Intervals) -> Table:
     95 % bootstrap interval of that difference, and whether it is significant."""
     rows = []
     for (variant, baseline, task, key), interval in intervals.items():
-        if (task, key) not in HEADLINE_METRICS:
+        headline = HEADLINE_METRICS.get(task)
+        if headline is None or headline.key != key:
             continue
-        digits = DIGITS[key] + 1
-        higher = next(h for t, k, _, h in paper.METRICS if (t, k) == (task, key))
+        digits = headline.digits + 1
+        higher = headline.higher_is_better
         better = TITLES.get(variant, variant) if (interval.difference > 0) == higher else TITLES[baseline]
         rows.append([TITLES.get(variant, variant), TITLES[baseline], label(task, key),
                      Num(interval.difference, digits), Num(interval.low, digits), Num(interval.high, digits),

@@ -18,22 +18,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbmt.config import fingerprint, imagenet_backbones, model_params
+from mbmt.config import AS_WRITTEN, TRAIN_KEYS, fingerprint, imagenet_backbones, model_params
 from mbmt.dag import code_digest
 from mbmt.errors import DataError, MbmtError
 from mbmt.io import save_torch, sha256_file, write_json
 from mbmt.paths import RUNS_DIR, model_file, split_file
-from mbmt.training.weighting import WEIGHTINGS
+from mbmt.training.weighting import WEIGHTINGS, weighting_name
 
 CHECKPOINT_FILE = "checkpoint.pt"
 SETTINGS_FILE = "settings.json"
 CHECKPOINT_FORMAT = 1
 
-# train.* keys that change the weights or the published log. num_workers does not (augmentation
-# randomness depends only on seed, epoch and index) and device/amp/channels_last enter as the
-# effective values of the process (see run_settings).
-RESULT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "lr_step", "lr_gamma", "augment",
-               "steps_per_epoch", "val_every")
+# The result keys of params `train` (mbmt.config.TRAIN_KEYS) the run identity records as written;
+# the weighting and its options, amp and channels_last enter run_settings in their own blocks.
+RESULT_KEYS = tuple(key for key, entry in TRAIN_KEYS.items() if entry.recorded == AS_WRITTEN)
 
 
 def dataset_identity() -> dict[str, str]:
@@ -73,7 +71,7 @@ def init_checkpoints(name: str, params: dict, seed: int) -> dict[str, str]:
 def run_settings(name: str, params: dict, *, seed: int, tasks: tuple[str, ...], device_type: str, world_size: int) -> dict:
     """Everything that determines a run's result, as JSON (its fingerprint names the run directory)."""
     train = params["train"]
-    weighting = train["weighting"] if len(tasks) > 1 else "equal"  # one task: weight 1
+    weighting = weighting_name(tasks, train)  # the strategy the trainer builds (one task: equal)
     cuda = device_type == "cuda"
     return {
         # The code of the train stage, the same files Snakemake and DVC declare (mbmt.dag), so that

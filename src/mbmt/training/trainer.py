@@ -40,11 +40,13 @@ from mbmt.data.device_split import DeviceSplit
 from mbmt.device import non_finite_tensors, to_device
 from mbmt.errors import MbmtError
 from mbmt.evaluation import accumulate_metrics, non_finite_metrics
+from mbmt.evaluation.protocol import VAL_AVERAGING
 from mbmt.io import atomic_path
 from mbmt.losses import LOSS_TERMS
 from mbmt.models import create_model, save_model
-from mbmt.models.base import state_dict_mismatch
+from mbmt.models.base import load_weights
 from mbmt.paths import RUNS_DIR, run_dir, split_file
+from mbmt.tasks import HEADLINE_METRICS
 from mbmt.training import distributed
 from mbmt.training.checkpoint import (
     CHECKPOINT_FILE,
@@ -58,14 +60,12 @@ from mbmt.training.checkpoint import (
     write_settings,
 )
 from mbmt.training.distributed import DistributedContext, ShardSampler
-from mbmt.training.weighting import build_weighting, weighting_from_params
+from mbmt.training.guard import loss_guard
+from mbmt.training.weighting import weighting_from_params
 
 LIVE_DIR = "live"
 # dvclive.vscode's signal file, shared by every Live of a DVC repository (end_live).
 STEP_COMPLETED_SIGNAL = "DVCLIVE_STEP_COMPLETED"
-# Validation curves use the pixel averaging: it does not depend on how the split is batched or
-# sharded over ranks, so the curves are the same on 1 or N processes (evaluate reports both).
-VAL_AVERAGING = "pixel"
 # train.sync_every and train.val_batch_size `auto` on CUDA: at the paper's batch of 2 a step is
 # bound by kernel launches and host synchronisation, not by arithmetic (docs/training.md).
 CUDA_SYNC_EVERY = 50
@@ -112,9 +112,30 @@ class Trainer:
     def __init__(self, name: str, params: dict, context: DistributedContext, *, seed: int,
                  run_root: str | Path = RUNS_DIR, restart: bool = False, progress: bool = True):
         self.name, self.params, self.context, self.progress = name, params, context, progress
-        train = params["train"]
-        self.train_params = train
         self.seed = seed
+        # The phases' order is part of the result: the generators are seeded before the model is
+        # built and again, per rank, once everything is built (nothing in between draws from them).
+        self._resolve_settings(params["train"])
+        seed_everything(self.seed)  # same initial weights on every rank and in every run
+        self._prepare_model()
+        self._prepare_run_directory(run_root, restart)
+        self._place_model()
+        self._prepare_optimizer()
+        self._prepare_data()
+        self.epoch = 0  # completed epochs
+        self.history: list[dict[str, Any]] = []  # per epoch: the logged metrics
+        self.summary: dict[str, Any] | None = None
+        self.train_seconds = 0.0  # training and validation, summed over resumptions
+        seed_everything(self.seed + context.rank)  # per-rank streams (dropout) from here on
+        if self.checkpoint_path.is_file():
+            self.resume(load_checkpoint(self.checkpoint_path))
+
+    # -- construction, in phases ----------------------------------------------------------
+
+    def _resolve_settings(self, train: dict[str, Any]) -> None:
+        """The train settings as this process uses them (``auto`` resolved for its device)."""
+        context = self.context
+        self.train_params = train
         self.epochs = train["epochs"]
         self.local_batch = distributed.per_rank_batch_size(train["batch_size"], context.world_size)
         self.amp = bool(train["amp"] and context.cuda)
@@ -123,13 +144,18 @@ class Trainer:
         self.sync_every = resolve_auto(train["sync_every"], cpu=1, cuda=CUDA_SYNC_EVERY, context=context)
         self.val_batch = resolve_auto(train["val_batch_size"], cpu=self.local_batch, cuda=CUDA_VAL_BATCH,
                                       context=context)
+        self.compile_mode = train["compile"]
         if context.cuda:
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
-        seed_everything(self.seed)  # same initial weights on every rank and in every run
-        self.model = create_model(name, params, seed=seed)
+    def _prepare_model(self) -> None:
+        """The model with its initial weights (ImageNet, or the ST-Nets of init_from)."""
+        self.model = create_model(self.name, self.params, seed=self.seed)
         self.tasks: tuple[str, ...] = tuple(self.model.tasks)
 
+    def _prepare_run_directory(self, run_root: str | Path, restart: bool) -> None:
+        """The run's identity, decided on rank 0 and shared, and its directory (emptied by ``restart``)."""
+        name, params, context, seed = self.name, self.params, self.context, self.seed
         settings = None
         if context.is_main:
             settings = run_settings(name, params, seed=seed, tasks=self.tasks, device_type=context.device.type,
@@ -144,6 +170,9 @@ class Trainer:
             write_settings(self.run_dir, self.settings)
         distributed.barrier(context)
 
+    def _place_model(self) -> None:
+        """The model on the device, in its memory format; wrapped for DistributedDataParallel on N ranks."""
+        context = self.context
         self.model.to(context.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         self.module = self.model  # the bare model: state dicts, validation, publishing
         if context.distributed:
@@ -153,23 +182,22 @@ class Trainer:
                 self.module = self.model = convert_sync_batchnorm(self.model)
             self.model = DistributedDataParallel(self.module, device_ids=[context.device.index] if context.cuda else None)
 
+    def _prepare_optimizer(self) -> None:
+        """Task weighting, the finiteness guard, Adam (the guard's kind), the schedule, the compiled step."""
+        train, context = self.train_params, self.context
         # A single task weighs 1 whatever the strategy; learnable weightings bring their parameters.
-        self.weighting = (weighting_from_params(self.tasks, train) if len(self.tasks) > 1
-                          else build_weighting("equal", self.tasks))
+        self.weighting = weighting_from_params(self.tasks, train)
         trainable = [p for p in self.module.parameters() if p.requires_grad] + list(self.weighting.parameters())
-        # Read back every step, the host skips a bad update itself; otherwise fused Adam skips it on
-        # the device (its found_inf), without a synchronisation.
+        self.guard = loss_guard(self.sync_every, context.device, len(self.tasks))
         self.optimizer = torch.optim.Adam(trainable, lr=train["lr"], weight_decay=train["weight_decay"],
-                                          fused=self.sync_every > 1 or None)
-        self.compile_mode = train["compile"]
+                                          fused=self.guard.fused_adam)
         self.forward = compiled(self.model, self.compile_mode)
         self.compile_record = CompileRecord(self.compile_mode, context.device)
-        # The device-side guard: False from the first step with a non-finite loss on (see train_step).
-        self.healthy = torch.ones((), dtype=torch.bool, device=context.device)
-        self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=context.device)
-        self.first_bad_values = torch.zeros(len(self.tasks), device=context.device)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=train["lr_step"], gamma=train["lr_gamma"])
 
+    def _prepare_data(self) -> None:
+        """The training and test splits (on the device, or read by DataLoader workers) and the sampler."""
+        train, context = self.train_params, self.context
         if self.split_on_device:
             self.train_set = DeviceSplit(split_file("train"), context.device, augment=train["augment"], seed=self.seed)
             self.val_set = DeviceSplit(split_file("test"), context.device) if train["val_every"] else None
@@ -178,14 +206,6 @@ class Trainer:
             self.val_set = NYUv2Dataset(split_file("test")) if train["val_every"] else None
         self.train_sampler = DistributedSampler(self.train_set, num_replicas=context.world_size, rank=context.rank,
                                                 shuffle=True, seed=self.seed, drop_last=False)
-
-        self.epoch = 0  # completed epochs
-        self.history: list[dict[str, Any]] = []  # per epoch: the logged metrics
-        self.summary: dict[str, Any] | None = None
-        self.train_seconds = 0.0  # training and validation, summed over resumptions
-        seed_everything(self.seed + context.rank)  # per-rank streams (dropout) from here on
-        if self.checkpoint_path.is_file():
-            self.resume(load_checkpoint(self.checkpoint_path))
 
     # -- state ---------------------------------------------------------------------------
 
@@ -210,17 +230,20 @@ class Trainer:
         The fingerprint covers the code and the settings, so this fails only when something it
         cannot see changed what the model is (e.g. another timm version) or the file was replaced.
         """
-        try:
-            self.load_state_dict(state)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            detail = state_dict_mismatch(self.module.state_dict(), state.get("model", {}))
-            raise CheckpointMismatchError(
+        def mismatch(detail: str) -> CheckpointMismatchError:
+            return CheckpointMismatchError(
                 f"{self.checkpoint_path}: the checkpoint does not fit model {self.name} as this code builds it "
-                f"({detail or ' '.join(str(exc).split())}); delete {self.run_dir} or run "
-                f"`mbmt train {self.name} --seed {self.seed} --restart` to train it afresh") from None
+                f"({detail}); delete {self.run_dir} or run "
+                f"`mbmt train {self.name} --seed {self.seed} --restart` to train it afresh")
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.module.load_state_dict(state["model"])
+        load_weights(self.module, state.get("model", {}), mismatch)
+        try:
+            self.load_training_state(state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise mismatch(" ".join(str(exc).split())) from None
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Everything of a checkpoint but the model's weights: optimiser, schedule, weighting, generators, log."""
         self.optimizer.load_state_dict(with_fused(state["optimizer"], self.optimizer))
         self.scheduler.load_state_dict(state["scheduler"])
         self.weighting.load_state_dict(state["weighting"])
@@ -253,10 +276,10 @@ class Trainer:
         """Forward, loss, backward, update; returns the task losses summed over ranks.
 
         No update is made from a step with a non-finite loss, nor (sync_every > 1) from any later
-        step; train_epoch then raises DivergedError on every rank alike. With sync_every 1 the losses
-        come back to the host and the update is skipped there; otherwise they stay on the device,
-        where the guard records the first bad step, and fused Adam skips the update
-        (`check_healthy` raises at the next read-back).
+        step; train_epoch then raises DivergedError on every rank alike (mbmt.training.guard: with
+        sync_every 1 the losses come back to the host and the update is skipped there; otherwise
+        they stay on the device, where the guard records the first bad step and fused Adam skips
+        the update; `check_healthy` raises at the next read-back).
         """
         batch = to_device(batch, self.context.device, self.channels_last)
         if self.compile_mode == "reduce-overhead":
@@ -266,16 +289,9 @@ class Trainer:
         losses = self.global_batch_losses(outputs, batch)
         values = torch.stack([losses[task].detach() for task in self.tasks])
         values = distributed.all_reduce_sum(values, self.context)  # equal on every rank: so is the guard
-        if self.sync_every == 1:
-            values = values.cpu()  # the one host synchronisation of the step
-            if not torch.isfinite(values).all():
-                return values
-        else:
-            newly_bad = self.healthy & ~torch.isfinite(values).all()
-            self.first_bad_step.copy_(torch.where(newly_bad, step, self.first_bad_step))
-            self.first_bad_values.copy_(torch.where(newly_bad, values, self.first_bad_values))
-            self.healthy &= ~newly_bad
-            self.optimizer.found_inf = (~self.healthy).float()
+        values, update = self.guard.before_update(values, step, self.optimizer)
+        if not update:
+            return values
         total = self.weighting.total_loss(losses, epoch)
         self.optimizer.zero_grad(set_to_none=True)
         with self.compile_errors():  # the compiled backward may be compiled only now
@@ -315,9 +331,8 @@ class Trainer:
     def train_epoch(self, epoch: int, weights: dict[str, float]) -> EpochStats:
         self.model.train()
         steps = self.steps_in_epoch()
-        # Summed where the losses are: on the host when read back every step, else on the device.
-        loss_sum = torch.zeros(len(self.tasks), dtype=torch.float64,
-                               device="cpu" if self.sync_every == 1 else self.context.device)
+        # Summed where the guard leaves the losses: on the host when read back every step, else on the device.
+        loss_sum = torch.zeros(len(self.tasks), dtype=torch.float64, device=self.guard.loss_device(self.context.device))
         images, start = 0, time.perf_counter()
         bar = tqdm(total=steps, desc=f"{self.name} epoch {epoch + 1}/{self.epochs}", unit="step",
                    disable=not (self.progress and self.context.is_main), leave=False, dynamic_ncols=True)
@@ -326,8 +341,6 @@ class Trainer:
                 if step == steps:
                     break
                 values = self.train_step(batch, epoch, step) / self.context.world_size
-                if self.sync_every == 1:
-                    self.check_finite_losses(values, epoch, step, steps)
                 loss_sum += values.double()
                 images += len(batch["index"]) * self.context.world_size
                 if (step + 1) % self.sync_every == 0 or step + 1 == steps:
@@ -343,11 +356,12 @@ class Trainer:
                           images=images, seconds=time.perf_counter() - start)
 
     def check_healthy(self, epoch: int, steps: int) -> None:
-        """The device-side guard's read-back (sync_every > 1): raise if a step since the last one had a
+        """The guard's read-back (every sync_every steps): raise if a step since the last one had a
         non-finite loss. That step and every later one made no update."""
-        if self.sync_every > 1 and not bool(self.healthy):
-            bad = self.first_bad_values.cpu() / self.context.world_size
-            self.check_finite_losses(bad, epoch, int(self.first_bad_step), steps)
+        bad = self.guard.first_bad()
+        if bad is not None:
+            step, values = bad
+            self.check_finite_losses(values / self.context.world_size, epoch, step, steps)
 
     def check_finite_losses(self, values: torch.Tensor, epoch: int, step: int, steps: int) -> None:
         if torch.isfinite(values).all():
@@ -575,13 +589,16 @@ def log_epoch(live, record: dict[str, float]) -> None:
     live.next_step()
 
 
+# The validation metrics the progress line shows: each task's headline metric.
+HEADLINE_CURVES = {headline.curve for headline in HEADLINE_METRICS.values()}
+
+
 def describe_epoch(name: str, epoch: int, epochs: int, record: dict[str, float]) -> str:
     losses = ", ".join(f"{key.rsplit('/', 1)[1]} {value:.4f}" for key, value in record.items()
                        if key.startswith("train/loss/") and not key.endswith("/total"))
     line = (f"{name} epoch {epoch + 1}/{epochs}: loss {record['train/loss/total']:.4f} ({losses}), "
             f"lr {record['train/lr']:.3g}, {record['train/images_per_second']:.1f} img/s")
-    val = [f"{key[4:]} {value:.4g}" for key, value in record.items()
-           if key.startswith("val/") and key.split("/")[-1] in ("miou", "abs_err", "mean")]
+    val = [f"{key[4:]} {value:.4g}" for key, value in record.items() if key in HEADLINE_CURVES]
     return line + (f"; val {', '.join(val)}" if val else "")
 
 

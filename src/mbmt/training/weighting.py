@@ -123,8 +123,15 @@ def build_weighting(name: str, tasks: Iterable[str], **options) -> TaskWeighting
     return WEIGHTINGS[name](tasks, **options)
 
 
+def weighting_name(tasks: Iterable[str], train: Mapping) -> str:
+    """The strategy a model with ``tasks`` trains with: ``train["weighting"]`` (params["train"]) for
+    several tasks; a single task weighs 1 whatever the strategy ("equal")."""
+    return train["weighting"] if len(tuple(tasks)) > 1 else "equal"
+
+
 def weighting_from_params(tasks: Iterable[str], train: Mapping) -> TaskWeighting:
-    """The strategy named by ``train["weighting"]`` (params["train"]), with the options it declares."""
-    name = train["weighting"]
+    """The strategy of ``weighting_name`` for ``tasks``, with the options it declares."""
+    tasks = tuple(tasks)
+    name = weighting_name(tasks, train)
     declared = WEIGHTINGS[name].params_keys if name in WEIGHTINGS else {}
     return build_weighting(name, tasks, **{option: train[key] for option, key in declared.items()})
