@@ -228,10 +228,11 @@ def main() -> int:
         print("no GPU listed by nvidia-smi: jobs run where train.device says, no placement")
         return 0
     directory = LOCK_DIR / socket.gethostname()
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f"{directory.name}.lock", "a") as node_lock:
-        fcntl.flock(node_lock, fcntl.LOCK_EX)
-        claimed = held_claims(directory)
+    claimed: dict[int, float] = {}
+    if directory.is_dir():  # jobs have claimed GPUs here (some may still run)
+        with open(directory.parent / f"{directory.name}.lock", "a") as node_lock:
+            fcntl.flock(node_lock, fcntl.LOCK_EX)
+            claimed = held_claims(directory)
     for gpu in table:
         print(f"GPU {gpu.index}: {gpu.free_gb:.1f} of {gpu.total_gb:.1f} GB free, {claimed.get(gpu.index, 0.0):g} GB claimed")
     if len(table) == 1:
