@@ -103,6 +103,13 @@ def test_nothing_changes_on_one_gpu_or_none(tmp_path, capsys):
     assert environ == {} and not list(tmp_path.rglob("*.claim"))
 
 
+def test_a_request_that_is_not_a_number_is_an_error(tmp_path):
+    from mbmt.errors import MbmtError
+
+    with pytest.raises(MbmtError, match="MBMT_GPU_MEM_GB='12GB' is not a number of GB"):
+        place("train", "auto", gpus=table(80, 80), lock_dir=tmp_path, environ={gpus.REQUEST_ENV: "12GB"})
+
+
 def test_place_sets_the_device_and_claims_the_request(tmp_path):
     environ = {gpus.REQUEST_ENV: "30"}
     first = place("train", "auto", gpus=table(80, 80), lock_dir=tmp_path, environ=environ)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mbmt import paths
+from mbmt.errors import MbmtError
 
 LOCK_DIR = paths.RUNS_DIR / ".locks" / "gpu"
 REQUEST_ENV = "MBMT_GPU_MEM_GB"
@@ -214,7 +215,11 @@ def place(stage: str, device: str, gpus: Callable[[], list[Gpu]] = query_gpus, l
     if "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():
         say("no GPU placement: CUDA is already initialised in this process")
         return None
-    request = float(environ.get(REQUEST_ENV) or DEFAULT_REQUEST_GB[stage])
+    try:
+        request = float(environ.get(REQUEST_ENV) or DEFAULT_REQUEST_GB[stage])
+    except ValueError:
+        raise MbmtError(f"{REQUEST_ENV}={environ[REQUEST_ENV]!r} is not a number of GB (the job's gpu_mem_gb "
+                        f"request, e.g. {REQUEST_ENV}=12)") from None
     claim = claim_gpu(request, gpus, lock_dir, say=say)
     environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     environ["CUDA_VISIBLE_DEVICES"] = str(claim.index)
