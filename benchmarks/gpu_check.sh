@@ -109,8 +109,9 @@ placement() {
   echo "-- the workflow's jobs:"
   local logs=$results/workflow/logs
   [ -d "$logs" ] || { echo "no job logs in $logs"; return 0; }
-  grep -r -e "^mbmt train: " -e "^mbmt evaluate: " "$logs" | sed "s|^$logs/||" | sort \
-    || echo "no job placed itself: no GPU listed by nvidia-smi, or train.device: cpu"
+  local lines
+  lines=$(grep -r -e "^mbmt train: " -e "^mbmt evaluate: " "$logs" | sed "s|^$logs/||" | sort)
+  if [ -n "$lines" ]; then echo "$lines"; else echo "no job placed itself: no GPU listed by nvidia-smi, or train.device: cpu"; fi
 }
 
 # Four benchmarks at once on one GPU, as the default profile runs trainings.

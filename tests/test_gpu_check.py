@@ -82,3 +82,6 @@ def test_gpu_check_reports_where_each_job_ran(tmp_path):
     assert lines[0].startswith("GPU 0: 19.5 of 79.6 GB free") and lines[1].startswith("GPU 1: 79.1 of 79.6 GB free")
     assert "a training started now would run on GPU 1" in lines
     assert "train/st_ss/seed0.log:mbmt train: GPU 1 of 2 on node: 79.1 of 79.6 GB free, 0 GB claimed by other jobs" in lines
+    log.write_text("epoch 1/2\n")  # a job that did not place itself (train.device: cpu)
+    run = subprocess.run(run.args, capture_output=True, text=True, timeout=120, env={**env, "PYTHONPATH": str(REPO / "src")})
+    assert run.returncode == 0 and run.stdout.splitlines()[-1].startswith("no job placed itself"), run.stdout + run.stderr
