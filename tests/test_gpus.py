@@ -203,6 +203,7 @@ def test_mbmt_evaluate_places_itself_before_it_runs(project, fake_nvidia_smi):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["device"] = "auto"
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    fake_nvidia_smi["MBMT_GPU_LOCK_DIR"] = str(project / "gpu-locks")
     placed = subprocess.run(["mbmt", "evaluate", "st_ss"], cwd=project, capture_output=True, text=True,
                             env={**fake_nvidia_smi, gpus.REQUEST_ENV: "7"})
     assert placed.returncode == 2 and "trained model not found" in placed.stderr, placed.stderr
@@ -210,4 +211,5 @@ def test_mbmt_evaluate_places_itself_before_it_runs(project, fake_nvidia_smi):
     given = subprocess.run(["mbmt", "evaluate", "st_ss"], cwd=project, capture_output=True, text=True,
                            env={**fake_nvidia_smi, "CUDA_VISIBLE_DEVICES": "0"})
     assert "no GPU placement: CUDA_VISIBLE_DEVICES=0 is set" in given.stderr and "GPU 1 of 2" not in given.stderr
-    assert held_claims(project / "runs" / ".locks" / "gpu" / socket.gethostname()) == {}  # released at exit
+    directory = project / "gpu-locks" / socket.gethostname()
+    assert directory.is_dir() and held_claims(directory) == {}  # the claim was made there, and released at exit

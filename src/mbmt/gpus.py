@@ -6,8 +6,8 @@ does not assign GPUs: without this module every job would use the node's first G
 called by mbmt.cli):
 
 - it asks `nvidia-smi` (no CUDA context) for each GPU's free and total memory;
-- it reads the claims the node's running jobs hold: one file per job under
-  runs/.locks/gpu/HOST/, holding the job's request in GB, on which the job holds an exclusive
+- it reads the claims the node's running jobs hold: one file per job under LOCK_DIR/HOST/
+  (LOCK_DIR: $MBMT_GPU_LOCK_DIR, by default /tmp/mbmt-gpus-UID), holding the job's request in GB, on which the job holds an exclusive
   ``flock(2)`` while it runs. The kernel releases the lock when the process ends, however it ends
   (kill -9 included), so a claim whose file can be locked is stale and is removed;
 - `choose_gpu` (a pure function) picks the GPU with the most memory left among those on which the
@@ -16,7 +16,7 @@ called by mbmt.cli):
 - the job claims that GPU (its own claim file, locked) and sets ``CUDA_VISIBLE_DEVICES`` to it
   (with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, nvidia-smi's numbering), so torch sees it as cuda:0.
 
-Choosing and claiming happen under one node-wide lock (runs/.locks/gpu/HOST.lock), so two jobs
+Choosing and claiming happen under one node-wide lock (LOCK_DIR/HOST.lock), so two jobs
 starting together see each other's claims. If the request fits on no GPU but other jobs hold
 claims, the job waits for one to end (Snakemake's count of the node total cannot see how memory
 fragments over GPUs); if no job holds a claim it takes the GPU with the most memory left.
@@ -36,16 +36,19 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mbmt import paths
 from mbmt.errors import MbmtError
 
-LOCK_DIR = paths.RUNS_DIR / ".locks" / "gpu"
+# Node-wide, not per project: the jobs of every checkout on the node (and of `dvc queue start -j N`,
+# whose experiments run in temporary copies of the repository) see each other's claims. Per user:
+# another user's jobs show in the free memory nvidia-smi reports.
+LOCK_DIR = Path(os.environ.get("MBMT_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / f"mbmt-gpus-{os.getuid()}")
 REQUEST_ENV = "MBMT_GPU_MEM_GB"
 # The profile's requests (profiles/default/config.yaml set-resources), for a command run by hand.
 DEFAULT_REQUEST_GB = {"train": 12.0, "evaluate": 6.0}
