@@ -11,6 +11,9 @@
 #   workflow.txt       snakemake --cores all on config/gpu_check.yaml (288x384, 2 epochs, every
 #                      model, evaluation and the report) under the default profile, several
 #                      trainings at once; workflow/ keeps its logs, benchmark TSVs, metrics, report
+#   placement.txt      which GPU each train/evaluate job of the workflow step ran on (mbmt.gpus):
+#                      the node's GPUs and claims (`python -m mbmt.gpus`), then each job log's
+#                      placement line; on one GPU each job says so and uses it (nothing changes)
 #   concurrent_*.txt   four benchmarks at once on the same GPU: their s/step against bench_bf16's
 #                      gives the slowdown of sharing the GPU (bench_training.py --slowdown)
 #   bench_graphs.txt   the benchmark with train.compile reduce-overhead (CUDA graphs), ST-Nets and
@@ -99,6 +102,18 @@ workflow() {
   return $rc
 }
 
+# Where the workflow step's jobs ran: the node's GPUs, then the placement line of each job's log
+# (a job on a node with several GPUs claims one, mbmt.gpus; on one GPU it says it uses that one).
+placement() {
+  python3 -m mbmt.gpus
+  echo "-- the workflow's jobs:"
+  local logs=$results/workflow/logs
+  [ -d "$logs" ] || { echo "no job logs in $logs"; return 0; }
+  local lines
+  lines=$(grep -r -e "^mbmt train: " -e "^mbmt evaluate: " "$logs" | sed "s|^$logs/||" | sort)
+  if [ -n "$lines" ]; then echo "$lines"; else echo "no job placed itself: no GPU listed by nvidia-smi, or train.device: cpu"; fi
+}
+
 # Four benchmarks at once on one GPU, as the default profile runs trainings.
 concurrent() {
   local pids=() rc=0 model
@@ -127,6 +142,7 @@ fi
 step_part env 30 environment
 step bench_bf16 150 python3 benchmarks/bench_training.py "${bench[@]}" --device "$device" --amp on --models "${models[@]}"
 step_part workflow 180 workflow
+step_part placement 30 placement
 step_part concurrent 80 concurrent
 if [ ${#compiled[@]} -gt 0 ]; then
   step bench_graphs 150 python3 benchmarks/bench_training.py "${bench[@]}" --device "$device" --amp on \

@@ -149,3 +149,30 @@ def sshd(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_server(tmp_path):
+    """moto's S3 server on 127.0.0.1 (a free port) with one empty bucket, "mbmt"; yields (endpoint URL,
+    credentials {name: value} it accepts, env of the clients: no ~/.aws files of this machine)."""
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        pytest.skip("moto[server] is not installed (pip install -e '.[dev]')")
+    if importlib.util.find_spec("dvc_s3") is None:
+        pytest.skip("dvc-s3 is not installed (pip install -e '.[dev]' or '.[s3]')")
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        credentials = {"access_key_id": "mbmt-test", "secret_access_key": "mbmt-test-secret"}
+        env = {"AWS_CONFIG_FILE": str(tmp_path / "aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials")}
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=credentials["access_key_id"],
+                     aws_secret_access_key=credentials["secret_access_key"]).create_bucket(Bucket="mbmt")
+        yield endpoint, credentials, env
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_gpu_check_runs_every_step_on_cpu(tmp_path):
                          capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout + run.stderr
     steps = dict(re.findall(r"^(\w+) rc=(\d+)", (results / "steps.txt").read_text(), re.MULTILINE))
-    assert steps == dict.fromkeys(("env", "bench_bf16", "workflow", "concurrent", "bench_fp32"), "0"), steps
+    assert steps == dict.fromkeys(("env", "bench_bf16", "workflow", "placement", "concurrent", "bench_fp32"), "0"), steps
 
     for name in ("bench_bf16", "bench_fp32", "concurrent_st_ss", "concurrent_mbmt_partial"):
         text = (results / f"{name}.txt").read_text()
@@ -51,8 +52,36 @@ def test_gpu_check_runs_every_step_on_cpu(tmp_path):
     assert (workflow / "reports" / "README.md").is_file()
     assert {path.parent.name for path in (workflow / "benchmarks" / "results" / "train").glob("*/seed0.tsv")} == set(MODELS)
     assert most_trainings_at_once((results / "workflow.txt").read_text()) >= 2
+    # No GPU here and train.device: cpu in the tiny preset: no job placed itself.
+    assert "no job placed itself" in (results / "placement.txt").read_text()
 
 
 def test_gpu_check_refuses_missing_arguments():
     run = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True)
     assert run.returncode == 2 and "usage: bash benchmarks/gpu_check.sh RESULTS_DIR" in run.stderr
+
+
+def test_gpu_check_reports_where_each_job_ran(tmp_path):
+    """The placement step with a fake nvidia-smi (two GPUs, the first busy) and a job log: the node's
+    table, where a training would go now, and each job's placement line."""
+    from test_gpus import FAKE_NVIDIA_SMI
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    log = tmp_path / "results" / "workflow" / "logs" / "train" / "st_ss" / "seed0.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("mbmt train: GPU 1 of 2 on node: 79.1 of 79.6 GB free, 0 GB claimed by other jobs\nepoch 1/2\n")
+    env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
+    run = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(tmp_path / "results"), "--device", "cpu",
+                          "--part", "placement"], capture_output=True, text=True, timeout=120,
+                         env={**env, "PATH": f"{bin_dir}:{env['PATH']}", "PYTHONPATH": str(REPO / "src")})
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("GPU 0: 19.5 of 79.6 GB free") and lines[1].startswith("GPU 1: 79.1 of 79.6 GB free")
+    assert "a training started now would run on GPU 1" in lines
+    assert "train/st_ss/seed0.log:mbmt train: GPU 1 of 2 on node: 79.1 of 79.6 GB free, 0 GB claimed by other jobs" in lines
+    log.write_text("epoch 1/2\n")  # a job that did not place itself (train.device: cpu)
+    run = subprocess.run(run.args, capture_output=True, text=True, timeout=120, env={**env, "PYTHONPATH": str(REPO / "src")})
+    assert run.returncode == 0 and run.stdout.splitlines()[-1].startswith("no job placed itself"), run.stdout + run.stderr

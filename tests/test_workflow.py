@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 # Modules that decide how a stage runs, not what it computes; no stage lists them as a dependency
 # (STAGE_CODE in src/mbmt/dag.py).
 INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/dag.py", "mbmt/errors.py", "mbmt/io.py",
-                  "mbmt/locking.py", "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py",
+                  "mbmt/gpus.py", "mbmt/locking.py", "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py",
                   "mbmt/stages/config.py"}
 SEEDS = [0, 1]
 # A change to the paper's MBMT-Net alone, and what it must re-run: its jobs of every seed.
@@ -207,28 +207,35 @@ def test_a_new_seed_runs_only_its_jobs_and_the_report_with_dvc(project):
     assert dvc_changed(project) == set()
 
 
-@pytest.fixture(params=["local", "ssh"])
-def remote(request, tmp_path) -> tuple[str, Path | None, dict[str, str]]:
-    """A DVC remote on this machine: (url, SSH key file or None, environment of the DVC commands).
-    The SSH server is conftest.py's `sshd` (skipped, with the reason, where it cannot run)."""
+@pytest.fixture(params=["local", "ssh", "s3"])
+def remote(request, tmp_path) -> tuple[str, dict[str, str], dict[str, str], dict[str, str]]:
+    """A DVC remote on this machine: (url, its options committed to .dvc/config, its options kept in
+    .dvc/config.local (credentials), environment of the DVC commands). The SSH server is conftest.py's
+    `sshd`, the S3 server its `s3_server` (moto); each is skipped, with the reason, where it cannot run."""
     if request.param == "local":
-        return str(tmp_path / "remote"), None, {}
-    port, keyfile, env = request.getfixturevalue("sshd")
-    return f"ssh://{getpass.getuser()}@127.0.0.1:{port}{tmp_path / 'remote'}", keyfile, env
+        return str(tmp_path / "remote"), {}, {}, {}
+    if request.param == "ssh":
+        port, keyfile, env = request.getfixturevalue("sshd")
+        return f"ssh://{getpass.getuser()}@127.0.0.1:{port}{tmp_path / 'remote'}", {}, {"keyfile": str(keyfile)}, env
+    endpoint, credentials, env = request.getfixturevalue("s3_server")
+    return "s3://mbmt/project", {"endpointurl": endpoint}, credentials, env
 
 
 def test_remote_round_trip_restores_everything(project, tmp_path, remote):
     """push; in a fresh clone `mbmt pull` gets every output byte for byte, and then neither DVC nor
     Snakemake has anything to run (and Snakemake tracks params again)."""
-    url, keyfile, env = remote
+    url, options, local, env = remote
     run(["dvc", "remote", "add", "--default", "shared", url], project)
+    for key, value in options.items():
+        run(["dvc", "remote", "modify", "shared", key, value], project)
     commit(project, "remote")
-    if keyfile:  # credentials stay out of git: .dvc/config.local, copied to the clone by hand
-        run(["dvc", "remote", "modify", "--local", "shared", "keyfile", str(keyfile)], project)
+    for key, value in local.items():  # credentials stay out of git: .dvc/config.local, copied to the clone by hand
+        run(["dvc", "remote", "modify", "--local", "shared", key, value], project)
     run(["dvc", "push", "--quiet"], project, env=env)
     clone = tmp_path / "clone"
     run(["git", "clone", "--quiet", str(project), str(clone)], tmp_path)
-    if keyfile:
+    assert not any(value in (clone / ".dvc" / "config").read_text() for value in local.values())
+    if local:
         shutil.copy(project / ".dvc" / "config.local", clone / ".dvc" / "config.local")
     run(["mbmt", "pull"], clone, env=env)
     for out in outputs(project):

@@ -24,6 +24,8 @@ TINY = REPO / "tests" / "tiny.yaml"
 # What a checkout of the project holds that the workflow needs (outputs and caches excluded).
 PROJECT_FILES = ("Snakefile", "workflow", "profiles", "dvc.yaml", ".dvcignore", ".gitignore", "config", "src")
 TO_LOG = " > {log} 2>&1"  # what the Snakefile appends to every stage command (workflow/rules/common.smk)
+# What it puts before the train and evaluate commands: the job's GPU memory request (mbmt.gpus).
+GPU_REQUEST = "MBMT_GPU_MEM_GB={gb} "
 ENV = {
     **os.environ,
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -155,6 +157,10 @@ def snakemake_view(root: Path, configfiles: tuple[Path, ...] = (), config: dict 
             shellcmd = job.shellcmd
             suffix = TO_LOG.format(log=job.log[0])
             assert shellcmd.endswith(suffix), f"{name}: {shellcmd!r} does not end with the log redirection"
+            if job.rule.name in ("train", "train_from_st", "evaluate"):
+                prefix = GPU_REQUEST.format(gb=job.resources["gpu_mem_gb"])
+                assert shellcmd.startswith(prefix), f"{name}: {shellcmd!r} does not pass its GPU memory request"
+                shellcmd = shellcmd[len(prefix):]
             jobs[name] = StageView(
                 cmd=shellcmd[: -len(suffix)],
                 deps={os.path.normpath(f) for f in job.input},

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     stage = next((a for a in argv if a in STAGES), None)
     args = build_parser(stage).parse_args(argv)
     try:
-        with output_lock(args):
+        with output_lock(args), gpu_claim(args):
             return int(args._main(args) or 0)
     except MbmtError as exc:
         print(f"mbmt {args.stage}: error: {exc}", file=sys.stderr)
@@ -94,3 +94,14 @@ def output_lock(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     if lock is None or os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
     return OutputLock(*lock)
+
+
+def gpu_claim(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """train and evaluate: on a node with several GPUs, the GPU this job claims (mbmt.gpus), held
+    while it runs; nothing for the other stages, on one GPU, or where CUDA_VISIBLE_DEVICES is set."""
+    if args.stage not in ("train", "evaluate"):
+        return contextlib.nullcontext()
+    from mbmt.config import load_params
+    from mbmt.gpus import place
+
+    return place(args.stage, load_params(args.params)["train"]["device"]) or contextlib.nullcontext()

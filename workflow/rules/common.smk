@@ -91,6 +91,10 @@ wildcard_constraints:
 PARAM_OPTIONS = "".join(f" --params {shlex.quote(f)}" for f in PARAM_FILES) if PARAM_FILES != [str(paths.PARAMS_FILE)] else ""
 # Appended to every command: the job's output goes to its log file.
 TO_LOG = " > {log} 2>&1"
+# Put before the train and evaluate commands: the job's gpu_mem_gb request, which `mbmt` claims on
+# the GPU it places itself on when the node has several (mbmt.gpus; dvc.yaml's commands, run one at
+# a time, use the same requests by default).
+GPU_REQUEST = "MBMT_GPU_MEM_GB={resources.gpu_mem_gb} "
 
 
 def mbmt(stage, *args):

@@ -17,5 +17,6 @@ rule evaluate:
     threads: 4
     resources:
         gpu=1,
+        gpu_mem_gb=6,  # the default profile sets it too (profiles/default/config.yaml)
     shell:
-        mbmt("evaluate", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG
+        GPU_REQUEST + mbmt("evaluate", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG

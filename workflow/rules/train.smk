@@ -20,8 +20,9 @@ rule train:
     threads: 8
     resources:
         gpu=1,
+        gpu_mem_gb=12,  # the default profile sets it too (profiles/default/config.yaml)
     shell:
-        mbmt("train", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG
+        GPU_REQUEST + mbmt("train", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG
 
 
 use rule train as train_from_st with:
