@@ -22,7 +22,7 @@ rule train:
     resources:
         gpu=1,
     shell:
-        mbmt("train", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG
+        training_launcher() + mbmt("train", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG
 
 
 use rule train as train_from_st with:
