@@ -138,3 +138,21 @@ def test_two_rank_training_in_one_slurm_job_equals_torchrun(slurm, tmp_path):  #
     [slurm_run] = (root / "runs" / MODEL).glob(f"*/{CHECKPOINT_FILE}")
     assert load_checkpoint(slurm_run)["settings"]["world_size"] == 2
     assert same_weights(weights(root), weights(plain))
+
+
+def test_unservable_requests_stop_before_the_first_submission(slurm, tmp_path):  # noqa: F811
+    """The profile as a GPU cluster needs it, on this small CPU cluster without accounting: one
+    message lists each problem with its fix, and nothing is submitted."""
+    root = copy_project(tmp_path / "project")
+    before = squeue_jobs()
+    result = run(["snakemake", "--workflow-profile", "profiles/slurm", TARGETS[0]], root, check=False,
+                 env={"PYTHONPATH": str(root / "src")})
+    assert result.returncode != 0
+    assert squeue_jobs() - before == set() and not (root / ".snakemake" / "slurm_logs").exists()
+    message = result.stderr
+    assert "this run cannot work on this Slurm cluster" in message
+    assert "add --slurm-status-command squeue" in message
+    assert f"add --max-threads {slurm.cpus}" in message
+    assert "MBMT_SLURM_GPUS=0" in message
+    if slurm.memory_mb < 64000:
+        assert f"MBMT_SLURM_MAX_MEM_MB={slurm.memory_mb}" in message

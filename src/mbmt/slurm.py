@@ -119,7 +119,7 @@ def request_problems(requests: list[Request], parts: dict[str, Partition], defau
         if request.nodes > partition.nodes:
             found[(request.rule, "nodes")] = (
                 f"rule {request.rule}: {request.nodes} nodes but partition {partition.name} has {partition.nodes}: "
-                "set MBMT_SLURM_NODES")
+                "set MBMT_TRAIN_NODES")
     return list(found.values())
 
 
