@@ -2,8 +2,8 @@
 
 .ci/run starts a single-node cluster as root (.ci/slurm-up.sh: Debian's slurm-wlm and munge, no
 GPUs, no accounting database); elsewhere the tests that need one are skipped. Each test's jobs are
-cancelled when it ends (by the job name Snakemake's run gave them, or by id), so nothing of a test
-keeps the node busy for the next.
+cancelled when it ends (the jobs whose working directory is the test's own), so nothing of a
+test keeps the node busy for the next, and nobody else's job is touched.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -22,9 +23,20 @@ class SlurmCluster:
     memory_mb: int
 
 
-def squeue_jobs() -> set[str]:
-    result = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30)
-    return set(result.stdout.split())
+def squeue_jobs(workdir: Path | None = None, under: Path | None = None) -> set[str]:
+    """The ids of the jobs Slurm lists: all, those that run in ``workdir`` (a test's project), or
+    those that run anywhere under ``under``."""
+    result = subprocess.run(["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True, timeout=30)
+    jobs = [line.split(" ", 1) for line in result.stdout.splitlines()]
+    return {job for job, directory in jobs
+            if (workdir is None or Path(directory) == Path(workdir)) and (under is None or Path(directory).is_relative_to(under))}
+
+
+def cancel_jobs_under(path: Path) -> None:
+    """Cancel the jobs that run under ``path`` (a test's directory): nobody else's."""
+    left = squeue_jobs(under=path)
+    if left:
+        subprocess.run(["scancel", *sorted(left)], capture_output=True, timeout=30)
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +57,7 @@ def slurm_cluster() -> SlurmCluster:
 
 
 @pytest.fixture
-def slurm(slurm_cluster):
-    """The cluster; the jobs this test submitted are cancelled when it ends."""
-    before = squeue_jobs()
+def slurm(slurm_cluster, tmp_path):
+    """The cluster; the jobs this test submitted (from its tmp_path) are cancelled when it ends."""
     yield slurm_cluster
-    left = squeue_jobs() - before
-    if left:
-        subprocess.run(["scancel", *sorted(left)], capture_output=True, timeout=30)
+    cancel_jobs_under(tmp_path)

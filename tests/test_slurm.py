@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from slurm_cluster import slurm, slurm_cluster, squeue_jobs  # noqa: F401 (fixtures)
+from slurm_cluster import cancel_jobs_under, slurm, slurm_cluster, squeue_jobs  # noqa: F401 (fixtures)
 from test_workflow_project import ENV, copy_of, copy_project, run
 
 from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
@@ -83,13 +83,10 @@ def slurm_baseline(slurm_cluster, tmp_path_factory) -> Path:  # noqa: F811
     params["train"]["epochs"] = 3
     params["data"]["synthetic"]["train_size"] = 24
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    before = squeue_jobs()
     try:
         snakemake_slurm(root, *TARGETS)
     finally:
-        left = squeue_jobs() - before
-        if left:
-            subprocess.run(["scancel", *left], capture_output=True)
+        cancel_jobs_under(root)
     return root
 
 
@@ -99,7 +96,6 @@ def test_preempted_training_resumes_to_the_uninterrupted_result(slurm, slurm_bas
     for path in (root / "models" / MODEL, root / "runs", root / ".snakemake"):
         shutil.rmtree(path)
     (root / TARGETS[1]).unlink()
-    before = squeue_jobs()
     with open(root / "snakemake.log", "w") as log:
         process = subprocess.Popen(["snakemake", *TARGETS, *SLURM_OPTIONS], cwd=root, env={**ENV, **env_of(root)},
                                    stdout=log, stderr=subprocess.STDOUT)
@@ -107,7 +103,7 @@ def test_preempted_training_resumes_to_the_uninterrupted_result(slurm, slurm_bas
         while process.poll() is None and checkpoint is None:
             checkpoint = next((root / "runs" / MODEL).glob(f"*/{CHECKPOINT_FILE}"), None)
             time.sleep(0.05)
-        training = sorted(squeue_jobs() - before)
+        training = sorted(squeue_jobs(root))  # this run's alone, though other jobs may run
         subprocess.run(["scancel", *training], check=True)  # the preemption
         cancelled_at = load_checkpoint(checkpoint)["epoch"] if checkpoint else None  # later runs overwrite it
         assert process.wait(timeout=600) == 0, (root / "snakemake.log").read_text()[-4000:]
@@ -116,6 +112,8 @@ def test_preempted_training_resumes_to_the_uninterrupted_result(slurm, slurm_bas
     assert cancelled_at == 1, "cancelled too late: make the epochs longer"
     assert f"SLURM-job '{training[0]}' failed, SLURM status is: 'CANCELLED'" in output
     assert re.search(r"Trying to restart job", output), output[-3000:]
+    log = (root / "logs" / "train" / MODEL / "seed0.log").read_text()  # the resubmitted job's
+    assert f"{MODEL} epoch 1/3" not in log and f"{MODEL} epoch 2/3" in log  # resumed at epoch 2
     assert sorted(p.name for p in (root / "runs" / MODEL).iterdir()) == sorted(
         p.name for p in (slurm_baseline / "runs" / MODEL).iterdir())  # the same run, resumed
     assert same_weights(weights(root), weights(slurm_baseline))
@@ -144,11 +142,10 @@ def test_unservable_requests_stop_before_the_first_submission(slurm, tmp_path): 
     """The profile as a GPU cluster needs it, on this small CPU cluster without accounting: one
     message lists each problem with its fix, and nothing is submitted."""
     root = copy_project(tmp_path / "project")
-    before = squeue_jobs()
     result = run(["snakemake", "--workflow-profile", "profiles/slurm", TARGETS[0]], root, check=False,
                  env={"PYTHONPATH": str(root / "src")})
     assert result.returncode != 0
-    assert squeue_jobs() - before == set() and not (root / ".snakemake" / "slurm_logs").exists()
+    assert squeue_jobs(root) == set() and not (root / ".snakemake" / "slurm_logs").exists()
     message = result.stderr
     assert "this run cannot work on this Slurm cluster" in message
     assert "add --slurm-status-command squeue" in message
