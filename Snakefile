@@ -25,6 +25,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/dvc.smk"
+include: "workflow/rules/slurm.smk"
 
 
 localrules:

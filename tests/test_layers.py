@@ -26,7 +26,8 @@ LAYERS = (
     ("models", ("mbmt.models",)),
     ("training and evaluation", ("mbmt.losses", "mbmt.metrics", "mbmt.training", "mbmt.evaluation")),
     ("prediction and reporting", ("mbmt.predict", "mbmt.reporting")),
-    ("stages and front ends", ("mbmt.stages", "mbmt.cli", "mbmt.__main__", "mbmt.sync")),
+    # mbmt.slurm: the checks a Snakemake run makes before its first submission to a Slurm cluster.
+    ("stages and front ends", ("mbmt.stages", "mbmt.cli", "mbmt.__main__", "mbmt.sync", "mbmt.slurm")),
 )
 # (importer, imported) -> why that import may run up a layer. None remain; a new one needs its reason.
 EXCEPTIONS: dict[tuple[str, str], str] = {}

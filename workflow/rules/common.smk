@@ -102,6 +102,24 @@ def mbmt(stage, *args):
     return " ".join(["mbmt", stage, *args]) + PARAM_OPTIONS
 
 
+def training_launcher():
+    """The prefix that starts each training as one torch.distributed run of several processes
+    (docs/workflow.md, "One training on several GPUs or nodes"): MBMT_TRAIN_RANKS_PER_NODE
+    processes on each of MBMT_TRAIN_NODES nodes (both 1 by default: no prefix, dvc.yaml's
+    command). On one node torchrun starts them; on several, one torchrun per node through srun in
+    the Slurm job (profiles/slurm asks for the nodes), meeting at the job's first node. Read from
+    the environment, which Slurm jobs inherit, so a job's Snakemake builds the same command."""
+    nodes = int(os.environ.get("MBMT_TRAIN_NODES") or 1)
+    ranks = int(os.environ.get("MBMT_TRAIN_RANKS_PER_NODE") or 1)
+    if nodes == 1 and ranks == 1:
+        return ""
+    if nodes == 1:
+        return f"torchrun --standalone --nproc-per-node {ranks} -m "
+    return (f"srun --nodes {nodes} --ntasks-per-node 1 torchrun --nnodes {nodes} --nproc-per-node {ranks} "
+            "--rdzv-id $SLURM_JOB_ID --rdzv-backend c10d "
+            "--rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):29500 -m ")
+
+
 def model_file(name="{model}", seed="{seed}"):
     return str(paths.model_file(name, seed))
 

@@ -22,7 +22,7 @@ rule train:
         gpu=1,
         gpu_mem_gb=12,  # the default profile sets it too (profiles/default/config.yaml)
     shell:
-        GPU_REQUEST + mbmt("train", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG
+        GPU_REQUEST + training_launcher() + mbmt("train", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG
 
 
 use rule train as train_from_st with:
