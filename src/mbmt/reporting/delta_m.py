@@ -1,0 +1,112 @@
+"""Δm: the mean relative difference of a multi-task model from the single-task models, over the metrics.
+
+Maninis et al., CVPR 2019 ("Attentive single-tasking of multiple tasks"), as LibMTL, Nash-MTL and
+their successors report it:
+
+    Δm = (1/K) Σ_k (-1)^{l_k} (M_m,k - M_b,k) / M_b,k × 100 %
+
+over the K metrics of DELTA_M_METRICS; l_k = 1 where a lower value of metric k is better (the
+catalogue's ``higher_is_better`` is False), M_b,k the single-task baseline's value (the
+EfficientPS column: each task's metrics from the ST-Net of that task) and M_m,k the multi-task
+model's. Each term is mbmt.reporting.tables.relative_improvement, so positive Δm = better than
+single-task on average.
+
+Over seeds, seed s of a model is compared with seed s of the ST-Nets (`per_seed_delta_m`), and the
+report shows the mean ± the sample standard deviation of those per-seed values (no ± with one seed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from mbmt import paper
+from mbmt.reporting.statistics import spread
+from mbmt.reporting.tables import (
+    ST_COLUMN,
+    TABLE_TITLES,
+    TITLES,
+    Cell,
+    Num,
+    Runs,
+    Table,
+    relative_improvement,
+    seeds_note,
+    single_task_column,
+    value,
+)
+from mbmt.tasks import METRICS, TASK_ABBREVIATIONS, Metric
+
+# The catalogue's metrics without the training losses: the 9 evaluation metrics LibMTL's NYUv2
+# Δm averages (mIoU, pixel acc; abs err, rel err; mean, median angle, within 11.25 / 22.5 / 30°).
+# The losses are what training minimises, not what a task is judged by, and the paper did not
+# publish MTAN's, so a Δm with them could not be computed for every published column.
+DELTA_M_METRICS = tuple(entry for entry in METRICS if entry.key != "loss")
+
+DELTA_M_DIGITS = 2  # as the paper's relative improvements
+
+
+def delta_m(model: Mapping | None, baseline: Mapping | None,
+            over: Sequence[Metric] = DELTA_M_METRICS) -> float | None:
+    """Δm (percent) of ``model``'s metrics against ``baseline``'s, both {task: {key: value}} in the
+    paper's units, over the metrics ``over`` (the report: DELTA_M_METRICS). None when either lacks
+    one of them (e.g. the normals of a split without ground truth) or a baseline value is 0: a mean
+    over fewer metrics would not be the Δm the field reports."""
+    terms = [relative_improvement(value(model, entry.task, entry.key), value(baseline, entry.task, entry.key),
+                                  entry.higher_is_better)
+             for entry in over]
+    if any(term is None for term in terms):
+        return None
+    return sum(terms) / len(terms) + 0.0  # + 0.0: no "-0.00"
+
+
+def per_seed_delta_m(model: Runs, baseline: Runs) -> list[float | None]:
+    """Δm of each seed of ``model`` against the same seed of ``baseline`` (both in params' seed order)."""
+    if len(model) != len(baseline):
+        raise ValueError(f"Δm pairs seeds: the model has {len(model)} seeds, the single-task models {len(baseline)}")
+    return [delta_m(run, base) for run, base in zip(model, baseline)]
+
+
+def measured_delta_m(model: Runs, baseline: Runs) -> Num | None:
+    """The mean ± the sample std (ddof=1; none with one seed) of the per-seed Δm; None if a seed has none."""
+    stats = spread(per_seed_delta_m(model, baseline))
+    return None if stats is None else Num(stats.mean, DELTA_M_DIGITS, "%", stats.std)
+
+
+def published_delta_m(name: str) -> float | None:
+    """Δm of a model of the paper computed from the paper's results table (the paper did not publish
+    Δm): its column against the EfficientPS column. None for a model the paper does not have."""
+    if name not in paper.RESULTS or name == ST_COLUMN:
+        return None
+    return delta_m(paper.RESULTS[name], paper.RESULTS[ST_COLUMN])
+
+
+def delta_m_metrics_text() -> str:
+    """The K metrics with their direction, e.g. "SS mIoU ↑, ..."."""
+    return ", ".join(f"{TASK_ABBREVIATIONS[entry.task]} {entry.name} {'↑' if entry.higher_is_better else '↓'}"
+                     for entry in DELTA_M_METRICS)
+
+
+def delta_m_table(metrics: Mapping[str, Runs], *, single_task: Sequence[str]) -> Table:
+    """Δm of every multi-task model (each model of ``metrics`` that is not one of ``single_task``)
+    against the ST-Nets, ours per seed beside the one computed from the paper's table."""
+    baseline = single_task_column(metrics, single_task)
+    rows: list[list[Cell]] = []
+    for name, runs in metrics.items():
+        if name in single_task:
+            continue
+        published = published_delta_m(name)
+        rows.append([TITLES.get(name, name), measured_delta_m(runs, baseline) if baseline else None,
+                     None if published is None else Num(published, DELTA_M_DIGITS, "%")])
+    return Table(
+        "delta_m", TABLE_TITLES["delta_m"],
+        ["model", "Δm ↑ (ours)", "Δm ↑ (computed from the paper's table)"], rows,
+        [f"Δm = (1/K) Σ_k (-1)^l_k (M_k - M_ST,k) / M_ST,k, in %, over the K = {len(DELTA_M_METRICS)} metrics "
+         f"{delta_m_metrics_text()} (l_k = 1 where lower is better; the losses are left out), against "
+         f"{TITLES[ST_COLUMN]}: each task's metrics from its single-task model (Maninis et al., CVPR 2019; "
+         "as LibMTL and Nash-MTL report it). Positive: better than single-task on average.",
+         "Ours: each seed's model against the same seed's ST-Nets, then the mean ± the sample standard "
+         "deviation (ddof=1) of those per-seed values over the seeds (no ± with one seed).",
+         "The paper did not publish Δm: its column is computed here from the paper's results table "
+         "(each model's column against its EfficientPS column); none for models the paper does not have.",
+         seeds_note(metrics)],
+    )
