@@ -77,7 +77,6 @@ def rehearsal_preset(path: Path, archive_url: str) -> Path:
 def test_the_first_real_run_from_a_fresh_copy_to_a_collaborators_clone(tmp_path, servers):
     archive, hub = servers
     root = copy_project(tmp_path / "project", preset=rehearsal_preset(tmp_path / "rehearsal.yaml", archive.url))
-    run(["mbmt", "dag"], root)  # dvc.yaml for these params (docs/workflow.md): DVC then records the run
     init_git_dvc(root)
     online = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf-home")}
 

@@ -40,8 +40,10 @@ SNAKEMAKE_FAST = ["--cores", "2", "--resources", "gpu=2", "--set-threads",
 
 
 def copy_project(dest: Path, preset: Path | None = TINY) -> Path:
-    """The project's workflow files and code in ``dest``, with ``preset`` merged into its params.yaml."""
+    """The project's workflow files and code in ``dest``, with ``preset`` merged into its params.yaml
+    and dvc.yaml generated for them."""
     from mbmt.config import load_params
+    from mbmt.dag import render_dvc_yaml
 
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
@@ -53,6 +55,9 @@ def copy_project(dest: Path, preset: Path | None = TINY) -> Path:
             shutil.copy2(source, dest / name)
     params = load_params([REPO / "params.yaml", *([preset] if preset else [])])
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # dvc.yaml for these params, as `mbmt dag` writes it after a preset is merged into params.yaml
+    # (which backbones have weights jobs, and which trainings depend on them, follow from params).
+    (dest / "dvc.yaml").write_text(render_dvc_yaml(params))
     return dest
 
 
