@@ -9,7 +9,6 @@ check comes after 1 s instead of 40 (the plugin's only timing option) to keep th
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess

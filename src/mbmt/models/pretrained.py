@@ -210,8 +210,10 @@ def _publish(backbone: str, cfg, found: _Found) -> dict:
     state_dict = _read_state_dict(found.path, what)
     _check_fits(backbone, state_dict, what, found.path)
     target = paths.weights_file(backbone)
+    source_sha256 = sha256_file(found.path)
+    copied = _is_safetensors(found.path)
     with atomic_path(target) as tmp:
-        if _is_safetensors(found.path):
+        if copied:
             shutil.copyfile(found.path, tmp)
         else:
             from safetensors.torch import save_file
@@ -225,9 +227,10 @@ def _publish(backbone: str, cfg, found: _Found) -> dict:
         "timm_version": timm.__version__,
         "source": found.source,
         **found.detail,
-        "source_sha256": sha256_file(found.path),
+        "source_sha256": source_sha256,
         "file": target.name,
-        "sha256": sha256_file(target),
+        # A verbatim copy has the source's hash: hash a 100 MB file once, not twice.
+        "sha256": source_sha256 if copied else sha256_file(target),
         "bytes": target.stat().st_size,
         "tensors": len(state_dict),
     }
