@@ -36,8 +36,11 @@ def checkpoint_of(root) -> dict:
     return load_checkpoint(path)
 
 
-def test_two_gloo_processes_match_one_process(project, processed_data, tmp_path_factory, monkeypatch):
-    (project / "ddp.yaml").write_text(yaml.safe_dump(PRESET))
+# dwa: fixed weights per epoch; gls: per-step weights from the global batch's losses (all-reduced);
+# uncertainty: learned weights outside the DDP module, their gradients averaged by the trainer.
+@pytest.mark.parametrize("weighting", ["dwa", "gls", "uncertainty"])
+def test_two_gloo_processes_match_one_process(project, processed_data, tmp_path_factory, monkeypatch, weighting):
+    (project / "ddp.yaml").write_text(yaml.safe_dump({**PRESET, "train": {**PRESET["train"], "weighting": weighting}}))
     processed_data()
     single = tmp_path_factory.mktemp("single")
     for name in ("params.yaml", "ddp.yaml"):
@@ -68,6 +71,13 @@ def test_two_gloo_processes_match_one_process(project, processed_data, tmp_path_
     for key, value in one["model"].items():
         if value.is_floating_point():
             assert (two["model"][key] - value).abs().max() <= 2 * LR * steps, key
+    if weighting == "uncertainty":
+        # The learned log-variances are the optimiser's last parameter. Adam's first moment is a
+        # running mean of their gradients, so unlike the (sign-driven) tiny-lr updates it shows a
+        # rank that used its own share of the batch, or a sum over ranks instead of the mean.
+        moment_two, moment_one = (max(c["optimizer"]["state"].items())[1]["exp_avg"] for c in (two, one))
+        assert moment_one.shape == (3,) and moment_one.abs().min() > 0
+        assert torch.allclose(moment_two, moment_one, rtol=1e-4, atol=0)
 
 
 def test_ranks_validate_the_batchnorm_statistics_of_rank_0(project, processed_data):

@@ -46,7 +46,7 @@ def test_the_run_identity_records_every_result_key_and_no_execution_key():
     from mbmt.training.checkpoint import RESULT_KEYS
     from mbmt.training.weighting import WEIGHTINGS
 
-    weighting_keys = {"weighting"} | {key for strategy in WEIGHTINGS.values() for key in strategy.params_keys.values()}
+    weighting_keys = {"weighting"} | {key for strategy in WEIGHTINGS.values() for key in strategy.params_keys}
     assert weighting_keys == {key for key, entry in TRAIN_KEYS.items() if entry.recorded == WEIGHTING}
     assert set(RESULT_KEYS) | weighting_keys | {"amp", "channels_last"} == set(TRAIN_RESULT_KEYS)
     assert {key for key, entry in TRAIN_KEYS.items() if entry.recorded == EFFECTIVE} == {"amp", "channels_last"}

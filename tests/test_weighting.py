@@ -96,11 +96,11 @@ def test_record_rejects_missing_tasks_and_divergence():
 
 
 def test_registry_and_params(tiny_params):
-    assert set(WEIGHTINGS) == {"dwa", "equal"}
+    assert {"dwa", "equal"} <= set(WEIGHTINGS)
     assert isinstance(build_weighting("equal", TASKS), EqualWeighting)
     assert build_weighting("dwa", TASKS, temperature=3.0).temperature == 3.0
     with pytest.raises(ParamsError, match="train.weighting"):
-        build_weighting("uncertainty", TASKS)
+        build_weighting("gradnorm", TASKS)
     train = {**tiny_params["train"], "weighting": "dwa", "dwa_temperature": 4.0}
     dwa = weighting_from_params(TASKS, train)
     assert isinstance(dwa, DWA) and dwa.temperature == 4.0 and dwa.tasks == TASKS

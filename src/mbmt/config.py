@@ -34,7 +34,7 @@ def schema() -> dict:
 RESULT, EXECUTION = "result", "execution"
 # How a run's identity (mbmt.training.checkpoint.run_settings) records a result key.
 AS_WRITTEN = "as written"
-WEIGHTING = "weighting"  # in the weighting block: the strategy and its options (mbmt.training.weighting.WEIGHTINGS' params_keys)
+WEIGHTING = "weighting"  # in the weighting block: the strategy and its options (mbmt.training.weighting.weighting_options)
 EFFECTIVE = "effective"  # the value the process computes with (amp: bf16 autocast only on CUDA)
 
 
@@ -61,6 +61,7 @@ TRAIN_KEYS = {
     "lr_gamma": TrainKey(RESULT, "the learning-rate schedule", AS_WRITTEN),
     "weighting": TrainKey(RESULT, "the task weights of a multi-task model (one task: weight 1)", WEIGHTING),
     "dwa_temperature": TrainKey(RESULT, "DWA's temperature (an option of weighting dwa)", WEIGHTING),
+    "weighting_options": TrainKey(RESULT, "the other strategies' options (CAGrad's c, Nash-MTL's solver, ...)", WEIGHTING),
     "augment": TrainKey(RESULT, "the training batches", AS_WRITTEN),
     "steps_per_epoch": TrainKey(RESULT, "the updates of each epoch", AS_WRITTEN),
     "val_every": TrainKey(RESULT, "the published log's validation curves", AS_WRITTEN),

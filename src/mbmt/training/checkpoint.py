@@ -23,7 +23,7 @@ from mbmt.dag import code_digest
 from mbmt.errors import DataError, MbmtError
 from mbmt.io import save_torch, sha256_file, write_json
 from mbmt.paths import RUNS_DIR, model_file, split_file
-from mbmt.training.weighting import WEIGHTINGS, weighting_name
+from mbmt.training.weighting import weighting_name, weighting_options
 
 CHECKPOINT_FILE = "checkpoint.pt"
 SETTINGS_FILE = "settings.json"
@@ -83,8 +83,7 @@ def run_settings(name: str, params: dict, *, seed: int, tasks: tuple[str, ...], 
         "seed": seed,
         "train": {
             **{key: train[key] for key in RESULT_KEYS},
-            "weighting": {"name": weighting,
-                          **{key: train[key] for key in WEIGHTINGS[weighting].params_keys.values()}},
+            "weighting": {"name": weighting, **weighting_options(weighting, train)},
             "amp_bf16": bool(train["amp"] and cuda),
             "channels_last": train["channels_last"],
         },

@@ -1,8 +1,8 @@
 """Train any model of params.yaml with one loop: MTAN's protocol, resumable, on 1..N processes.
 
 Every model, single- or multi-task, goes through the same steps: Adam over the trainable
-parameters, StepLR per epoch, a task-weighting strategy (DWA or equal; a single task gets
-weight 1), a validation pass every ``train.val_every`` epochs, a checkpoint after every epoch.
+parameters, StepLR per epoch, a task-weighting strategy (mbmt.training.weighting: DWA, a
+loss-based or a gradient method; a single task gets weight 1), a validation pass every ``train.val_every`` epochs, a checkpoint after every epoch.
 
 Reproducibility: the model is built after seeding, the sample order of epoch e comes from a
 generator seeded with (seed, e) (DistributedSampler), and augmentation depends only on
@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from mbmt.data.dataset import NYUv2Dataset
 from mbmt.data.device_split import DeviceSplit
 from mbmt.device import non_finite_tensors, to_device
-from mbmt.errors import MbmtError
+from mbmt.errors import MbmtError, ParamsError
 from mbmt.evaluation import accumulate_metrics, non_finite_metrics
 from mbmt.evaluation.protocol import VAL_AVERAGING
 from mbmt.io import atomic_path
@@ -61,7 +61,7 @@ from mbmt.training.checkpoint import (
 )
 from mbmt.training.distributed import DistributedContext, ShardSampler
 from mbmt.training.guard import loss_guard
-from mbmt.training.weighting import weighting_from_params
+from mbmt.training.weighting import GradientWeighting, weighting_from_params
 
 LIVE_DIR = "live"
 # dvclive.vscode's signal file, shared by every Live of a DVC repository (end_live).
@@ -187,6 +187,12 @@ class Trainer:
         train, context = self.train_params, self.context
         # A single task weighs 1 whatever the strategy; learnable weightings bring their parameters.
         self.weighting = weighting_from_params(self.tasks, train)
+        self.check_weighting_fits()
+        self.weighting.prepare(self.module, context.device)
+        if self.weighting.host_sync:
+            # It reads values back every step anyway (a QP solver); the host guard then also keeps
+            # a non-finite step's Jacobian away from the solver. The same results (docs/training.md).
+            self.sync_every = 1
         trainable = [p for p in self.module.parameters() if p.requires_grad] + list(self.weighting.parameters())
         self.guard = loss_guard(self.sync_every, context.device, len(self.tasks))
         self.optimizer = torch.optim.Adam(trainable, lr=train["lr"], weight_decay=train["weight_decay"],
@@ -194,6 +200,18 @@ class Trainer:
         self.forward = compiled(self.model, self.compile_mode)
         self.compile_record = CompileRecord(self.compile_mode, context.device)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=train["lr_step"], gamma=train["lr_gamma"])
+
+    def check_weighting_fits(self) -> None:
+        """One error naming train.weighting and the fix where the strategy cannot run as set up."""
+        name = self.weighting.name
+        if self.context.distributed and not self.weighting.distributed:
+            raise ParamsError(f"model {self.name}: train.weighting: {name} is not supported on several processes "
+                              f"(WORLD_SIZE {self.context.world_size}): each rank would balance its own share of the "
+                              f"batch's gradients, not the global batch's; train on one process (one GPU), or use a "
+                              f"loss-based weighting (dwa, equal, uncertainty, gls)")
+        if isinstance(self.weighting, GradientWeighting) and self.compile_mode != "none":
+            raise ParamsError(f"model {self.name}: train.weighting: {name} differentiates every task separately, "
+                              f"which a torch.compile'd step does not expose; set train.compile: none")
 
     def _prepare_data(self) -> None:
         """The training and test splits (on the device, or read by DataLoader workers) and the sampler."""
@@ -289,15 +307,25 @@ class Trainer:
         losses = self.global_batch_losses(outputs, batch)
         values = torch.stack([losses[task].detach() for task in self.tasks])
         values = distributed.all_reduce_sum(values, self.context)  # equal on every rank: so is the guard
+        global_losses = values / self.context.world_size  # the global batch's (gls weighs by them)
         values, update = self.guard.before_update(values, step, self.optimizer)
         if not update:
             return values
-        total = self.weighting.total_loss(losses, epoch)
         self.optimizer.zero_grad(set_to_none=True)
         with self.compile_errors():  # the compiled backward may be compiled only now
-            total.backward()
+            self.weighting.backward(losses, epoch, global_losses=global_losses)
+        self.average_weighting_gradients()
         self.optimizer.step()
         return values
+
+    def average_weighting_gradients(self) -> None:
+        """Learned task weights live outside the DDP module: average their gradients over ranks
+        as DDP does the model's (each rank's loss is its share of the global batch's)."""
+        if not self.context.distributed:
+            return
+        for parameter in self.weighting.parameters():
+            if parameter.grad is not None:
+                parameter.grad = distributed.all_reduce_sum(parameter.grad, self.context) / self.context.world_size
 
     @contextlib.contextmanager
     def compile_errors(self) -> Iterator[None]:
@@ -427,9 +455,12 @@ class Trainer:
         live = self.open_live() if self.context.is_main else None
         for epoch in range(self.epoch, self.epochs):
             start = time.perf_counter()
-            weights = self.weighting.weights(epoch)
+            self.weighting.start_epoch(epoch)
             lr = self.scheduler.get_last_lr()[0]
-            stats = self.train_epoch(epoch, weights)
+            stats = self.train_epoch(epoch, self.weighting.weights(epoch))
+            # Per-step weights (gls, gradient methods) are known only now: their epoch mean.
+            weights = self.weighting.logged_weights(epoch)
+            stats.total_loss = sum(weights.get(task, 1.0) * stats.mean_losses[task] for task in self.tasks)
             distributed.broadcast_buffers(self.module, self.context)  # every rank validates rank 0's model
             self.check_finite_state(epoch)
             self.weighting.record(epoch, stats.mean_losses)
