@@ -268,7 +268,7 @@ def test_paired_table_and_significance_marks():
     adjusted = tables.improvement_table(paper_metrics(), paper.PARAMETERS, ["mbmt_partial"],
                                         holm_adjusted(intervals), single_task=ST_NETS)
     cells = {(r[0], r[1]): r[2] for r in adjusted.rows}
-    assert str(cells[("MT-Net DWA", "Abs err (m) ↓")]).endswith("*") and "family of all 4" in " ".join(adjusted.notes)
+    assert str(cells[("MT-Net DWA", "Abs err (m) ↓")]).endswith("*") and "family of all 4 paired" in " ".join(adjusted.notes)
 
 
 def test_marks_only_on_the_tested_numbers():

@@ -301,10 +301,11 @@ def improvement_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[
 
     A mark (significant or not) only where the improvement shown is of the tested numbers: both
     models' metrics files report protocol final with pixel averaging, the numbers the paired
-    interval in ``intervals`` is of. Then the improvement (ours - theirs) / theirs has the sign of
-    the interval's difference (the mean over seeds of ours - theirs), and is 0 exactly when that
-    difference is. Elsewhere (e.g. a last_k mean of validation epochs) the interval is of other
-    numbers, whose difference may even have the other sign: no mark, and a note says why."""
+    interval in ``intervals`` is of. Then the improvement is the interval's difference (the mean
+    over seeds of ours - theirs) divided by theirs (negated where lower is better): 0 exactly when
+    that difference is, and significant exactly when it is. Elsewhere (e.g. a last_k mean of
+    validation epochs) the interval is of other numbers, whose difference may even have the other
+    sign: no mark, and a note says why."""
     intervals = intervals or {}
     reported = metrics
     metrics = with_single_task_column(metrics, single_task)
@@ -339,14 +340,13 @@ def improvement_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[
                 if variant == OURS:
                     row.append(_num(paper.RELATIVE_IMPROVEMENTS[baseline][(task, key)], 2, "%"))
             rows.append(row)
-    family = max((interval.family for interval in intervals.values()), default=1)
     notes = ["(ours - theirs) / theirs, negated where lower is better (losses, errors, angles, parameters); "
              "this formula reproduces the paper's metric columns (see mbmt.paper).",
              "The paper's total-parameter improvements (26.32 % vs MTAN, 0.20 % vs MT-Net) do not follow from "
              "its own parameter table (27.51 %, 1.81 %); they are shown as published.",
-             f"{SIGNIFICANT}: significant at a family-wise error rate of {ALPHA:.0%}: the Holm-adjusted two-sided "
-             f"bootstrap p of the paired difference on the same test images is below {ALPHA:g}, over the family "
-             f"of all {family} paired comparisons the report tests (see the paired differences table). No mark: "
+             f"{SIGNIFICANT}: significant at a family-wise error rate of {ALPHA * 100:g} %: the Holm-adjusted "
+             f"two-sided bootstrap p of the paired difference on the same test images is below {ALPHA:g}, over the family "
+             f"of {_family_text(intervals)} the report tests (see the paired differences table). No mark: "
              "not significant, or not tested. Losses and the median angle are not tested (they are not sums "
              "over images).",
              f"Marks only on numbers of protocol {TESTED_PROTOCOL} with {TESTED_AVERAGING} averaging, the numbers "
@@ -388,9 +388,9 @@ def paired_table(intervals: Intervals) -> Table:
         "seed std); it is each comparison's own, not adjusted for multiplicity.",
         "p: the two-sided bootstrap p (twice the smaller share of resampled differences at or beyond 0, as "
         "(count + 1) / (resamples + 1)). p (Holm): adjusted by the Holm–Bonferroni method over the family of "
-        f"all {family} paired comparisons the report tests (every MBMT-Net variant × baseline × metric summable "
+        f"{_family_text(intervals)} the report tests (every MBMT-Net variant × baseline × metric summable "
         f"over images, not only the rows shown here). Significant: p (Holm) < {ALPHA:g}, a family-wise error "
-        f"rate of {ALPHA:.0%}; the relative improvements' marks use the same adjusted p.",
+        f"rate of {ALPHA * 100:g} %; the relative improvements' marks use the same adjusted p.",
         "Neither the interval nor the seed std covers the correlation of frames of one scene: the test images "
         "are resampled one by one, as if independent, because MTAN's preprocessed NYUv2 split records no "
         "scene ids; the intervals are likely too narrow.",
@@ -406,6 +406,11 @@ def paired_table(intervals: Intervals) -> Table:
         "paired_differences", TABLE_TITLES["paired_differences"],
         ["MBMT-Net", "versus", "metric", "difference", "seed std", "95 % low", "95 % high", "p", "p (Holm)",
          "significant", "seeds"], rows, notes)
+
+
+def _family_text(intervals: Intervals) -> str:
+    family = max((interval.family for interval in intervals.values()), default=0)
+    return f"all {family} paired comparisons" if family > 1 else "the paired comparisons"
 
 
 def _count(counts: Mapping[str, Mapping[str, int]], name: str, key: str) -> float | None:
