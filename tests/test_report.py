@@ -14,10 +14,15 @@ import pytest
 from mbmt import anchors, paper
 from mbmt.reporting import document, figures, render, tables
 from mbmt.reporting.sources import Samples
+from mbmt.reporting.statistics import holm_adjusted
 from mbmt.reporting.tables import Num, relative_improvement
 
 # The single-task models of params.yaml (mbmt.dag.single_task_models), as the report gets them.
 ST_NETS = ("st_ss", "st_de", "st_snp")
+
+
+# What evaluate records of a metrics file's numbers by default: the trained model, pixel averaging.
+FINAL_PIXEL = {"protocol": "final", "averaging": "pixel"}
 
 
 def paper_metrics() -> dict[str, list[dict]]:
@@ -26,6 +31,8 @@ def paper_metrics() -> dict[str, list[dict]]:
     metrics = {"st_ss": [{"semantic": st["semantic"]}], "st_de": [{"depth": st["depth"]}],
                "st_snp": [{"normal": st["normal"]}]}
     metrics |= {name: [copy.deepcopy(paper.RESULTS[name])] for name in ("mtnet", "mbmt_partial", "mtan")}
+    for runs in metrics.values():
+        runs[0]["context"] = dict(FINAL_PIXEL)
     return metrics
 
 
@@ -235,16 +242,19 @@ def test_tables_show_mean_and_sample_std_over_seeds():
 def test_paired_table_and_significance_marks():
     from mbmt.reporting.statistics import Interval
 
-    intervals = {("mbmt_partial", "mtan", "semantic", "miou"): Interval(7.69, 5.0, 10.0, 2),
-                 ("mbmt_partial", "mtan", "depth", "abs_err"): Interval(0.017, -0.01, 0.04, 2),
-                 ("mbmt_partial", "mtnet", "depth", "abs_err"): Interval(-0.011, -0.02, -0.002, 2),
-                 ("mbmt_partial", "mtan", "semantic", "pix_acc"): Interval(-2.2, -3.0, -1.0, 2)}
+    intervals = {("mbmt_partial", "mtan", "semantic", "miou"): Interval(7.69, 5.0, 10.0, 2, 0.001, 0.5),
+                 ("mbmt_partial", "mtan", "depth", "abs_err"): Interval(0.017, -0.01, 0.04, 2, 0.3, 0.01),
+                 ("mbmt_partial", "mtnet", "depth", "abs_err"): Interval(-0.011, -0.02, -0.002, 2, 0.004, 0.003),
+                 ("mbmt_partial", "mtan", "semantic", "pix_acc"): Interval(-2.2, -3.0, -1.0, 2, 0.002, 0.4)}
     paired = tables.paired_table(intervals)
     assert [row[:3] for row in paired.rows] == [["MBMT-Net DWA (partial)", "MTAN DWA", "mIoU (%) ↑"],
                                                 ["MBMT-Net DWA (partial)", "MTAN DWA", "Abs err (m) ↓"],
                                                 ["MBMT-Net DWA (partial)", "MT-Net DWA", "Abs err (m) ↓"]]
-    assert [row[6] for row in paired.rows] == ["yes: MBMT-Net DWA (partial) better", "no",
+    assert [row[9] for row in paired.rows] == ["yes: MBMT-Net DWA (partial) better", "no",
                                                "yes: MBMT-Net DWA (partial) better"]
+    # The seed spread stands beside the difference, the p beside the interval (not adjusted here).
+    assert paired.columns[3:9] == ["difference", "seed std", "95 % low", "95 % high", "p", "p (Holm)"]
+    assert paired.rows[0][4].value == 0.5 and paired.rows[0][7].value == 0.001 and paired.rows[0][8] is None
     improvements = tables.improvement_table(paper_metrics(), paper.PARAMETERS, ["mbmt_partial"], intervals, single_task=ST_NETS)
     cells = {(r[0], r[1]): r[2] for r in improvements.rows}
     assert str(cells[("MTAN DWA", "mIoU (%) ↑")]) == "44.84%*"
@@ -254,6 +264,53 @@ def test_paired_table_and_significance_marks():
     header = render.to_csv(improvements).splitlines()[0]
     assert "MBMT-Net DWA (partial) (ours) significant" in header
     assert "44.84%*" in render.to_markdown(improvements)
+    # Holm over the four: 0.001 x 4, 0.002 x 3, 0.004 x 2, 0.3: all but the abs err vs MTAN stay marked.
+    adjusted = tables.improvement_table(paper_metrics(), paper.PARAMETERS, ["mbmt_partial"],
+                                        holm_adjusted(intervals), single_task=ST_NETS)
+    cells = {(r[0], r[1]): r[2] for r in adjusted.rows}
+    assert str(cells[("MT-Net DWA", "Abs err (m) ↓")]).endswith("*") and "family of all 4 paired" in " ".join(adjusted.notes)
+
+
+def test_marks_only_on_the_tested_numbers():
+    """The case the old marks got wrong. MBMT-Net's trained model has a depth error 0.1 m below
+    MTAN's at every pixel (the per-image rows: the paired interval is [-0.1, -0.1], significant), but
+    its metrics file reports last_k, the mean of the validation epochs, in which its error is the
+    higher one. The old table marked that negative improvement "*", a significance whose sign the
+    interval contradicts; now there is no mark, and a note says why."""
+    from mbmt.reporting.build import paired_comparisons
+
+    rng = np.random.default_rng(0)
+    count = rng.integers(50, 100, 8)
+    mtan_rows = {"index": np.arange(8), "depth_abs_sum": (rng.random(8) + 0.3) * count,
+                 "depth_rel_sum": rng.random(8) * count, "depth_count": count}
+    ours_rows = {**mtan_rows, "depth_abs_sum": mtan_rows["depth_abs_sum"] - 0.1 * count}
+    intervals = paired_comparisons({"mtan": [mtan_rows], "mbmt_partial": [ours_rows]}, ["mbmt_partial"],
+                                   {"samples": 200, "seed": 0}, single_task=ST_NETS)
+    tested = intervals[("mbmt_partial", "mtan", "depth", "abs_err")]
+    assert tested.high < 0 and tested.significant and tested.family == 2  # abs err and rel err
+    assert tested.p == pytest.approx(2 / 201) and tested.p_holm == pytest.approx(4 / 201)
+
+    def abs_err_cell(context: dict, abs_err: float):
+        metrics = paper_metrics()
+        metrics["mbmt_partial"][0]["context"] = context
+        metrics["mbmt_partial"][0]["depth"]["abs_err"] = abs_err
+        table = tables.improvement_table(metrics, paper.PARAMETERS, ["mbmt_partial"], intervals, single_task=ST_NETS)
+        return {(r[0], r[1]): r[2] for r in table.rows}[("MTAN DWA", "Abs err (m) ↓")], table.notes
+
+    # last_k: MTAN's 0.5906 against our last-10 mean 0.62: MBMT-Net 4.98 % worse, the interval says better.
+    cell, notes = abs_err_cell({"protocol": "last_k", "averaging": "pixel", "k": 10}, 0.62)
+    assert cell.value < 0 and cell.significant is None and str(cell) == "-4.98%"
+    assert ("Not marked, no test of the numbers shown (MBMT-Net DWA (partial): protocol last_k, pixel averaging; "
+            "MTAN DWA: protocol final, pixel averaging)") in " ".join(notes)
+    # Batch averaging of the trained model: not the tested numbers either.
+    cell, notes = abs_err_cell({"protocol": "final", "averaging": "batch"}, 0.62)
+    assert cell.significant is None and "protocol final, batch averaging" in " ".join(notes)
+    # A file that does not say what it reports: no mark.
+    assert abs_err_cell({}, 0.62)[0].significant is None
+    # The tested numbers (final, pixel): marked, with the interval's sign.
+    cell, notes = abs_err_cell(dict(FINAL_PIXEL), 0.5806)
+    assert cell.value > 0 and cell.significant and str(cell).endswith("*")
+    assert not any(note.startswith("Not marked") for note in notes)
 
 
 def test_reference_columns_hold_the_later_published_results():
@@ -262,12 +319,29 @@ def test_reference_columns_hold_the_later_published_results():
     assert reference["mIoU (%) ↑"].value == 39.11 and reference["Abs err (m) ↓"].value == 0.5510
     assert reference["< 30 deg (%) ↑"].value == 62.39 and reference["SS loss ↓"] is None
     best = dict(zip((row[1] for row in table.rows), table.column("Ref. D: ImageNet-pretrained ResNet-50 DeepLabV3+ "
-                                                                "(best of LibMTL's table)")))
+                                                                "(best of LibMTL's table, best test epoch)")))
     assert best["mIoU (%) ↑"].value == 55.19 and best["Abs err (m) ↓"].value == 0.3701 and best["Rel err ↓"] is None
     notes = " ".join(table.notes)
     for anchor in anchors.ANCHORS:
         assert anchor.description() in notes and "not checked against the cited file" in anchor.description()
         assert anchor.source and anchor.protocol
+
+
+def test_anchor_protocols_are_complete_and_titles_true():
+    """The SegNet-MTAN anchors are MTAN-protocol means (last 10 epochs, 3 seeds, per-batch errors);
+    LibMTL's ResNet-50 rows are the best test epoch; "best" SegNet-MTAN figures hold only among the
+    paper-reported rows of LibMTL's table, whose own runs go further (and the text says so)."""
+    by_key = {anchor.key: anchor for anchor in anchors.ANCHORS}
+    for key in ("Ref. A", "Ref. B", "Ref. C"):
+        protocol = by_key[key].protocol
+        assert "last 10 epochs" in protocol and "3 seeds" in protocol and "per-batch errors" in protocol
+    assert "best test epoch" in by_key["Ref. D"].protocol and "not a mean of the last 10 epochs" in by_key["Ref. D"].protocol
+    assert "best test epoch" in by_key["Ref. D"].title
+    for key, own in (("Ref. B", "41.27 with CAGrad"), ("Ref. C", "0.5213 with GradNorm")):
+        assert by_key[key].title.endswith("among the paper-reported rows of LibMTL's table")
+        assert own in by_key[key].description()
+    # The own runs beat the "best" rows, so the restriction is needed: 41.27 > 40.82, 0.5213 < 0.5261.
+    assert by_key["Ref. B"].results["semantic"]["miou"] < 41.27 and by_key["Ref. C"].results["depth"]["abs_err"] > 0.5213
 
 
 def test_paired_comparisons_over_two_seeds_pair_each_seed_and_merge_the_st_nets():
@@ -305,6 +379,11 @@ def test_paired_comparisons_over_two_seeds_pair_each_seed_and_merge_the_st_nets(
     assert (shifted.difference, shifted.low, shifted.high) == pytest.approx((-0.1, -0.1, -0.1)) and shifted.seeds == 2
     same = intervals[("mbmt_partial", "mtnet", "semantic", "miou")]  # the same confusion matrices
     assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0) and not same.significant
+    assert same.p == 1.0 and same.seed_std == 0.0 and shifted.seed_std == pytest.approx(0.0, abs=1e-12)
+    # One family of all 24 comparisons: 200 resamples cannot reach 0.05 (24 x 2 / 201), and the table says so.
+    assert {iv.family for iv in intervals.values()} == {24} and not shifted.significant
+    assert shifted.p_holm == pytest.approx(24 * 2 / 201)
+    assert "raise report.bootstrap.samples above 959" in " ".join(tables.paired_table(intervals).notes)
     # Against the ST-Nets, depth is ST-DE-Net's: the mean over seeds of the two split errors' difference.
     def abs_err(seed_rows):
         return seed_rows["depth_abs_sum"].sum() / seed_rows["depth_count"].sum()

@@ -17,7 +17,7 @@ from mbmt.reporting.delta_m import delta_m_table
 from mbmt.metrics import PER_IMAGE_KEYS
 from mbmt.reporting.render import to_csv, to_html, to_markdown
 from mbmt.reporting.sources import ModelResult, Samples, read_dataset, read_model, read_samples
-from mbmt.reporting.statistics import Interval, merge_rows, paired_intervals
+from mbmt.reporting.statistics import Interval, holm_adjusted, merge_rows, paired_intervals
 from mbmt.reporting.tables import (
     BASELINES,
     OURS,
@@ -43,7 +43,9 @@ def paired_comparisons(per_image: Mapping[str, list], variants: list[str], boots
                        single_task: Sequence[str]) -> dict[tuple[str, str, str, str], Interval]:
     """Paired intervals of each MBMT-Net variant minus each baseline present, for every task both
     predict; ``per_image``: name -> per-image rows per seed. The EfficientPS baseline is the
-    single-task models' (``single_task``) rows together."""
+    single-task models' (``single_task``) rows together. Their p are Holm-adjusted over all of
+    them: the family is every comparison the report tests (a superset of those any table marks,
+    so the family-wise error rate holds for every significance the report claims)."""
     per_image = dict(per_image)
     single = [name for name in single_task if name in per_image]
     if single:
@@ -58,7 +60,7 @@ def paired_comparisons(per_image: Mapping[str, list], variants: list[str], boots
                                              samples=bootstrap["samples"], seed=bootstrap["seed"],
                                              label=f"{variant} vs {baseline}")
                     intervals |= {(variant, baseline, task, metric): iv for metric, iv in found.items()}
-    return intervals
+    return holm_adjusted(intervals)
 
 
 def build_tables(results: Mapping[str, ModelResult], bootstrap: Mapping[str, int], single_task: Sequence[str]

@@ -92,7 +92,10 @@ def render(summary: Mapping[str, Any], tables: Sequence[Table], figures: Sequenc
         f"depth; degrees for angles. Losses and errors are averaged per {summary['averaging']} "
         "(the other averaging is in each metrics/<model>/seed<S>.json). ↑: higher is better, ↓: lower is better. "
         "Ours: the mean ± the sample standard deviation over the seeds; the paired differences table and the "
-        "marks in the relative improvements say which differences are significant at 95 %.\n",
+        "marks in the relative improvements say which differences are significant at a family-wise 5 % "
+        "(Holm-corrected bootstrap p; marks only on the tested numbers: protocol final, pixel averaging). "
+        "The intervals cover the sampling of the test images, the ± the seeds; neither covers the "
+        "correlation of frames of one scene.\n",
         anchors.EXPLANATION + "\n",
         "## Tables\n",
         "\n".join(f"- [{t.title}](tables/{t.name}.md) ([CSV](tables/{t.name}.csv))" for t in tables) + "\n",

@@ -7,15 +7,32 @@
   and to every seed (paired: the same images, the same seed's runs compared). For each seed
   pair the metric is recomputed from the summed per-image rows (mbmt.metrics.metrics_from_sums,
   pixel averaging), the differences are averaged over the seeds, and the 2.5 and 97.5
-  percentiles of that average over the resamples bound the 95 % interval. A difference is
-  significant when its interval excludes 0.
+  percentiles of that average over the resamples bound the 95 % interval. Beside it: the
+  two-sided bootstrap p (`bootstrap_p`) and the seed spread (the sample std of the per-seed
+  differences).
+- `holm` / `holm_adjusted`: the Holm–Bonferroni correction of those p over a family of
+  comparisons. A difference is significant when its Holm-adjusted p is below ALPHA.
+
+What each number covers (the report's paired-differences table says the same):
+- the interval and p: the sampling of the test images, for the trained models held fixed (the
+  seed-mean difference). The images are resampled one by one, as if independent: MTAN's
+  preprocessed NYUv2 split records no scene ids, so frames of one scene (which are correlated)
+  cannot be resampled together, and the interval is likely too narrow;
+- the seed spread: training randomness (one model per seed) on the fixed test split;
+- neither covers the other, nor the correlation of frames of one scene.
+
+Every interval is of the trained models (protocol ``final``) with ``pixel`` averaging
+(TESTED_PROTOCOL, TESTED_AVERAGING): that is what the per-image rows sum to. A number reported
+under another protocol or averaging is not the tested one (mbmt.reporting.tables marks only
+tested numbers).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,8 +40,13 @@ from mbmt.errors import MbmtError
 from mbmt.metrics import PER_IMAGE_KEYS, SUMMABLE_METRICS, metrics_from_sums
 
 CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE  # family-wise error rate of the Holm-corrected significance
+# What the per-image rows give, and so what every interval tests (mbmt.evaluation.protocol).
+TESTED_PROTOCOL = "final"
+TESTED_AVERAGING = "pixel"
 
 Rows = Mapping[str, np.ndarray]  # one per-image file: "index" and PER_IMAGE_KEYS of some tasks
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -44,16 +66,69 @@ def spread(values: Sequence[float | None]) -> Spread | None:
 
 @dataclass(frozen=True)
 class Interval:
-    """A difference (A - B, in the metric's unit, averaged over seeds) and its 95 % interval."""
+    """A difference (A - B, in the metric's unit, averaged over seeds), its 95 % interval over
+    test-image resamples, its bootstrap p, and the spread of the per-seed differences."""
 
     difference: float
     low: float
     high: float
     seeds: int
+    p: float  # two-sided bootstrap p of this comparison alone (bootstrap_p)
+    seed_std: float | None = None  # sample std (ddof=1) of the per-seed differences; None with one seed
+    samples: int | None = None  # bootstrap resamples
+    p_holm: float | None = None  # Holm-adjusted over ``family`` comparisons; None: not adjusted (a family of one)
+    family: int = 1
+
+    @property
+    def p_decisive(self) -> float:
+        """The p that decides significance: Holm-adjusted where a family was corrected."""
+        return self.p if self.p_holm is None else self.p_holm
 
     @property
     def significant(self) -> bool:
-        return self.low > 0 or self.high < 0
+        return self.p_decisive < ALPHA
+
+
+def bootstrap_p(draws: np.ndarray) -> float:
+    """Two-sided p of "the difference is 0" from its bootstrap draws: twice the smaller fraction of
+    draws at or beyond 0 on either side, each counted as (count + 1) / (draws + 1) so that a finite
+    bootstrap never claims p = 0 (its smallest p is 2 / (B + 1)), capped at 1. This inverts the
+    percentile interval: the (1 - p) percentile interval just reaches 0. NaN draws are left out,
+    as the interval leaves them out."""
+    finite = np.asarray(draws, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        return float("nan")
+    below, above = int((finite <= 0).sum()), int((finite >= 0).sum())
+    return min(1.0, 2 * (min(below, above) + 1) / (len(finite) + 1))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p, in the order given: sorted ascending, the i-th smallest (i from 1)
+    becomes max over j <= i of min(1, (m - j + 1) p_(j)); a comparison is significant at family-wise
+    level alpha when its adjusted p < alpha. Ties keep the given order (a stable sort), and a NaN p
+    (no finite draw) stays NaN and is left out of m. No dependency offers Holm (scipy has only
+    Benjamini–Hochberg); these are its few lines."""
+    order = sorted((i for i, p in enumerate(p_values) if math.isfinite(p)), key=lambda i: p_values[i])
+    adjusted = [float("nan")] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def holm_adjusted(intervals: Mapping[K, Interval]) -> dict[K, Interval]:
+    """The intervals with their p Holm-adjusted over all of them (one family), in the same order."""
+    adjusted = holm([interval.p for interval in intervals.values()])
+    return {key: replace(interval, p_holm=p, family=len(intervals))
+            for (key, interval), p in zip(intervals.items(), adjusted)}
+
+
+def smallest_family_p(samples: int, family: int) -> float:
+    """The smallest Holm-adjusted p a family can reach with ``samples`` resamples: family × 2 / (B + 1);
+    at or above ALPHA, nothing can be significant."""
+    return min(1.0, family * 2 / (samples + 1))
 
 
 def resample_counts(images: int, samples: int, seed: int) -> np.ndarray:
@@ -103,8 +178,10 @@ def paired_intervals(a: Sequence[Rows], b: Sequence[Rows], task: str, *, samples
     for key in SUMMABLE_METRICS[task]:
         mean_draws = np.mean([d[key] for d in draws], axis=0)
         low, high = np.nanpercentile(mean_draws, [tail, 100 - tail])
+        per_seed = spread([p[key] for p in points])
         point = float(np.mean([p[key] for p in points]))
-        intervals[key] = Interval(point, float(low), float(high), len(a))
+        intervals[key] = Interval(point, float(low), float(high), len(a), bootstrap_p(mean_draws),
+                                  None if per_seed is None else per_seed.std, samples)
     return intervals
 
 

@@ -16,7 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from mbmt import anchors, paper
-from mbmt.reporting.statistics import Interval, spread
+from mbmt.reporting.statistics import (
+    ALPHA,
+    TESTED_AVERAGING,
+    TESTED_PROTOCOL,
+    Interval,
+    smallest_family_p,
+    spread,
+)
 from mbmt.tasks import HEADLINE_METRICS, METRICS, TASK_ABBREVIATIONS, TASKS, metric
 
 OURS = "mbmt_partial"  # the paper's MBMT-Net DWA
@@ -44,9 +51,10 @@ TABLE_TITLES = {
     "results": "Results on the test split (the paper's 12 metrics)",
     "delta_m": "Δm: each multi-task model against the single-task models (%, positive = better than single-task)",
     "relative_improvements": "Relative improvements of MBMT-Net (%, positive = MBMT-Net better)",
-    "paired_differences": "MBMT-Net minus each baseline on the same test images (paired 95 % bootstrap intervals)",
+    "paired_differences": "MBMT-Net minus each baseline on the same test images (paired 95 % bootstrap intervals, "
+                          "seed spread, Holm-corrected significance)",
 }
-SIGNIFICANT = "*"  # marks a relative improvement whose paired 95 % interval excludes 0
+SIGNIFICANT = "*"  # marks a tested relative improvement whose Holm-adjusted bootstrap p < ALPHA
 # (variant, baseline, task, metric) -> the paired interval of variant minus baseline
 Intervals = Mapping[tuple[str, str, str, str], Interval]
 
@@ -130,6 +138,34 @@ def measured(runs: Runs | None, task: str, key: str, digits: int, suffix: str = 
 def mean_value(runs: Runs | None, task: str, key: str) -> float | None:
     stats = spread([value(run, task, key) for run in runs or []])
     return None if stats is None else stats.mean
+
+
+def reported_as(metrics: Mapping[str, Runs], name: str, task: str, single_task: Sequence[str]
+                ) -> list[tuple[str, str, str | None, str | None]]:
+    """(model, seed index, protocol, averaging) of every metrics file behind model ``name``'s numbers
+    of ``task`` (the EfficientPS column: the single-task model of that task), as each file's
+    ``context`` records them (mbmt.evaluation.evaluate); None where a file does not say."""
+    if name == ST_COLUMN:
+        name = next((n for n in single_task if n in metrics and any(task in run for run in metrics[n])), name)
+    out = []
+    for i, run in enumerate(metrics.get(name) or []):
+        context = run.get("context") or {}
+        out.append((name, str(i), context.get("protocol"), context.get("averaging")))
+    return out
+
+
+def is_tested(reported: Sequence[tuple[str, str, str | None, str | None]]) -> bool:
+    """Whether every file reports the numbers the paired intervals test (mbmt.reporting.statistics)."""
+    return bool(reported) and all((protocol, averaging) == (TESTED_PROTOCOL, TESTED_AVERAGING)
+                                  for _, _, protocol, averaging in reported)
+
+
+def describe_reported(reported: Sequence[tuple[str, str, str | None, str | None]]) -> str:
+    """E.g. "MTAN DWA: protocol last_k, pixel averaging", one entry per distinct setting of a model."""
+    settings = dict.fromkeys((name, protocol, averaging) for name, _, protocol, averaging in reported)
+    return "; ".join(f"{TITLES.get(name, name)}: "
+                     + (f"protocol {protocol}, {averaging} averaging" if protocol and averaging else "not recorded")
+                     for name, protocol, averaging in settings)
 
 
 def value(result: Mapping | None, task: str, key: str) -> float | None:
@@ -261,9 +297,17 @@ def improvement_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[
     """The paper's relative improvements of MBMT-Net over MTAN, EfficientPS and MT-Net (percent,
     positive = MBMT-Net better): ours (of the means over seeds) for each MBMT-Net variant in
     ``variants``, the paper's for its MBMT-Net (OURS). Parameters compare single models (none
-    against the three ST-Nets). An improvement whose paired interval in ``intervals`` excludes 0
-    is marked significant."""
+    against the three ST-Nets).
+
+    A mark (significant or not) only where the improvement shown is of the tested numbers: both
+    models' metrics files report protocol final with pixel averaging, the numbers the paired
+    interval in ``intervals`` is of. Then the improvement is the interval's difference (the mean
+    over seeds of ours - theirs) divided by theirs (negated where lower is better): 0 exactly when
+    that difference is, and significant exactly when it is. Elsewhere (e.g. a last_k mean of
+    validation epochs) the interval is of other numbers, whose difference may even have the other
+    sign: no mark, and a note says why."""
     intervals = intervals or {}
+    reported = metrics
     metrics = with_single_task_column(metrics, single_task)
     columns = ["versus", "quantity"]
     for variant in variants:
@@ -273,6 +317,7 @@ def improvement_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[
     quantities = [("parameters", key, text, False) for key, text in PARAMETER_QUANTITIES]
     quantities += [(entry.task, entry.key, label(entry.task, entry.key), entry.higher_is_better) for entry in METRICS]
     rows = []
+    untested: dict[str, None] = {}  # what the unmarked numbers are, for the note (ordered, distinct)
     for baseline in BASELINES:
         for task, key, text, higher in quantities:
             row: list[Cell] = [TITLES[baseline], text]
@@ -285,27 +330,37 @@ def improvement_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[
                 improvement = _num(relative_improvement(ours, theirs, higher), 2, "%")
                 interval = intervals.get((variant, baseline, task, key))
                 if improvement is not None and interval is not None:
-                    improvement = replace(improvement, significant=interval.significant)
+                    shown = [*reported_as(reported, variant, task, single_task),
+                             *reported_as(reported, baseline, task, single_task)]
+                    if is_tested(shown):
+                        improvement = replace(improvement, significant=interval.significant)
+                    else:
+                        untested[describe_reported(shown)] = None
                 row.append(improvement)
                 if variant == OURS:
                     row.append(_num(paper.RELATIVE_IMPROVEMENTS[baseline][(task, key)], 2, "%"))
             rows.append(row)
-    return Table(
-        "relative_improvements", TABLE_TITLES["relative_improvements"],
-        columns, rows,
-        ["(ours - theirs) / theirs, negated where lower is better (losses, errors, angles, parameters); "
-         "this formula reproduces the paper's metric columns (see mbmt.paper).",
-         "The paper's total-parameter improvements (26.32 % vs MTAN, 0.20 % vs MT-Net) do not follow from "
-         "its own parameter table (27.51 %, 1.81 %); they are shown as published.",
-         f"{SIGNIFICANT}: significant at 95 %: the paired bootstrap interval of the difference on the same test "
-         "images excludes 0 (see the paired differences table). Losses and the median angle are not tested "
-         "(they are not sums over images).", seeds_note(metrics)],
-    )
+    notes = ["(ours - theirs) / theirs, negated where lower is better (losses, errors, angles, parameters); "
+             "this formula reproduces the paper's metric columns (see mbmt.paper).",
+             "The paper's total-parameter improvements (26.32 % vs MTAN, 0.20 % vs MT-Net) do not follow from "
+             "its own parameter table (27.51 %, 1.81 %); they are shown as published.",
+             f"{SIGNIFICANT}: significant at a family-wise error rate of {ALPHA * 100:g} %: the Holm-adjusted "
+             f"two-sided bootstrap p of the paired difference on the same test images is below {ALPHA:g}, over the family "
+             f"of {_family_text(intervals)} the report tests (see the paired differences table). No mark: "
+             "not significant, or not tested. Losses and the median angle are not tested (they are not sums "
+             "over images).",
+             f"Marks only on numbers of protocol {TESTED_PROTOCOL} with {TESTED_AVERAGING} averaging, the numbers "
+             "the paired intervals are of; a number of another protocol or averaging is the mean of other "
+             "evaluations (e.g. last_k: validation epochs), which no test here covers.", seeds_note(metrics)]
+    notes += [f"Not marked, no test of the numbers shown ({entry}): the intervals are of protocol "
+              f"{TESTED_PROTOCOL}, {TESTED_AVERAGING} averaging." for entry in untested]
+    return Table("relative_improvements", TABLE_TITLES["relative_improvements"], columns, rows, notes)
 
 
 def paired_table(intervals: Intervals) -> Table:
-    """Each task's headline metric: MBMT-Net minus each baseline on the same test images, the paired
-    95 % bootstrap interval of that difference, and whether it is significant."""
+    """Each task's headline metric: MBMT-Net minus each baseline on the same test images, the seed
+    spread of that difference, its paired 95 % bootstrap interval, its bootstrap p unadjusted and
+    Holm-adjusted, and whether it is significant (by the adjusted p)."""
     rows = []
     for (variant, baseline, task, key), interval in intervals.items():
         headline = HEADLINE_METRICS.get(task)
@@ -315,18 +370,47 @@ def paired_table(intervals: Intervals) -> Table:
         higher = headline.higher_is_better
         better = TITLES.get(variant, variant) if (interval.difference > 0) == higher else TITLES[baseline]
         rows.append([TITLES.get(variant, variant), TITLES[baseline], label(task, key),
-                     Num(interval.difference, digits), Num(interval.low, digits), Num(interval.high, digits),
+                     Num(interval.difference, digits), _num(interval.seed_std, digits),
+                     Num(interval.low, digits), Num(interval.high, digits),
+                     Num(interval.p, 4), _num(interval.p_holm, 4),
                      f"yes: {better} better" if interval.significant else "no", Num(interval.seeds)])
+    family = max((interval.family for interval in intervals.values()), default=1)
+    samples = min((interval.samples for interval in intervals.values() if interval.samples), default=None)
+    notes = [
+        "difference: MBMT-Net minus the baseline in the metric's unit, from the per-image sums of the test "
+        "split (pixel averaging), averaged over the seeds (each seed's MBMT-Net against the same seed's "
+        "baseline).",
+        "seed std: the sample standard deviation (ddof=1) of the per-seed differences: the spread from training "
+        "randomness (one trained model per seed) on the fixed test split; none with one seed.",
+        "95 % low / high: percentile interval of a paired bootstrap of the seed-mean difference: the same "
+        "resampled test images for both models and every seed (mbmt.reporting.statistics). It covers the "
+        "sampling of the test images with the trained models held fixed, not training randomness (that is the "
+        "seed std); it is each comparison's own, not adjusted for multiplicity.",
+        "p: the two-sided bootstrap p (twice the smaller share of resampled differences at or beyond 0, as "
+        "(count + 1) / (resamples + 1)). p (Holm): adjusted by the Holm–Bonferroni method over the family of "
+        f"{_family_text(intervals)} the report tests (every MBMT-Net variant × baseline × metric summable "
+        f"over images, not only the rows shown here). Significant: p (Holm) < {ALPHA:g}, a family-wise error "
+        f"rate of {ALPHA * 100:g} %; the relative improvements' marks use the same adjusted p.",
+        "Neither the interval nor the seed std covers the correlation of frames of one scene: the test images "
+        "are resampled one by one, as if independent, because MTAN's preprocessed NYUv2 split records no "
+        "scene ids; the intervals are likely too narrow.",
+        f"The intervals are of the trained models (protocol {TESTED_PROTOCOL}) with {TESTED_AVERAGING} "
+        "averaging, whatever evaluate.protocol and evaluate.averaging report.",
+    ]
+    if samples is not None and smallest_family_p(samples, family) >= ALPHA:
+        notes.append(f"With {samples} resamples no comparison can be significant over a family of {family}: the "
+                     f"smallest Holm-adjusted p is {family} × 2 / ({samples} + 1) = "
+                     f"{smallest_family_p(samples, family):.4f}; raise report.bootstrap.samples above "
+                     f"{round(2 * family / ALPHA) - 1}.")
     return Table(
         "paired_differences", TABLE_TITLES["paired_differences"],
-        ["MBMT-Net", "versus", "metric", "difference", "95 % low", "95 % high", "significant", "seeds"], rows,
-        ["difference: MBMT-Net minus the baseline in the metric's unit, from the per-image sums of the test "
-         "split (pixel averaging), averaged over the seeds (each seed's MBMT-Net against the same seed's "
-         "baseline).",
-         "95 % low / high: percentile interval of a paired bootstrap: the same resampled test images for both "
-         "models and every seed (mbmt.reporting.statistics). Significant: the interval excludes 0.",
-         "The intervals are those of the trained models (protocol final), whatever evaluate.protocol reports."],
-    )
+        ["MBMT-Net", "versus", "metric", "difference", "seed std", "95 % low", "95 % high", "p", "p (Holm)",
+         "significant", "seeds"], rows, notes)
+
+
+def _family_text(intervals: Intervals) -> str:
+    family = max((interval.family for interval in intervals.values()), default=0)
+    return f"all {family} paired comparisons" if family > 1 else "the paired comparisons"
 
 
 def _count(counts: Mapping[str, Mapping[str, int]], name: str, key: str) -> float | None:
