@@ -67,6 +67,18 @@ def test_augmented_batches_equal_the_dataloaders_bit_for_bit(split, batch_size):
     assert drawn == {(scale, flip) for scale in SCALES for flip in (False, True)}
 
 
+def test_mtan_resampling_batches_equal_the_dataloaders_bit_for_bit(split):
+    """train.augment: mtan goes through both paths the same way, and differs from the default."""
+    on_device = DeviceSplit(split, torch.device("cpu"), augment="mtan", seed=SEED)
+    differs = False
+    for epoch in range(EPOCHS):
+        expected = loader_batches(split, epoch, 2, augment="mtan")
+        assert_same_batches(expected, device_batches(on_device, epoch, 2))
+        default = loader_batches(split, epoch, 2, augment="mtan-like")
+        differs |= any(not torch.equal(a["normal"], b["normal"]) for a, b in zip(expected, default))
+    assert differs
+
+
 def drawn_augmentation(epoch: int, index: int) -> tuple[float, bool]:
     """(scale, flip) that RandomScaleCrop and RandomHorizontalFlip draw for the sample, in their order."""
     rng = sample_generator(SEED, epoch, index)
