@@ -123,3 +123,16 @@ def test_on_cuda_targets_are_exact_and_images_within_rounding(split):
             for name in ("semantic", "depth", "normal", "index"):
                 assert torch.equal(got[name].cpu(), want[name]), name
             torch.testing.assert_close(got["image"].cpu(), want["image"], rtol=0, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_mtan_resampling_on_cuda_exact_targets_and_bilinear_maps_within_rounding(split):
+    """train.augment: mtan on the device: the legacy-nearest labels and depths are gathers (exact);
+    the image and the normals are resized bilinearly in the GPU's arithmetic."""
+    on_device = DeviceSplit(split, torch.device("cuda"), augment="mtan", seed=SEED)
+    for epoch in range(EPOCHS):
+        for want, got in zip(loader_batches(split, epoch, 2, augment="mtan"), device_batches(on_device, epoch, 2)):
+            for name in ("semantic", "depth", "index"):
+                assert torch.equal(got[name].cpu(), want[name]), name
+            for name in ("image", "normal"):
+                torch.testing.assert_close(got[name].cpu(), want[name], rtol=0, atol=1e-6)
