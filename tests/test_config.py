@@ -28,6 +28,24 @@ def test_paper_params_and_presets_are_valid():
     assert demo["models"]["mtnet"]["pretrained"] is False
 
 
+def test_mtan_protocol_preset_sets_mtans_augmentation_and_reporting():
+    paper = load_params([REPO / "params.yaml"])
+    mtan = load_params([REPO / "params.yaml", REPO / "config" / "mtan-protocol.yaml"])
+    assert mtan["train"]["augment"] == "mtan" and mtan["train"]["val_every"] == 1
+    assert mtan["evaluate"] == {**paper["evaluate"], "protocol": "last_k", "k": 10, "averaging": "batch", "batch_size": 2}
+    # MTAN's training is params.yaml's: only the augmentation differs, and the profile is kept.
+    assert {**mtan["train"], "augment": paper["train"]["augment"]} == paper["train"]
+    assert mtan["profile"] == paper["profile"] and mtan["models"] == paper["models"]
+    assert mtan["train"]["epochs"] >= mtan["evaluate"]["k"]
+
+
+def test_train_augment_accepts_its_modes_and_refuses_others(tmp_path):
+    for value in (False, True, "mtan-like", "mtan"):
+        load_params([REPO / "params.yaml", write(tmp_path / f"{value}.yaml", f"train: {{augment: {yaml.safe_dump(value).splitlines()[0]}}}\n")])
+    with pytest.raises(ParamsError, match="train.augment"):
+        load_params([REPO / "params.yaml", write(tmp_path / "bad.yaml", "train: {augment: bilinear}\n")])
+
+
 def test_deep_merge_matches_snakemake_configfile_semantics():
     from snakemake.utils import update_config
 

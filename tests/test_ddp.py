@@ -89,7 +89,7 @@ def test_ranks_validate_the_batchnorm_statistics_of_rank_0(project, processed_da
     from mbmt.evaluation import accumulate_metrics
     from mbmt.models import create_model
     from mbmt.paths import split_file
-    from mbmt.evaluation.protocol import VAL_AVERAGING
+    from mbmt.evaluation.protocol import VAL_METRIC_BATCH, val_curve
 
     processed_data()
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -105,10 +105,12 @@ def test_ranks_validate_the_batchnorm_statistics_of_rank_0(project, processed_da
     model.load_state_dict(state["model"])
     dataset = NYUv2Dataset(split_file("test"))
     loader = torch.utils.data.DataLoader(dataset, batch_size=len(dataset))
-    metrics = accumulate_metrics(model, loader, ("depth",), device=torch.device("cpu")).compute(VAL_AVERAGING)
+    accumulator = accumulate_metrics(model, loader, ("depth",), device=torch.device("cpu"), batch_images=VAL_METRIC_BATCH)
     logged = state["history"][-1]["metrics"]
-    for key, value in metrics["depth"].items():
-        assert logged[f"val/depth/{key}"] == pytest.approx(value, rel=1e-5), key
+    # Both averagings: the ranks' shares of MTAN's test batches are the batches of one process.
+    for averaging in ("pixel", "batch"):
+        for key, value in accumulator.compute(averaging)["depth"].items():
+            assert logged[val_curve("depth", key, averaging)] == pytest.approx(value, rel=1e-5), (averaging, key)
 
 
 def test_global_batch_must_divide_over_processes():
@@ -121,3 +123,5 @@ def test_evaluation_shards_cover_every_image_once():
     shards = [list(ShardSampler(10, rank, 3)) for rank in range(3)]
     assert sorted(i for shard in shards for i in shard) == list(range(10))
     assert [len(s) for s in shards] == [4, 3, 3]
+    # In blocks (the pairs of batch-averaged validation): whole, in order, the last one short.
+    assert [list(ShardSampler(11, rank, 3, block=2)) for rank in range(3)] == [[0, 1, 6, 7], [2, 3, 8, 9], [4, 5, 10]]

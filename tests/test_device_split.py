@@ -67,6 +67,18 @@ def test_augmented_batches_equal_the_dataloaders_bit_for_bit(split, batch_size):
     assert drawn == {(scale, flip) for scale in SCALES for flip in (False, True)}
 
 
+def test_mtan_resampling_batches_equal_the_dataloaders_bit_for_bit(split):
+    """train.augment: mtan goes through both paths the same way, and differs from the default."""
+    on_device = DeviceSplit(split, torch.device("cpu"), augment="mtan", seed=SEED)
+    differs = False
+    for epoch in range(EPOCHS):
+        expected = loader_batches(split, epoch, 2, augment="mtan")
+        assert_same_batches(expected, device_batches(on_device, epoch, 2))
+        default = loader_batches(split, epoch, 2, augment="mtan-like")
+        differs |= any(not torch.equal(a["normal"], b["normal"]) for a, b in zip(expected, default))
+    assert differs
+
+
 def drawn_augmentation(epoch: int, index: int) -> tuple[float, bool]:
     """(scale, flip) that RandomScaleCrop and RandomHorizontalFlip draw for the sample, in their order."""
     rng = sample_generator(SEED, epoch, index)
@@ -111,3 +123,16 @@ def test_on_cuda_targets_are_exact_and_images_within_rounding(split):
             for name in ("semantic", "depth", "normal", "index"):
                 assert torch.equal(got[name].cpu(), want[name]), name
             torch.testing.assert_close(got["image"].cpu(), want["image"], rtol=0, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_mtan_resampling_on_cuda_exact_targets_and_bilinear_maps_within_rounding(split):
+    """train.augment: mtan on the device: the legacy-nearest labels and depths are gathers (exact);
+    the image and the normals are resized bilinearly in the GPU's arithmetic."""
+    on_device = DeviceSplit(split, torch.device("cuda"), augment="mtan", seed=SEED)
+    for epoch in range(EPOCHS):
+        for want, got in zip(loader_batches(split, epoch, 2, augment="mtan"), device_batches(on_device, epoch, 2)):
+            for name in ("semantic", "depth", "index"):
+                assert torch.equal(got[name].cpu(), want[name]), name
+            for name in ("image", "normal"):
+                torch.testing.assert_close(got[name].cpu(), want[name], rtol=0, atol=1e-6)

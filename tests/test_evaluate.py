@@ -73,6 +73,7 @@ def test_metrics_blocks_averagings_and_context(project, processed_data):
     assert context["checkpoint"] == str(model_file("mtnet", 0))
     assert context["checkpoint_sha256"] == sha256_file(model_file("mtnet", 0))
     assert context["protocol"] == "final"
+    assert context["augment"] is None  # a model file without training's run settings
     assert context["provenance"]["profile"] == "tiny"
 
     # A single-task model reports its task only; the split is a parameter.
@@ -171,6 +172,7 @@ def test_last_k_protocol_is_the_mean_of_the_last_validation_values(project, proc
     assert last_two["final"] == {"depth": final["depth"]}  # the trained model's numbers kept beside
     context = last_two["context"]
     assert (context["protocol"], context["k"], context["epochs_averaged"]) == ("last_k", 2, [2, 3])
+    assert context["augment"] == {True: "mtan-like", False: "none"}[load_params()["train"]["augment"]]
 
     set_evaluate(k=1)
     last = evaluate("st_de")
@@ -187,10 +189,19 @@ def test_last_k_protocol_is_the_mean_of_the_last_validation_values(project, proc
     assert "train.val_every: 1" in error[0] and "train.epochs >= 4" in error[0] and "evaluate.protocol: final" in error[0]
     assert not metrics_file("st_de", 0).exists()
 
-    # Batch averaging is not what validation logs.
-    set_evaluate(k=2, averaging="batch")
-    assert cli.main(["evaluate", "st_de"]) == 2
-    assert "set evaluate.averaging: pixel" in capsys.readouterr().err
+    # Batch averaging: the logged val_batch curves, MTAN's per-batch numbers over its test pairs;
+    # for k=1 the trained model's batch averages with evaluate.batch_size 2 (MTAN's test batch).
+    set_evaluate(k=2, averaging="batch", batch_size=2)
+    batch = evaluate("st_de")
+    for key in ("loss", "abs_err", "rel_err"):
+        series = logged("st_de", f"val_batch/depth/{key}")
+        assert batch["depth"][key] == pytest.approx((series[1] + series[2]) / 2, rel=1e-12), key
+        assert batch["depth"][key] != pytest.approx(last_two["depth"][key], rel=1e-9), key  # not the pixel curves
+    assert batch["context"]["val_batch_size"] == 2 and "val_batch_size" not in last_two["context"]
+    set_evaluate(k=1)
+    last_batch = evaluate("st_de")
+    for key, number in last_batch["final"]["depth"].items():
+        assert last_batch["depth"][key] == pytest.approx(number, rel=1e-5), key
 
 
 def test_last_k_needs_every_one_of_the_last_epochs_validated(project, processed_data, capsys):
@@ -203,3 +214,38 @@ def test_last_k_needs_every_one_of_the_last_epochs_validated(project, processed_
     assert "epochs 3-4 of train.epochs = 4" in error and "validated epochs: 2, 4" in error
     set_evaluate(k=1)  # the last epoch was validated
     assert evaluate("st_de")["depth"]["abs_err"] == pytest.approx(logged("st_de", "val/depth/abs_err")[-1], rel=1e-12)
+
+
+def write_curves(directory: Path, curves: dict[str, list[float]]) -> None:
+    """DVCLive's layout: plots/metrics/<name>.tsv with columns timestamp, step (from 0), value."""
+    for name, values in curves.items():
+        path = directory / "plots" / "metrics" / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        column = name.rsplit("/", 1)[-1]
+        rows = "".join(f"{1000 + step}\t{step}\t{value}\n" for step, value in enumerate(values))
+        path.write_text(f"timestamp\tstep\t{column}\n{rows}")
+
+
+def test_last_k_with_batch_averaging_by_hand(tmp_path):
+    """Hand-written logs of 4 epochs, k=3: each metric's mean over epochs 2-4 of its own curve:
+    batch averages from val_batch/, mIoU and pixel accuracy (one confusion matrix) from val/."""
+    from mbmt.errors import MbmtError
+    from mbmt.evaluation.protocol import last_k_blocks
+
+    write_curves(tmp_path, {
+        "val/semantic/loss": [9, 9, 9, 9], "val_batch/semantic/loss": [4, 1, 2, 3],
+        "val/semantic/miou": [10, 20, 30, 40], "val/semantic/pix_acc": [50, 60, 70, 80],
+        "val/depth/abs_err": [9, 9, 9, 9], "val_batch/depth/abs_err": [1.0, 0.5, 0.25, 0.75],
+    })
+    template = {"semantic": {"loss": None, "miou": None, "pix_acc": None}, "depth": {"abs_err": None}}
+    blocks, epochs = last_k_blocks(tmp_path, template, 3, 4, "mbmt train x", "batch")
+    assert epochs == [2, 3, 4]
+    assert blocks == {"semantic": {"loss": 2.0, "miou": 30.0, "pix_acc": 70.0}, "depth": {"abs_err": 0.5}}
+    pixel, _ = last_k_blocks(tmp_path, template, 3, 4, "mbmt train x", "pixel")
+    assert pixel == {"semantic": {"loss": 9.0, "miou": 30.0, "pix_acc": 70.0}, "depth": {"abs_err": 9.0}}
+
+    # A log from before the batch curves: one error with the fix.
+    old = tmp_path / "old"
+    write_curves(old, {"val/depth/abs_err": [1.0, 2.0]})
+    with pytest.raises(MbmtError, match=r"no batch-averaged curves .*retrain it \(`mbmt train x`\) or set evaluate.averaging: pixel"):
+        last_k_blocks(old, {"depth": {"abs_err": None}}, 1, 2, "mbmt train x", "batch")

@@ -254,3 +254,52 @@ def test_summed_per_image_rows_give_the_pixel_averaged_metrics(task, batches):
 def test_per_image_rows_need_the_option():
     with pytest.raises(ValueError, match="per_image=True"):
         MetricAccumulator(["depth"]).per_image_rows()
+
+
+def test_batch_images_groups_the_stream_of_updates_by_hand():
+    """batch_images=2 over three one-image updates: the batches are images {0, 1} and {2}."""
+    images = [([[1.0, 2.0]], [[1.5, 2.0]]), ([[4.0, 0.0]], [[3.0, 9.0]]), ([[2.0, 0.0]], [[1.0, 9.0]])]
+    metrics = MetricAccumulator(["depth"], batch_images=2)
+    for target, predicted in images:
+        metrics.update(*depth_batch(target, predicted))
+    # {0, 1}: absolute errors 0.5, 0, 1 over 3 valid pixels -> 0.5; {2}: 1 -> 1.
+    assert metrics.compute("batch")["depth"]["abs_err"] == pytest.approx((0.5 + 1.0) / 2)
+    assert metrics.compute("pixel")["depth"]["abs_err"] == pytest.approx(2.5 / 4)
+    # Without batch_images each update is a batch: 0.5 / 2, 1, 1.
+    assert accumulate("depth", [depth_batch(t, p) for t, p in images], "batch")["abs_err"] == pytest.approx(2.25 / 3)
+
+
+def random_stream(count: int) -> tuple[dict, dict]:
+    """``count`` images of every task, with unlabelled, missing-depth and missing-normal pixels."""
+    generator = torch.Generator().manual_seed(5)
+    shape = (count, 3, 4)
+    semantic = torch.randint(-1, 13, shape, generator=generator)
+    depth = torch.rand(count, 1, 3, 4, generator=generator) * (torch.rand(count, 1, 3, 4, generator=generator) > 0.2)
+    normal = torch.nn.functional.normalize(torch.randn(count, 3, 3, 4, generator=generator), dim=1)
+    normal = normal * (torch.rand(count, 1, 3, 4, generator=generator) > 0.2)
+    outputs = {"semantic": torch.randn(count, 13, 3, 4, generator=generator),
+               "depth": torch.rand(count, 1, 3, 4, generator=generator),
+               "normal": torch.randn(count, 3, 3, 4, generator=generator)}
+    return outputs, {"semantic": semantic, "depth": depth, "normal": normal}
+
+
+@pytest.mark.parametrize("loader_batch", [1, 2, 3, 4, 7])
+def test_batch_images_do_not_depend_on_the_batches_updates_come_in(loader_batch):
+    """The batch averages of runs of 2 images equal those of updates of 2 images (the last one
+    shorter), whatever batches the images arrive in; the pixel averages do not change."""
+    outputs, targets = random_stream(7)
+    tasks = ("semantic", "depth", "normal")
+
+    def fed(batch: int, **options) -> MetricAccumulator:
+        metrics = MetricAccumulator(tasks, **options)
+        for start in range(0, 7, batch):
+            part = slice(start, start + batch)
+            metrics.update({t: v[part] for t, v in outputs.items()}, {t: v[part] for t, v in targets.items()})
+        return metrics
+
+    expected, grouped = fed(2), fed(loader_batch, batch_images=2)
+    assert expected.compute("batch").keys() == grouped.compute("batch").keys()
+    for averaging, reference in (("batch", expected), ("pixel", fed(loader_batch))):
+        want, got = flat(reference.compute(averaging)), flat(grouped.compute(averaging))
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-12), averaging
+    assert int(grouped.state["depth.batches"]) == 4  # 3 pairs and the last image

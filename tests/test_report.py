@@ -333,9 +333,11 @@ def test_anchor_protocols_are_complete_and_titles_true():
     paper-reported rows of LibMTL's table, whose own runs go further (and the text says so)."""
     by_key = {anchor.key: anchor for anchor in anchors.ANCHORS}
     for key in ("Ref. A", "Ref. B", "Ref. C"):
-        protocol = by_key[key].protocol
-        assert "last 10 epochs" in protocol and "3 seeds" in protocol and "per-batch errors" in protocol
-    assert "best test epoch" in by_key["Ref. D"].protocol and "not a mean of the last 10 epochs" in by_key["Ref. D"].protocol
+        reported = by_key[key].reported
+        assert "last 10 epochs" in reported and "3 seeds" in reported and "per-batch test metrics" in reported
+        assert reported in by_key[key].description()
+    reported = by_key["Ref. D"].reported
+    assert "best test epoch" in reported and "not a mean of the last 10 epochs" in reported
     assert "best test epoch" in by_key["Ref. D"].title
     for key, own in (("Ref. B", "41.27 with CAGrad"), ("Ref. C", "0.5213 with GradNorm")):
         assert by_key[key].title.endswith("among the paper-reported rows of LibMTL's table")
@@ -390,3 +392,34 @@ def test_paired_comparisons_over_two_seeds_pair_each_seed_and_merge_the_st_nets(
 
     expected = np.mean([abs_err(m) - abs_err(st) for m, st in zip(per_image["mbmt_partial"], per_image["st_de"])])
     assert intervals[("mbmt_partial", "efficientps_st", "depth", "abs_err")].difference == pytest.approx(expected)
+
+
+FINAL_PIXEL = {"protocol": "final", "averaging": "pixel", "batch_size": 8, "augment": "mtan-like"}
+MTAN_PROTOCOL = {"protocol": "last_k", "k": 10, "averaging": "batch", "batch_size": 2, "val_batch_size": 2,
+                 "augment": "mtan"}
+
+
+@pytest.mark.parametrize("context, ours", [
+    (FINAL_PIXEL, "final: the trained model evaluated on the split, per-pixel averages, "
+                  "the project's MTAN-like augmentation (train.augment: true)"),
+    (MTAN_PROTOCOL, "last_k: the mean of the validation metrics of the last 10 epochs, per-batch averages "
+                    "(batches of 2), MTAN's exact augmentation (train.augment: mtan)"),
+])
+def test_results_table_says_in_one_line_which_protocol_every_column_uses(context, ours):
+    metrics = {name: [{**run, "context": context} for run in runs] for name, runs in paper_metrics().items()}
+    table = tables.results_table(metrics, single_task=ST_NETS)
+    [line] = [note for note in table.notes if note.startswith("Protocols.")]
+    assert "\n" not in line
+    assert f"Ours: {ours}. " in line
+    assert "Paper: as published (the paper's MTAN column from MTAN's 2019 code)." in line
+    assert ("Ref. A, Ref. B, Ref. C: the mean of the last 10 epochs of per-batch test metrics (MTAN's protocol), "
+            "over 3 seeds (NYUv2, 13 classes, 288×384, SegNet-MTAN backbone, with augmentation); ") in line
+    assert line.endswith("Ref. D: the best test epoch by Δm (selected on the test split; LibMTL), not a mean of the "
+                         "last 10 epochs (NYUv2, 13 classes, "
+                         "288×384, ImageNet-pretrained ResNet-50 DeepLabV3+, no augmentation, batch 8).")
+    # Every column: each reference column's key is in the line.
+    assert all(anchor.key in line for anchor in anchors.ANCHORS)
+    # Two protocols among ours: both named.
+    mixed = dict(metrics, mtan=[{**metrics["mtan"][0], "context": FINAL_PIXEL if context is MTAN_PROTOCOL else MTAN_PROTOCOL}])
+    [line] = [note for note in tables.results_table(mixed, single_task=ST_NETS).notes if note.startswith("Protocols.")]
+    assert line.count("final: the trained model") == 1 and line.count("last_k: the mean") == 1

@@ -71,7 +71,8 @@ TRAIN_KEYS = {
     "channels_last": TrainKey(RESULT, "the memory layout, and so the kernels' rounding", EFFECTIVE),
     "split_on_device": TrainKey(EXECUTION, "the same batches, bit for bit on CPU"),
     "sync_every": TrainKey(EXECUTION, "the same losses and weights up to rounding"),
-    "val_batch_size": TrainKey(EXECUTION, "pixel-averaged validation does not depend on batching"),
+    "val_batch_size": TrainKey(EXECUTION, "validation's averages do not depend on its batching (the batch "
+                                           "averages are over MTAN's test pairs)"),
     "compile": TrainKey(EXECUTION, "the same computation, fused"),
 }
 TRAIN_RESULT_KEYS = tuple(key for key, entry in TRAIN_KEYS.items() if entry.kind == RESULT)

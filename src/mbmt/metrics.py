@@ -20,7 +20,10 @@ Two averaging conventions for the losses, the depth errors and the normal errors
 - ``"batch"``: MTAN's convention: the value of each batch (its mean over its own valid pixels,
   the median and "within" rates of its own angles) averaged over the batches, so it depends on
   the batch size and on how many valid pixels each batch has. A batch without a valid pixel for
-  a task is left out of that task's average (MTAN would get NaN).
+  a task is left out of that task's average (MTAN would get NaN). A batch is what one `update`
+  adds (`mbmt evaluate`: evaluate.batch_size), or, with ``batch_images=n``, each run of n
+  consecutive images of the stream of updates, whatever batches they came in (training's
+  validation: MTAN's test batch, mbmt.evaluation.protocol.VAL_METRIC_BATCH).
 
 mIoU and pixel accuracy come in both conventions from one 13x13 confusion matrix accumulated
 over the whole set (as in MTAN's current code): IoU_c = TP / (TP + FP + FN), averaged over the
@@ -138,6 +141,47 @@ def metrics_from_sums(sums: dict[str, np.ndarray]) -> dict[str, dict[str, np.nda
     return results
 
 
+def depth_errors(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(valid, absolute error, relative error) per pixel, in float64; errors 0 where not valid."""
+    valid = depth_valid(target)
+    pred, target = pred.double(), target.double()
+    error = torch.where(valid, (pred - target).abs(), 0.0)
+    relative = torch.where(valid, error / torch.where(valid, target, 1.0), 0.0)
+    return valid, error, relative
+
+
+def normal_angles(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(valid, angle error in degrees) per pixel, in float64."""
+    return normal_valid(target), torch.rad2deg(torch.acos(cosine(pred.double(), target.double()).clamp(-1, 1)))
+
+
+def _thresholds(angle: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(list(WITHIN_DEG.values()), dtype=angle.dtype, device=angle.device)
+
+
+def normal_batch_values(valid: torch.Tensor, angle: torch.Tensor, loss_sum: torch.Tensor) -> torch.Tensor:
+    """A batch's values of BATCH_MEANS["normal"] from its angles (zeros without a valid pixel)."""
+    # MTAN's per-batch median needs the batch's angles themselves (boolean indexing syncs).
+    angles = angle[valid]
+    if angles.numel() == 0:
+        return torch.zeros(len(BATCH_MEANS["normal"]), dtype=torch.float64, device=angle.device)
+    rates = (angles[:, None] < _thresholds(angle)).double().mean(0) * 100
+    return torch.cat([torch.stack([loss_sum / angles.numel(), angles.mean(), median_of(angles)]), rates])
+
+
+def batch_values(task: str, prediction: torch.Tensor, target: torch.Tensor, loss_sum: torch.Tensor,
+                 count: torch.Tensor) -> torch.Tensor:
+    """One batch's values of BATCH_MEANS[task] (MTAN's per-batch numbers); ``loss_sum``, ``count``:
+    its `mbmt.losses.LOSS_TERMS` (the sum in float64). What `MetricAccumulator.update` adds per batch."""
+    if task == "semantic":
+        return loss_sum[None] / count.clamp(min=1)
+    if task == "depth":
+        _, error, relative = depth_errors(prediction, target)
+        return torch.stack([loss_sum, error.sum(), relative.sum()]) / count.clamp(min=1)
+    valid, angle = normal_angles(prediction, target)
+    return normal_batch_values(valid, angle, loss_sum)
+
+
 class MetricAccumulator:
     """Streaming metrics of ``tasks`` (see the module docstring for definitions and conventions).
 
@@ -145,7 +189,10 @@ class MetricAccumulator:
     ``per_image``, `per_image_rows` also gives each image's sums (one host sync per batch).
     """
 
-    def __init__(self, tasks: Iterable[str], *, num_classes: int = NUM_CLASSES, per_image: bool = False):
+    def __init__(self, tasks: Iterable[str], *, num_classes: int = NUM_CLASSES, per_image: bool = False,
+                 batch_images: int | None = None):
+        if batch_images is not None and batch_images < 1:
+            raise ValueError(f"batch_images must be a positive number of images or None, not {batch_images!r}")
         tasks = tuple(tasks)
         unknown = sorted(set(tasks) - set(TASKS))
         if unknown:
@@ -165,6 +212,10 @@ class MetricAccumulator:
             self.state["normal.histogram"] = torch.zeros(ANGLE_BINS, dtype=torch.int64)
         # Per-image rows, batch by batch, on the CPU: name -> list of (B, ...) arrays.
         self.rows: dict[str, list[np.ndarray]] | None = None
+        # The "batch" averaging's batches: None = each update; n = runs of n images, the images of an
+        # unfinished run kept here (task -> [(prediction, target)]) until the next update completes it.
+        self.batch_images = batch_images
+        self.pending: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {task: [] for task in self.tasks}
         if per_image:
             self.rows = {"index": []} | {key: [] for task in self.tasks for key in PER_IMAGE_KEYS[task]}
 
@@ -185,12 +236,44 @@ class MetricAccumulator:
                 self._to(prediction.device)
             target = batch[task].to(prediction.device)
             loss_sum, count = LOSS_TERMS[task](prediction, target)
-            sums, batch_values = getattr(self, f"_{task}")(prediction, target, loss_sum.double(), count)
+            sums, values = getattr(self, f"_{task}")(prediction, target, loss_sum.double(), count)
             self.state[f"{task}.sums"] += sums
             self.state[f"{task}.count"] += count
-            # Sync-free: a batch without a valid pixel adds zeros and is not counted.
-            self.state[f"{task}.batch_sums"] += torch.where(count > 0, batch_values, 0.0)
-            self.state[f"{task}.batches"] += (count > 0).long()
+            if self.batch_images is None:
+                self._add_batch(task, values, count)
+            else:
+                self._add_runs(task, prediction, target)
+
+    def _add_batch(self, task: str, values: torch.Tensor, count: torch.Tensor) -> None:
+        """Add one batch's values of BATCH_MEANS[task] (``count``: its valid pixels)."""
+        # Sync-free: a batch without a valid pixel adds zeros and is not counted.
+        self.state[f"{task}.batch_sums"] += torch.where(count > 0, values, 0.0)
+        self.state[f"{task}.batches"] += (count > 0).long()
+
+    def _add_group(self, task: str, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        loss_sum, count = LOSS_TERMS[task](prediction, target)
+        self._add_batch(task, batch_values(task, prediction, target, loss_sum.double(), count), count)
+
+    def _add_runs(self, task: str, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        """Add the complete runs of ``batch_images`` images among the pending ones and these."""
+        pending = self.pending[task]
+        if pending:
+            prediction = torch.cat([p for p, _ in pending] + [prediction])
+            target = torch.cat([t for _, t in pending] + [target])
+        size, images = self.batch_images, prediction.shape[0]
+        complete = images - images % size
+        for start in range(0, complete, size):
+            self._add_group(task, prediction[start:start + size], target[start:start + size])
+        # A copy: the caller may reuse the batch's memory.
+        self.pending[task] = [(prediction[complete:].clone(), target[complete:].clone())] if complete < images else []
+
+    def finish(self) -> None:
+        """Add the last, shorter run of ``batch_images`` images, if any (as a DataLoader's last batch).
+        `all_reduce` and `compute` call it; no `update` may follow."""
+        for task, pending in self.pending.items():
+            if pending:
+                self.pending[task] = []
+                self._add_group(task, torch.cat([p for p, _ in pending]), torch.cat([t for _, t in pending]))
 
     # Each task's update returns (the sums of PIXEL_MEANS, this batch's values of BATCH_MEANS).
 
@@ -209,10 +292,7 @@ class MetricAccumulator:
         return sums, sums / count.clamp(min=1)
 
     def _depth(self, pred, target, loss_sum, count) -> tuple[torch.Tensor, torch.Tensor]:
-        valid = depth_valid(target)
-        pred, target = pred.double(), target.double()
-        error = torch.where(valid, (pred - target).abs(), 0.0)
-        relative = torch.where(valid, error / torch.where(valid, target, 1.0), 0.0)
+        valid, error, relative = depth_errors(pred, target)
         sums = torch.stack([loss_sum, error.sum(), relative.sum()])
         if self.rows is not None:
             self._add_rows(depth_abs_sum=error.flatten(1).sum(1), depth_rel_sum=relative.flatten(1).sum(1),
@@ -220,25 +300,19 @@ class MetricAccumulator:
         return sums, sums / count.clamp(min=1)
 
     def _normal(self, pred, target, loss_sum, count) -> tuple[torch.Tensor, torch.Tensor]:
-        valid = normal_valid(target)
-        angle = torch.rad2deg(torch.acos(cosine(pred.double(), target.double()).clamp(-1, 1)))
+        valid, angle = normal_angles(pred, target)
         # A NaN angle (a diverged model) is binned as the worst, 180 degrees, not as an invalid index.
         binned = torch.nan_to_num(angle, nan=180.0) / ANGLE_BIN_DEG
         bins = torch.where(valid, binned.long().clamp(max=ANGLE_BINS - 1), ANGLE_BINS)
         self.state["normal.histogram"] += torch.bincount(bins.flatten(), minlength=ANGLE_BINS + 1)[:-1]
-        thresholds = torch.tensor(list(WITHIN_DEG.values()), dtype=angle.dtype, device=angle.device)
+        thresholds = _thresholds(angle)
         within = (angle[..., None] < thresholds) & valid[..., None]
         self.state["normal.within"] += within.flatten(0, -2).sum(0)
         sums = torch.stack([loss_sum, torch.where(valid, angle, 0.0).sum()])
         if self.rows is not None:
             self._add_rows(normal_angle_sum=torch.where(valid, angle, 0.0).flatten(1).sum(1),
                            normal_count=valid.flatten(1).sum(1), normal_within=within.flatten(1, -2).sum(1))
-        # MTAN's per-batch median needs the batch's angles themselves (boolean indexing syncs).
-        angles = angle[valid]
-        if angles.numel() == 0:
-            return sums, torch.zeros(len(BATCH_MEANS["normal"]), dtype=torch.float64, device=angle.device)
-        rates = (angles[:, None] < thresholds).double().mean(0) * 100
-        return sums, torch.cat([torch.stack([loss_sum / angles.numel(), angles.mean(), median_of(angles)]), rates])
+        return sums, normal_batch_values(valid, angle, loss_sum)
 
     def _add_rows(self, **rows: torch.Tensor) -> None:
         for key, value in rows.items():
@@ -256,6 +330,7 @@ class MetricAccumulator:
         """Sum the state over the ranks of torch.distributed, if initialised; call once, after the last update."""
         import torch.distributed as dist
 
+        self.finish()
         if not (dist.is_available() and dist.is_initialized()):
             return
         # NCCL reduces CUDA tensors only; other backends take them where they are.
@@ -269,6 +344,7 @@ class MetricAccumulator:
         """The metrics of everything added so far, per task, in the paper's units."""
         if averaging not in AVERAGINGS:
             raise ValueError(f"averaging must be one of {AVERAGINGS}, not {averaging!r}")
+        self.finish()
         state = {name: value.cpu() for name, value in self.state.items()}
         results = {}
         for task in self.tasks:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mbmt.data.augment import sample_generator, training_augmentation
+from mbmt.data.augment import augmentation, sample_generator
 from mbmt.data.hdf5 import DECODED, MODALITIES, read_attrs
 
 
@@ -37,19 +37,20 @@ class NYUv2Dataset(Dataset):
 
     ``dataset[i]`` is ``{"image": float32 (3,H,W) in [0,1], "semantic": int64 (H,W) (-1 = ignore),
     "depth": float32 (1,H,W) metres (0 = missing), "normal": float32 (3,H,W) (all-zero = missing),
-    "index": i}``. With ``augment=True`` MTAN's training augmentation is applied
-    (`mbmt.data.augment.training_augmentation`), seeded by (``seed``, epoch, i).
+    "index": i}``. With ``augment`` as params train.augment (true / ``"mtan-like"``: the project's
+    resampling; ``"mtan"``: MTAN's exact one) MTAN's training augmentation is applied
+    (`mbmt.data.augment.augmentation`), seeded by (``seed``, epoch, i).
 
     Call `set_epoch` before iterating a DataLoader for that epoch. The epoch lives in shared
     memory, so workers see it even when they persist across epochs (``persistent_workers=True``).
     """
 
-    def __init__(self, path: str | Path, *, augment: bool = False, seed: int = 0):
+    def __init__(self, path: str | Path, *, augment: bool | str = False, seed: int = 0):
         self.path = Path(path)
         self.attrs = read_attrs(self.path)
         self.augment = augment
         self.seed = seed
-        self.transform = training_augmentation() if augment else None
+        self.transform = augmentation(augment)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._file: h5py.File | None = None
         self._owner_pid: int | None = None

@@ -11,8 +11,8 @@ same sampler, the batches that DataLoader would collate, with the same decoding 
 augmentation (`mbmt.data.augment`, its random draws made on the host from the same generator,
 seeded by (seed, epoch, index)). On the CPU they are equal bit for bit (tests/test_device_split.py).
 On a GPU the crops, flips, labels, depths and normals are the same (index gathers and an exact
-division); the image's bilinear resampling runs on the GPU's arithmetic, which may round the
-last bit of a pixel differently from the CPU's.
+division); the image's bilinear resampling (and with train.augment ``mtan`` the normals') runs
+on the GPU's arithmetic, which may round the last bit of a pixel differently from the CPU's.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import torch
 
-from mbmt.data.augment import sample_generator, training_augmentation
+from mbmt.data.augment import augmentation, sample_generator
 from mbmt.data.dataset import decode_tensors
 from mbmt.data.hdf5 import MODALITIES, read_attrs
 
@@ -32,16 +32,17 @@ class DeviceSplit:
     """The samples of split file ``path`` on ``device``, in their stored types.
 
     ``batch(indices, epoch)`` is the collated batch of those samples (``index`` as an int64 CPU
-    tensor, as a DataLoader gives it); with ``augment=True`` MTAN's training augmentation is
-    applied to each sample, seeded by (``seed``, epoch, index).
+    tensor, as a DataLoader gives it); with ``augment`` as params train.augment (true,
+    ``"mtan-like"`` or ``"mtan"``) MTAN's training augmentation is applied to each sample, seeded
+    by (``seed``, epoch, index).
     """
 
-    def __init__(self, path: str | Path, device: torch.device, *, augment: bool = False, seed: int = 0):
+    def __init__(self, path: str | Path, device: torch.device, *, augment: bool | str = False, seed: int = 0):
         self.path = Path(path)
         self.attrs = read_attrs(self.path)
         self.device = torch.device(device)
         self.seed = seed
-        self.transform = training_augmentation() if augment else None
+        self.transform = augmentation(augment)
         with h5py.File(self.path, "r") as file:
             self.stored = {name: torch.from_numpy(file[name][()]).to(self.device) for name in MODALITIES}
 

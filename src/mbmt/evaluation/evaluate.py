@@ -22,16 +22,17 @@ from torch.utils.data import DataLoader
 
 from mbmt.device import non_finite_tensors, resolve_device, to_device
 from mbmt.errors import MbmtError
-from mbmt.evaluation.protocol import VAL_AVERAGING, last_k_blocks
+from mbmt.evaluation.protocol import VAL_METRIC_BATCH, last_k_blocks
 from mbmt.io import atomic_path
 from mbmt.metrics import AVERAGINGS, MetricAccumulator
 
 
 def accumulate_metrics(model: torch.nn.Module, loader: Iterable[dict], tasks: Iterable[str], *,
-                       device: torch.device, channels_last: bool = False,
-                       per_image: bool = False) -> MetricAccumulator:
-    """Run ``model`` (in eval mode, restored afterwards) over ``loader``; the filled accumulator."""
-    accumulator = MetricAccumulator(tasks, per_image=per_image)
+                       device: torch.device, channels_last: bool = False, per_image: bool = False,
+                       batch_images: int | None = None) -> MetricAccumulator:
+    """Run ``model`` (in eval mode, restored afterwards) over ``loader``; the filled accumulator.
+    ``batch_images``: the "batch" averaging's batch (mbmt.metrics.MetricAccumulator), None = the loader's."""
+    accumulator = MetricAccumulator(tasks, per_image=per_image, batch_images=batch_images)
     was_training = model.training
     model.eval()
     try:
@@ -63,6 +64,17 @@ def read_per_image(path: str | Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
+def trained_augmentation(meta: Mapping[str, Any]) -> str | None:
+    """The training augmentation of a model file (mbmt.data.augment: "none", "mtan-like" or "mtan"),
+    from the run settings training recorded in it; None if it records none (not trained by `mbmt train`)."""
+    from mbmt.data.augment import augment_mode
+
+    settings = (((meta.get("extra") or {}).get("run") or {}).get("settings") or {}).get("train") or {}
+    if "augment" not in settings:
+        return None
+    return augment_mode(settings["augment"]) or "none"
+
+
 def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The metrics JSON of model ``name`` trained with ``seed`` (its model file) on split params
     evaluate.split, and the trained model's per-image rows."""
@@ -78,10 +90,6 @@ def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, A
         raise MbmtError(f"{path}: trained model not found; run `{train}` first")
     settings = params["evaluate"]
     split, averaging, protocol = settings["split"], settings["averaging"], settings["protocol"]
-    if protocol == "last_k" and averaging != VAL_AVERAGING:
-        raise MbmtError(f"params evaluate.protocol last_k averages the validation metrics training logged, which "
-                        f"are {VAL_AVERAGING}-averaged; set evaluate.averaging: {VAL_AVERAGING} (or "
-                        f"evaluate.protocol: final), not {averaging!r}")
     device = resolve_device(params["train"]["device"])
     channels_last = bool(params["train"]["channels_last"])
 
@@ -105,15 +113,18 @@ def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, A
         raise MbmtError(f"{path}: its metrics on split {split} are not finite ({', '.join(bad[:3])}): the model's "
                         f"predictions overflow; {retrain}")
     reported: dict[str, Any] = blocks
-    protocol_context: dict[str, Any] = {"protocol": protocol}
+    protocol_context: dict[str, Any] = {"protocol": protocol, "augment": trained_augmentation(meta)}
     if protocol == "last_k":
         epochs = (meta.get("extra") or {}).get("epochs")
         if epochs is None:
             raise MbmtError(f"{path}: records no training epochs, so evaluate.protocol last_k has no validation "
                             f"log to average; retrain it (`{train}`) or set evaluate.protocol: final")
-        reported, averaged = last_k_blocks(live_dir(name, seed), blocks, settings["k"], epochs, train)
+        reported, averaged = last_k_blocks(live_dir(name, seed), blocks, settings["k"], epochs, train, averaging)
         reported = {**reported, "final": blocks}
         protocol_context |= {"k": settings["k"], "epochs_averaged": averaged}
+        if averaging == "batch":
+            # The reported blocks' batches: training's validation pairs, not evaluate.batch_size's.
+            protocol_context["val_batch_size"] = VAL_METRIC_BATCH
     metrics = {
         **reported,
         f"{other}_averaged": other_blocks,

@@ -3,8 +3,10 @@
 - ``final`` (the default): the trained model evaluated on the split (mbmt.evaluation.evaluate).
 - ``last_k``: MTAN's protocol (its README): the mean of the test metrics over the last k epochs.
   Training validates on the test split and logs the metrics of every validated epoch to DVCLive
-  (``val/<task>/<metric>``, pixel-averaged), so this costs no extra evaluation; it needs the last
-  k epochs all validated (train.val_every: 1, train.epochs >= k).
+  in both averagings of mbmt.metrics (`val_record`), so this costs no extra evaluation; it needs
+  the last k epochs all validated (train.val_every: 1, train.epochs >= k). With evaluate.averaging
+  batch it is MTAN's number exactly as MTAN computes it: the mean over the last 10 epochs of the
+  test metrics averaged per batch of MTAN's test batch (VAL_METRIC_BATCH).
 """
 
 from __future__ import annotations
@@ -16,11 +18,38 @@ from pathlib import Path
 import numpy as np
 
 from mbmt.errors import MbmtError
+from mbmt.metrics import AVERAGINGS, BATCH_MEANS
 
-# How training's validation passes average (mbmt.training.trainer), and so the averaging of the
-# logged curves that last_k reports: pixel, because it does not depend on how the split is batched
-# or sharded over ranks, so the curves are the same on 1 or N processes (evaluate reports both).
-VAL_AVERAGING = "pixel"
+# The DVCLive prefix of training's validation curves, by averaging. The pixel-averaged ones keep
+# the plain `val/<task>/<metric>` names (dvc.yaml's plots, mbmt.tasks' headline curves); the batch
+# averages are logged as `val_batch/<task>/<metric>` for the metrics that differ between the two
+# (mbmt.metrics.BATCH_MEANS: mIoU and pixel accuracy come from one confusion matrix in both).
+VAL_CURVE_PREFIX = {"pixel": "val", "batch": "val_batch"}
+# MTAN's test batch: lorenmt/mtan's im2im_pred/model_segnet_mtan.py loads the test split unshuffled
+# in batches of batch_size = 2, and im2im_pred/utils.py (multi_task_trainer) averages each batch's
+# errors over len(test_loader). Training's batch-averaged validation is over consecutive pairs of
+# test images in split order, as there, whatever train.val_batch_size the pass runs in and however
+# many processes share it (the pairs are sharded whole: mbmt.training.distributed.ShardSampler).
+VAL_METRIC_BATCH = 2
+
+
+def val_curve(task: str, key: str, averaging: str) -> str:
+    """The logged validation curve of metric ``key`` of ``task`` under ``averaging``."""
+    batch = averaging == "batch" and key in BATCH_MEANS[task]
+    return f"{VAL_CURVE_PREFIX['batch' if batch else 'pixel']}/{task}/{key}"
+
+
+def val_record(val: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> dict[str, float]:
+    """The curves of one validation pass, {averaging: {task: {metric: value}}}, by name: each
+    metric once per curve (a metric without a single valid pixel in the split is None: nothing to plot)."""
+    record: dict[str, float] = {}
+    for averaging in AVERAGINGS:
+        for task, metrics in val.get(averaging, {}).items():
+            for key, value in metrics.items():
+                curve = val_curve(task, key, averaging)
+                if value is not None and curve not in record:
+                    record[curve] = value
+    return record
 
 
 def read_curve(live_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -36,21 +65,28 @@ def read_curve(live_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray] | N
 
 
 def last_k_blocks(live_dir: Path, template: Mapping[str, Mapping[str, object]], k: int,
-                  epochs: int, train: str) -> tuple[dict[str, dict[str, float | None]], list[int]]:
+                  epochs: int, train: str, averaging: str = "pixel") -> tuple[dict[str, dict[str, float | None]], list[int]]:
     """The mean over the last ``k`` of ``epochs`` epochs of each validation metric logged in
-    ``live_dir``, as blocks shaped like ``template`` ({task: {metric: ...}}); and those epochs.
-    ``train``: the command that retrains the model, for the error's fix.
+    ``live_dir`` under ``averaging``, as blocks shaped like ``template`` ({task: {metric: ...}});
+    and those epochs. ``train``: the command that retrains the model, for the error's fix.
     A metric never logged (no valid pixel in the split) is None."""
     wanted = list(range(epochs - k + 1, epochs + 1))
     fix = (f"validate every epoch (train.val_every: 1) for at least evaluate.k = {k} epochs "
            f"(train.epochs >= {k}) and retrain (`{train}`), lower evaluate.k, "
            "or set evaluate.protocol: final")
+    curves = Path(live_dir) / "plots" / "metrics"
+    if averaging == "batch" and (curves / VAL_CURVE_PREFIX["pixel"]).is_dir() \
+            and not (curves / VAL_CURVE_PREFIX["batch"]).is_dir():
+        raise MbmtError(f"{live_dir}: the validation log has no batch-averaged curves "
+                        f"({VAL_CURVE_PREFIX['batch']}/<task>/<metric>): the model was trained before training "
+                        f"logged them; retrain it (`{train}`) or set evaluate.averaging: pixel")
     blocks: dict[str, dict[str, float | None]] = {}
     logged_any = False
     for task, metrics in template.items():
         blocks[task] = {}
         for key in metrics:
-            curve = read_curve(live_dir, f"val/{task}/{key}")
+            name = val_curve(task, key, averaging)
+            curve = read_curve(live_dir, name)
             if curve is None:
                 blocks[task][key] = None
                 continue
@@ -65,7 +101,7 @@ def last_k_blocks(live_dir: Path, template: Mapping[str, Mapping[str, object]], 
                     f"validated epochs: {_ranges(validated)}; {fix}")
             blocks[task][key] = float(np.mean([logged[epoch] for epoch in wanted]))
     if not logged_any:
-        raise MbmtError(f"{live_dir}: no validation metrics logged (val/<task>/<metric>); "
+        raise MbmtError(f"{live_dir}: no validation metrics logged ({VAL_CURVE_PREFIX[averaging]}/<task>/<metric>); "
                         f"evaluate.protocol last_k averages them: {fix}")
     return blocks, wanted
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from mbmt import paths
 from mbmt.dag import single_task_models
-from mbmt.evaluation.protocol import VAL_AVERAGING
 from mbmt.io import atomic_path, write_json
 from mbmt.provenance import git_revision
 from mbmt.reporting import document, figures
@@ -25,6 +24,7 @@ from mbmt.reporting.tables import (
     TITLES,
     Table,
     architecture_table,
+    describe_protocol,
     headline_table,
     improvement_table,
     paired_table,
@@ -151,14 +151,6 @@ def summarise(results: Mapping[str, ModelResult], dataset: dict[str, Any]) -> di
         "git_revision": git_revision(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def describe_protocol(context: Mapping[str, Any]) -> str:
-    """Which numbers a metrics file reports (mbmt.evaluation.protocol)."""
-    if context.get("protocol") == "last_k":
-        return (f"last_k: MTAN's mean of the validation metrics of the last {context.get('k')} epochs "
-                f"({VAL_AVERAGING}-averaged)")
-    return "final: the trained model evaluated on the split"
 
 
 def write_report(params: dict) -> Path:

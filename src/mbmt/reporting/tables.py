@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from mbmt import anchors, paper
 from mbmt.reporting.statistics import (
@@ -119,6 +120,39 @@ def single_task_column(metrics: Mapping[str, Runs], single_task: Sequence[str]) 
 
 def with_single_task_column(metrics: Mapping[str, Runs], single_task: Sequence[str]) -> dict[str, Runs]:
     return {ST_COLUMN: single_task_column(metrics, single_task), **metrics}
+
+
+# The training augmentation a metrics file's context records (mbmt.evaluation.evaluate.trained_augmentation).
+AUGMENTATIONS = {"none": "no augmentation", "mtan-like": "the project's MTAN-like augmentation (train.augment: true)",
+                 "mtan": "MTAN's exact augmentation (train.augment: mtan)"}
+
+
+def describe_protocol(context: Mapping[str, Any]) -> str:
+    """Which numbers a metrics file reports (mbmt.evaluation.protocol), how they are averaged, and
+    the training augmentation behind them."""
+    last_k = context.get("protocol") == "last_k"
+    if last_k:
+        numbers = f"last_k: the mean of the validation metrics of the last {context.get('k')} epochs"
+    else:
+        numbers = "final: the trained model evaluated on the split"
+    if context.get("averaging") == "batch":
+        size = context.get("val_batch_size") if last_k else context.get("batch_size")
+        averaged = f"per-batch averages (batches of {size})"
+    else:
+        averaged = "per-pixel averages"
+    augment = AUGMENTATIONS.get(context.get("augment"), "training augmentation not recorded")
+    return f"{numbers}, {averaged}, {augment}"
+
+
+def protocol_line(metrics: Mapping[str, Runs]) -> str:
+    """One line: which protocol every column of the results table uses, ours and the references'."""
+    ours = sorted({describe_protocol(run.get("context", {})) for runs in metrics.values() for run in runs})
+    groups: dict[tuple[str, str], list[str]] = {}
+    for anchor in anchors.ANCHORS:
+        groups.setdefault((anchor.reported, anchor.protocol), []).append(anchor.key)
+    references = "; ".join(f"{', '.join(keys)}: {reported} ({protocol})" for (reported, protocol), keys in groups.items())
+    return (f"Protocols. Ours: {' / '.join(ours) or 'none evaluated'}. Paper: as published (the paper's MTAN "
+            f"column from MTAN's 2019 code). {references}.")
 
 
 def seeds_note(metrics: Mapping[str, Runs]) -> str:
@@ -264,6 +298,7 @@ def headline_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[str
 def results_table(metrics: Mapping[str, Runs], *, single_task: Sequence[str]) -> Table:
     """The paper's 12-metric table: ours beside the paper's for its four columns, then our other
     models, then the later published results (mbmt.anchors) as reference columns."""
+    protocols = protocol_line(metrics)  # of the models' own files (the EfficientPS column is made of them)
     metrics = with_single_task_column(metrics, single_task)
     published_columns = [name for name in paper.RESULTS if name in metrics]
     merged = {ST_COLUMN, *single_task}
@@ -285,7 +320,7 @@ def results_table(metrics: Mapping[str, Runs], *, single_task: Sequence[str]) ->
     return Table(
         "results", TABLE_TITLES["results"], columns, rows,
         ["EfficientPS (ST-Nets): each task's row comes from that task's single-task model.",
-         "The paper did not publish MTAN's losses.", seeds_note(metrics),
+         "The paper did not publish MTAN's losses.", seeds_note(metrics), protocols,
          "Reference columns (Ref.): later published results, not ours; " + anchors.EXPLANATION,
          *(anchor.description() for anchor in anchors.ANCHORS)],
     )

@@ -118,14 +118,17 @@ def broadcast_buffers(module: torch.nn.Module, context: DistributedContext) -> N
 
 
 class ShardSampler(Sampler[int]):
-    """Rank ``rank``'s strided share of ``range(length)``, in order, without padding.
+    """Rank ``rank``'s strided share of ``range(length)`` in blocks of ``block`` consecutive
+    indices (rank r: blocks r, r + world_size, ...), in order, without padding.
 
     For evaluation: unlike DistributedSampler it never repeats a sample to even out the ranks,
-    so metrics summed over ranks count every image exactly once.
+    so metrics summed over ranks count every image exactly once; and a block (a batch of a
+    batch-averaged metric) stays whole on one rank.
     """
 
-    def __init__(self, length: int, rank: int, world_size: int):
-        self.indices: Sequence[int] = range(rank, length, world_size)
+    def __init__(self, length: int, rank: int, world_size: int, block: int = 1):
+        self.indices: Sequence[int] = [index for start in range(rank * block, length, world_size * block)
+                                       for index in range(start, min(start + block, length))]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)

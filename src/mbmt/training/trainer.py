@@ -40,9 +40,10 @@ from mbmt.data.device_split import DeviceSplit
 from mbmt.device import non_finite_tensors, to_device
 from mbmt.errors import MbmtError, ParamsError
 from mbmt.evaluation import accumulate_metrics, non_finite_metrics
-from mbmt.evaluation.protocol import VAL_AVERAGING
+from mbmt.evaluation.protocol import VAL_METRIC_BATCH, val_record
 from mbmt.io import atomic_path
 from mbmt.losses import LOSS_TERMS
+from mbmt.metrics import AVERAGINGS
 from mbmt.models import create_model, save_model
 from mbmt.models.base import load_weights
 from mbmt.paths import RUNS_DIR, run_dir, split_file
@@ -406,8 +407,8 @@ class Trainer:
             self.diverged(f"after epoch {epoch + 1} of {self.epochs} weights or buffers are not finite ({len(bad)} "
                           f"tensors, e.g. {', '.join(bad[:3])}); training stopped")
 
-    def check_finite_metrics(self, val: dict[str, dict[str, float | None]], epoch: int) -> None:
-        bad = non_finite_metrics(val)
+    def check_finite_metrics(self, val: dict[str, dict[str, dict[str, float | None]]], epoch: int) -> None:
+        bad = [*non_finite_metrics(val["pixel"]), *(f"batch-averaged {m}" for m in non_finite_metrics(val["batch"]))]
         if bad:
             self.diverged(f"the validation metrics after epoch {epoch + 1} of {self.epochs} are not finite "
                           f"({', '.join(bad[:3])}); training stopped")
@@ -422,9 +423,11 @@ class Trainer:
             kept = "no checkpoint had been written yet; nothing was published. Check the data or lower train.lr"
         raise DivergedError(f"model {self.name}: {what} and {kept}")
 
-    def validate(self) -> dict[str, dict[str, float]]:
-        """Metrics of the test split (DESIGN §3 keys), summed over ranks' shards."""
-        sampler = ShardSampler(len(self.val_set), self.context.rank, self.context.world_size)
+    def validate(self) -> dict[str, dict[str, dict[str, float | None]]]:
+        """Metrics of the test split (DESIGN §3 keys), summed over ranks' shards, in both averagings:
+        {averaging: {task: {metric: value}}}; the batch averages over MTAN's test batches (VAL_METRIC_BATCH)."""
+        # Ranks take whole batches of VAL_METRIC_BATCH images, so the batches are those of one process.
+        sampler = ShardSampler(len(self.val_set), self.context.rank, self.context.world_size, block=VAL_METRIC_BATCH)
         if self.split_on_device:
             loader = self.val_set.batches(sampler, self.val_batch)
         else:
@@ -432,22 +435,20 @@ class Trainer:
                                 num_workers=self.train_params["num_workers"], pin_memory=self.context.cuda,
                                 generator=torch.Generator().manual_seed(self.seed))  # never the global RNG
         accumulator = accumulate_metrics(self.module, loader, self.tasks, device=self.context.device,
-                                         channels_last=self.channels_last)
+                                         channels_last=self.channels_last, batch_images=VAL_METRIC_BATCH)
         accumulator.all_reduce()
-        return accumulator.compute(averaging=VAL_AVERAGING)
+        return {averaging: accumulator.compute(averaging) for averaging in AVERAGINGS}
 
     # -- the run -------------------------------------------------------------------------
 
     def epoch_record(self, epoch: int, weights: dict[str, float], lr: float, stats: EpochStats,
-                     val: dict[str, dict[str, float]] | None) -> dict[str, float]:
+                     val: dict[str, dict[str, dict[str, float | None]]] | None) -> dict[str, float]:
         record = {f"train/loss/{task}": loss for task, loss in stats.mean_losses.items()}
         record["train/loss/total"] = stats.total_loss
         record.update({f"train/weight/{task}": weight for task, weight in weights.items()})
         record["train/lr"] = lr
         record["train/images_per_second"] = stats.images / stats.seconds
-        for task, metrics in (val or {}).items():
-            # A metric without a single valid pixel in the split is None: nothing to plot.
-            record.update({f"val/{task}/{key}": value for key, value in metrics.items() if value is not None})
+        record.update(val_record(val or {}))
         return record
 
     def fit(self) -> dict[str, Any]:
