@@ -19,6 +19,8 @@
 #   bench_graphs.txt   the benchmark with train.compile reduce-overhead (CUDA graphs), ST-Nets and
 #                      MBMT-Net (partial)
 #   bench_fp32.txt     the benchmark again with autocast off
+#   bench_weighting.txt benchmarks/bench_weighting.py: s/step of MT-Net and MBMT-Net (partial) under
+#                      the gradient methods against DWA (one backward per task on the shared part)
 #   tests.txt          the tests that only run on CUDA (device-held split, compiled step)
 #   steps.txt          each step's exit status and seconds (124: cut off by its timeout)
 #
@@ -49,12 +51,15 @@ results=$(cd "$results" && pwd)
 if [ $tiny = 1 ]; then  # the script's own test: tiny models, one short block each
   slack=4  # the limits below are the GPU's; a shared 2-core CPU needs longer for the same steps
   bench=(--configs tiny --steps 1 --repeats 1)
+  weighting=(--config tiny --steps 1 --repeats 1 --models mtnet --methods dwa gls upgrad nash_mtl)
   models=(st_ss mbmt_partial)
   compiled=()
   presets=(config/gpu_check.yaml tests/tiny.yaml)
 else
   slack=1
   bench=(--configs paper --steps 8 --repeats 2)
+  weighting=(--config paper --steps 8 --repeats 2 --models mtnet mbmt_partial
+             --methods dwa gls upgrad pcgrad nash_mtl)
   models=(st_ss st_de st_snp mtnet mbmt_partial mbmt_full_pretrained mbmt_full_scratch mtan)
   compiled=(st_ss st_de mbmt_partial)
   presets=(config/gpu_check.yaml)
@@ -149,6 +154,7 @@ if [ ${#compiled[@]} -gt 0 ]; then
     --compile reduce-overhead --models "${compiled[@]}"
 fi
 step bench_fp32 120 python3 benchmarks/bench_training.py "${bench[@]}" --device "$device" --amp off --models "${models[@]}"
+step bench_weighting 120 python3 benchmarks/bench_weighting.py "${weighting[@]}" --device "$device"
 if [ $tiny = 0 ]; then
   step tests 90 python3 -m pytest -q -p no:cacheprovider -k cuda tests/test_device_split.py tests/test_speed_paths.py
 fi

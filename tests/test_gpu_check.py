@@ -38,7 +38,8 @@ def test_gpu_check_runs_every_step_on_cpu(tmp_path):
                          capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout + run.stderr
     steps = dict(re.findall(r"^(\w+) rc=(\d+)", (results / "steps.txt").read_text(), re.MULTILINE))
-    assert steps == dict.fromkeys(("env", "bench_bf16", "workflow", "placement", "concurrent", "bench_fp32"), "0"), steps
+    assert steps == dict.fromkeys(("env", "bench_bf16", "workflow", "placement", "concurrent", "bench_fp32",
+                                         "bench_weighting"), "0"), steps
 
     for name in ("bench_bf16", "bench_fp32", "concurrent_st_ss", "concurrent_mbmt_partial"):
         text = (results / f"{name}.txt").read_text()
@@ -46,6 +47,8 @@ def test_gpu_check_runs_every_step_on_cpu(tmp_path):
         assert "Estimated full protocol, tiny" in text and "- one job at a time: " in text, name
         assert "- default profile, gpu_mem_gb=80 " in text, name
 
+    weighting = (results / "bench_weighting.txt").read_text()
+    assert all(f"| {method} |" in weighting for method in ("dwa", "gls", "upgrad", "nash_mtl")), weighting
     # The whole DAG ran through Snakemake, trainings sharing the device under the default profile.
     workflow = results / "workflow"
     assert {path.parent.name for path in (workflow / "metrics").glob("*/seed0.json")} == set(MODELS)
