@@ -39,7 +39,12 @@ def tracked_params(stage):
     """A ``params:`` function giving {key: value} for the keys STAGE_PARAMS[stage] of the job."""
 
     def values(wildcards):
-        keys = (k.format(**wildcards) for k in STAGE_PARAMS[stage])
+        if stage in ("train", "evaluate"):  # a study job's keys include its variant's override
+            keys = dag.job_params_keys(config, stage, wildcards.model)
+        elif stage == "report":
+            keys = dag.report_params_keys(config)
+        else:
+            keys = (k.format(**wildcards) for k in STAGE_PARAMS[stage])
         # Snakemake's lookup walks the config by a dpath: the params key data.height is data/height
         return {key: canonical(lookup(dpath=key.replace(".", "/"), within=config)) for key in keys}
 
@@ -70,7 +75,8 @@ except ParamsError as exc:
 
 # The MBMT-Net variants whose encoders start from trained ST-Nets (params init_from) train after
 # those ST-Nets (rule train_from_st); every other model trains straight from the data (rule train).
-MODELS = dag.models(config)
+# Both include the studies' jobs (params studies: mbmt.dag.study_jobs), named as models.
+MODELS = dag.job_names(config)
 FROM_ST = dag.trained_from_st(config)
 FROM_DATA = dag.trained_from_data(config)
 
