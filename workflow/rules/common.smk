@@ -12,7 +12,7 @@ from snakemake.exceptions import WorkflowError
 
 from mbmt import dag, paths
 from mbmt.config import validate, validate_backbones
-from mbmt.dag import STAGE_PARAMS, code_files
+from mbmt.dag import code_files
 from mbmt.errors import ParamsError
 from mbmt.training.cost import cpu_training_refusal
 
@@ -36,15 +36,11 @@ def canonical(value):
 
 
 def tracked_params(stage):
-    """A ``params:`` function giving {key: value} for the keys STAGE_PARAMS[stage] of the job."""
+    """A ``params:`` function giving {key: value} for the params keys of the job (mbmt.dag.params_keys)."""
 
     def values(wildcards):
-        if stage in ("train", "evaluate"):  # a study job's keys include its variant's override
-            keys = dag.job_params_keys(config, stage, wildcards.model)
-        elif stage == "report":
-            keys = dag.report_params_keys(config)
-        else:
-            keys = (k.format(**wildcards) for k in STAGE_PARAMS[stage])
+        # A study job's keys include its variant's override; the report's, the studies.
+        keys = dag.params_keys(config, stage, getattr(wildcards, "model", None))
         # Snakemake's lookup walks the config by a dpath: the params key data.height is data/height
         return {key: canonical(lookup(dpath=key.replace(".", "/"), within=config)) for key in keys}
 
