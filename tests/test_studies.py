@@ -191,3 +191,15 @@ def test_study_tables_from_hand_made_metrics():
     assert set(intervals) == {("b", "mtnet", "depth", "abs_err"), ("b", "mtnet", "depth", "rel_err")}
     assert all(iv.difference == 0 and not iv.significant for iv in intervals.values())
     assert len(study_paired_table("s", intervals).rows) == 2
+
+
+def test_a_weighting_not_implemented_yet_is_refused_before_training(tmp_path, monkeypatch):
+    """The schema names the methods of issue 18 so that the weighting preset validates; `mbmt train`
+    refuses those not implemented here with one sentence, before anything is written."""
+    params = load_params([REPO / "params.yaml", REPO / "tests" / "tiny.yaml", WEIGHTING])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run(["mbmt", "train", "mtnet-weighting-pcgrad"], tmp_path, check=False)
+    assert result.returncode != 0
+    assert "train.weighting 'pcgrad' is not implemented yet" in result.stderr
+    assert not (tmp_path / "runs" / "mtnet-weighting-pcgrad").exists()  # no run directory (runs/.locks: the lock)

@@ -43,6 +43,15 @@ def main(args: argparse.Namespace) -> int:
     if refusal:
         raise ParamsError(refusal)
 
+    from mbmt.dag import model_tasks
+    from mbmt.training.weighting import WEIGHTINGS, weighting_name
+
+    # The schema also names the methods of issue 18 that are not implemented yet (so that the
+    # weighting study's preset validates): refuse them here, before a run directory is made.
+    method = weighting_name(model_tasks(params, args.model), params["train"])
+    if method not in WEIGHTINGS:
+        raise ParamsError(f"train.weighting {method!r} is not implemented yet; choose one of {', '.join(WEIGHTINGS)}")
+
     from mbmt.training.trainer import train
 
     train(args.model, params, seed=seed, restart=args.restart, progress=not args.no_progress)
