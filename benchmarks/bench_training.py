@@ -22,7 +22,13 @@ the default profile (profiles/default/config.yaml: as many jobs at once as its g
 or --gpu-mem-gb), assuming that jobs sharing the GPU do not slow each other down unless
 --slowdown says by how much (benchmarks/gpu_check.sh measures it).
 
+With ``--study FILE`` (a study preset, config/studies/*.yaml, merged over each configuration) it
+measures every job of the study's variants instead (mbmt.dag.study_members: the main models the
+variants share and the jobs they add, each with its variant's params) and estimates the study's
+protocol: all its jobs, and the jobs it adds beyond the main models.
+
     python benchmarks/bench_training.py [--configs paper demo tiny] [--models st_ss mtnet ...]
+        [--study config/studies/backbones.yaml]
         [--steps 4] [--repeats 3] [--num-workers N] [--device cpu|cuda] [--threads N]
         [--amp on|off] [--compile none|default|reduce-overhead] [--sync-every auto|N]
         [--gpu-mem-gb GB] [--slowdown F]
@@ -43,6 +49,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 import yaml
 
+from mbmt import dag
 from mbmt.config import deep_merge, load_params, validate
 from mbmt.data.hdf5 import MODALITIES, RENDERED, SplitWriter
 from mbmt.data.synthetic import generate
@@ -72,10 +79,12 @@ DEFAULT_PROFILE = REPO / "profiles" / "default" / "config.yaml"
 MODELS = ("st_ss", "st_de", "st_snp", "mtnet", "mbmt_partial", "mbmt_full_pretrained", "mbmt_full_scratch", "mtan")
 
 
-def benchmark_params(config: str, steps: int, num_workers: int | None, device: str, train: dict | None = None) -> dict:
-    """The configuration with random weights and epochs of ``steps`` steps (fit() is never called:
-    the timed blocks call train_epoch and validate themselves), and the ``train`` settings given."""
-    params = load_params(CONFIGS[config])
+def benchmark_params(config: str, steps: int, num_workers: int | None, device: str, train: dict | None = None,
+                     study: Path | None = None) -> dict:
+    """The configuration (and the ``study`` preset) with random weights and epochs of ``steps`` steps
+    (fit() is never called: the timed blocks call train_epoch and validate themselves), and the
+    ``train`` settings given."""
+    params = load_params(config_files(config, study))
     overrides = {
         "train": {"steps_per_epoch": steps, "val_every": 1, "epochs": 1000, "device": device},
         "models": {name: {"pretrained": False} for name, entry in params["models"].items() if "pretrained" in entry},
@@ -88,6 +97,17 @@ def benchmark_params(config: str, steps: int, num_workers: int | None, device: s
     return params
 
 
+def config_files(config: str, study: Path | None = None) -> list[Path]:
+    return CONFIGS[config] + ([Path(study)] if study else [])
+
+
+def study_jobs(params: dict) -> list[str]:
+    """Every job of the studies' variants, in DAG order (mbmt.dag.job_names)."""
+    members = {job for name in dag.studies(params) for jobs in dag.study_members(params, name).values()
+               for job in jobs.values()}
+    return [name for name in dag.job_names(params) if name in members]
+
+
 def write_project(params: dict, images: int) -> None:
     """Synthetic splits in the current directory, and random ST-Nets for MBMT-Net's init_from."""
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -97,8 +117,10 @@ def write_project(params: dict, images: int) -> None:
                          modalities=dict.fromkeys(MODALITIES, RENDERED)) as writer:
             for index, sample in enumerate(generate(count, height, width, 0, split=split)):
                 writer.add(sample, f"{split}[{index}]")
-    for name in ("st_ss", "st_de", "st_snp"):
-        save_model(model_file(name, params["seeds"][0]), create_model(name, params, load_init=False), name=name, params=params)
+    for name in ("st_ss", "st_de", "st_snp", *(job for job in dag.study_jobs(params)
+                                                if len(dag.model_tasks(params, job)) == 1)):
+        job = dag.job_params(params, name)
+        save_model(model_file(name, params["seeds"][0]), create_model(name, job, load_init=False), name=name, params=job)
 
 
 def bare_step(model, optimizer: torch.optim.Optimizer, batch: dict, *, device_type: str, amp: bool,
@@ -178,7 +200,7 @@ def measure(name: str, params: dict, context, steps: int, repeats: int) -> dict:
         gc.collect()  # the previous model's memory back to the allocator, then count from here
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(context.device)
-    trainer = Trainer(name, params, context, seed=params["seeds"][0], progress=False)
+    trainer = Trainer(name, dag.job_params(params, name), context, seed=params["seeds"][0], progress=False)
     batch = to_device(next(iter(trainer.train_loader(0))), context.device, trainer.channels_last)
     live = trainer.open_live()
     trainer_steps(trainer, 0, steps)  # warm-up: allocator, kernels, page cache
@@ -220,8 +242,7 @@ def print_estimate(config: str, params: dict, speeds: dict[str, ModelSpeed], gpu
     train_images, test_images = split_sizes(params)
     trainings = {name: training_seconds(speed, train, train_images, test_images) for name, speed in speeds.items()}
     evaluations = {name: test_images * speed.val_image_s for name, speed in speeds.items()}
-    init_from = {name: [dep for dep in params["models"][name].get("init_from") or [] if dep in speeds]
-                 for name in speeds}
+    init_from = {name: [dep for dep in dag.init_from(params, name) if dep in speeds] for name in speeds}
     print(f"\nEstimated full protocol, {config}: {train['epochs']} epochs of {train_images} images in batches of "
           f"{train['batch_size']}, validation every {train['val_every'] or 'never'} epoch(s) on {test_images} "
           f"images, evaluation on {test_images} (at the validation's speed; evaluate.batch_size "
@@ -231,17 +252,24 @@ def print_estimate(config: str, params: dict, speeds: dict[str, ModelSpeed], gpu
     for name, speed in speeds.items():
         print(f"| {name} | {train['batch_size'] / speed.step_s:.2f} | {1 / speed.val_image_s:.2f} "
               f"| {duration(trainings[name])} | {duration(evaluations[name])} |")
-    serial = dag_seconds(trainings, evaluations, init_from)
-    print(f"\nWhole DAG ({len(speeds)} trainings and evaluations; data preparation and the report not included):")
-    print(f"- one job at a time: {duration(serial)}")
-    if gpu_memory is None:
-        print("- the profile runs one job at a time")
-        return
-    shared = dag_seconds(trainings, evaluations, init_from, gpu_memory, requests, slowdown)
-    assumption = (f"each job {slowdown:g}x slower when sharing the GPU" if slowdown != 1
-                  else "if jobs sharing the GPU did not slow each other down: a lower bound")
-    print(f"- default profile, gpu_mem_gb={gpu_memory:g} (trainings {requests['train']:g}, evaluations "
-          f"{requests['evaluate']:g} each): {duration(shared)}, {assumption}")
+    parts = [("Whole DAG", list(speeds))]
+    if dag.studies(params):
+        parts = [("The study's jobs", list(speeds)),
+                 ("The jobs the study adds beyond the main models", [n for n in speeds if n in dag.study_jobs(params)])]
+    for title, names in parts:
+        times = {name: trainings[name] for name in names}, {name: evaluations[name] for name in names}
+        deps = {name: [dep for dep in init_from[name] if dep in names] for name in names}
+        serial = dag_seconds(*times, deps)
+        print(f"\n{title} ({len(names)} trainings and evaluations; data preparation and the report not included):")
+        print(f"- one job at a time: {duration(serial)}")
+        if gpu_memory is None:
+            print("- the profile runs one job at a time")
+            continue
+        shared = dag_seconds(*times, deps, gpu_memory, requests, slowdown)
+        assumption = (f"each job {slowdown:g}x slower when sharing the GPU" if slowdown != 1
+                      else "if jobs sharing the GPU did not slow each other down: a lower bound")
+        print(f"- default profile, gpu_mem_gb={gpu_memory:g} (trainings {requests['train']:g}, evaluations "
+              f"{requests['evaluate']:g} each): {duration(shared)}, {assumption}")
 
 
 def auto_or_int(value: str) -> str | int:
@@ -252,6 +280,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--study", type=Path, help="a study preset (config/studies/*.yaml): measure its jobs instead "
+                        "of --models and estimate the study's protocol")
     parser.add_argument("--steps", type=int, default=4, help="steps per timed block (default 4)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating bare/trainer blocks, the fastest "
                         "of each counts (default 3)")
@@ -282,7 +312,8 @@ def main() -> None:
                 "sync_every": args.sync_every}
     overrides = {key: value for key, value in settings.items() if value is not None}
     for config in args.configs:
-        params = benchmark_params(config, args.steps, args.num_workers, args.device, overrides)
+        params = benchmark_params(config, args.steps, args.num_workers, args.device, overrides, args.study)
+        names = study_jobs(params) if args.study else args.models
         train = params["train"]
         print(f"{config}: train.compile {train['compile']}, sync_every {train['sync_every']}, split_on_device "
               f"{train['split_on_device']}, val_batch_size {train['val_batch_size']}\n")
@@ -296,7 +327,7 @@ def main() -> None:
             try:
                 write_project(params, train["batch_size"] * args.steps)
                 speeds = {}
-                for name in args.models:
+                for name in names:
                     r = measure(name, params, context, args.steps, args.repeats)
                     speeds[name] = r["speed"]
                     memory = "n/a" if r["memory_gib"] is None else f"{r['memory_gib']:.2f}"
@@ -310,7 +341,8 @@ def main() -> None:
             finally:
                 os.chdir(cwd)
         # The configuration as the workflow runs it, not the benchmark's short epochs.
-        print_estimate(config, load_params(CONFIGS[config]), speeds, gpu_memory, requests, args.slowdown)
+        print_estimate(config, load_params(config_files(config, args.study)), speeds, gpu_memory, requests,
+                       args.slowdown)
         print(flush=True)
 
 

@@ -58,3 +58,13 @@ def test_the_default_profile_shares_the_gpu(tmp_path):
 def test_duration_is_hours_minutes_seconds():
     assert duration(3 * 3600 + 7 * 60 + 5.4) == "3:07:05"
     assert duration(59.6) == "0:01:00"
+
+
+def test_the_benchmark_measures_a_studys_jobs():
+    """--study: every job of the preset's variants, in DAG order."""
+    import bench_training
+
+    params = bench_training.benchmark_params("tiny", 1, 0, "cpu", study=REPO / "config" / "studies" / "weighting.yaml")
+    jobs = bench_training.study_jobs(params)
+    assert jobs[:5] == ["st_ss", "st_de", "st_snp", "mtnet", "mbmt_partial"]
+    assert {"mtnet-weighting-equal", "mbmt_partial-weighting-pcgrad"} <= set(jobs) and "mtan" not in jobs

@@ -161,6 +161,33 @@ def validate(params: Mapping, source: str = str(PARAMS_FILE)) -> None:
     if errors:
         lines = "\n  ".join(_describe(e) for e in errors)
         raise ParamsError(f"{source}: invalid parameters:\n  {lines}")
+    _validate_studies(params, source)
+
+
+def variant_params(params: Mapping, study: str, variant: str) -> dict:
+    """The params of ``variant`` of study ``study``: its override merged over ``params`` as a preset
+    is (deep_merge), without the studies (a variant is not itself a study)."""
+    merged = deep_merge(params, params["studies"][study]["variants"][variant])
+    merged.pop("studies", None)
+    return merged
+
+
+def _validate_studies(params: Mapping, source: str) -> None:
+    """What the schema cannot say of params `studies`: the baseline is one of the variants, the
+    models are the params', and every variant's params are valid by the same schema."""
+    problems = []
+    for name, study in (params.get("studies") or {}).items():
+        if study["baseline"] not in study["variants"]:
+            problems.append(f"studies.{name}.baseline: {study['baseline']!r} is not one of its variants "
+                            f"({', '.join(study['variants'])})")
+        missing = [model for model in study["models"] if model not in params["models"]]
+        if missing:
+            problems.append(f"studies.{name}.models: {', '.join(missing)} not in params models")
+    if problems:
+        raise ParamsError(f"{source}: invalid parameters:\n  " + "\n  ".join(problems))
+    for name, study in (params.get("studies") or {}).items():
+        for variant in study["variants"]:
+            validate(variant_params(params, name, variant), source=f"{source}, study {name} variant {variant}")
 
 
 def backbone_keys(params: Mapping) -> list[tuple[str, str]]:
@@ -184,7 +211,11 @@ def validate_backbones(params: Mapping, source: str = str(PARAMS_FILE)) -> None:
 
     import timm
 
-    unknown = [(key, name) for key, name in backbone_keys(params) if not timm.is_model(name)]
+    keys = backbone_keys(params) + [
+        (f"studies.{study}.variants.{variant}: {key}", name)
+        for study, entry in (params.get("studies") or {}).items() for variant in entry["variants"]
+        for key, name in backbone_keys(variant_params(params, study, variant))]
+    unknown = [(key, name) for key, name in dict.fromkeys(keys) if not timm.is_model(name)]
     if unknown:
         known = timm.list_models()
         lines = []

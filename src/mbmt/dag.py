@@ -9,14 +9,16 @@ loads them), and the trainer hashes the same code files into a run's identity
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from mbmt import paths
-from mbmt.config import TRAIN_RESULT_KEYS
+from mbmt.config import TRAIN_KEYS, TRAIN_RESULT_KEYS, WEIGHTING, fingerprint, variant_params
 from mbmt.config import imagenet_backbones as entry_imagenet_backbones
 from mbmt.tasks import HEADLINE_METRICS, TASK_TITLES, TASKS
 
@@ -106,30 +108,35 @@ def job_name(stage: str, model: str, seed: int) -> str:
     return f"{stage}@{job_key(model, seed)}"
 
 
+def job_names(params: Mapping) -> list[str]:
+    """Every model a train and an evaluate job run per seed: params `models`, then the studies' jobs."""
+    return models(params) + list(study_jobs(params))
+
+
 def init_from(params: Mapping, name: str) -> list[str]:
-    """The ST-Nets whose trained encoders start model ``name`` (params init_from; [] if none).
-    Each seed's training starts from the same seed's ST-Nets."""
-    return list(params["models"][name].get("init_from") or [])
+    """The ST-Nets (their jobs, for a study job) whose trained encoders start job ``name`` (params
+    init_from; [] if none). Each seed's training starts from the same seed's ST-Nets."""
+    return list(job_params(params, name)["models"][name].get("init_from") or [])
 
 
 def trained_from_st(params: Mapping) -> list[str]:
-    """The models that train after the ST-Nets of their init_from (stage train_from_st)."""
-    return [name for name in models(params) if init_from(params, name)]
+    """The jobs that train after the ST-Nets of their init_from (stage train_from_st)."""
+    return [name for name in job_names(params) if init_from(params, name)]
 
 
 def trained_from_data(params: Mapping) -> list[str]:
-    """The models that train straight from the data (stage train)."""
-    return [name for name in models(params) if not init_from(params, name)]
+    """The jobs that train straight from the data (stage train)."""
+    return [name for name in job_names(params) if not init_from(params, name)]
 
 
 def model_imagenet_backbones(params: Mapping, name: str) -> list[str]:
-    """The backbones model ``name`` starts from ImageNet weights (mbmt.config.imagenet_backbones)."""
-    return entry_imagenet_backbones(params["models"][name])
+    """The backbones job ``name`` starts from ImageNet weights (mbmt.config.imagenet_backbones)."""
+    return entry_imagenet_backbones(job_params(params, name)["models"][name])
 
 
 def imagenet_backbones(params: Mapping) -> list[str]:
-    """Every backbone some model starts from ImageNet weights: one weights job each."""
-    return sorted({backbone for name in models(params) for backbone in model_imagenet_backbones(params, name)})
+    """Every backbone some job starts from ImageNet weights: one weights job each."""
+    return sorted({backbone for name in job_names(params) for backbone in model_imagenet_backbones(params, name)})
 
 
 def weights_outputs(backbone: str) -> list[Path]:
@@ -153,8 +160,159 @@ def _single_task(entry: Mapping) -> bool:
 
 
 def model_tasks(params: Mapping, name: str) -> list[str]:
-    entry = params["models"][name]
+    entry = job_params(params, name)["models"][name]
     return [entry["task"]] if _single_task(entry) else list(TASKS)
+
+
+# --- Studies: variants of the params as a dimension of the DAG ---------------------------------
+#
+# A study (params `studies`) runs its models under each variant (a params override). Each
+# (variant, model) becomes a job only if no job before it computes the same thing: the same values
+# of the train and evaluate params keys that job depends on (STAGE_PARAMS), with the weighting's
+# keys left out for a single-task model (it weighs its one task 1 whatever the strategy:
+# mbmt.training.weighting.weighting_name), and the same ST-Nets to start from. The main models
+# (params `models`) come first, then the studies and their variants in params order, so an
+# unchanged model of a variant is the main job itself (the weighting study's ST-Nets), and a new
+# variant adds only the jobs it changes. A new job is named <model>-<study>-<variant> and runs
+# as a model of its own params (job_params), so the stage commands and paths stay those of a model.
+
+@dataclass(frozen=True)
+class StudyJob:
+    name: str  # the job's model name, <model>-<study>-<variant>: models/<name>/seed<S>/, metrics/<name>/
+    study: str
+    variant: str
+    model: str  # the params model it trains under the variant
+
+    @property
+    def override_key(self) -> str:
+        """The params key of the variant's override: with the model's own keys, what the job depends on."""
+        return f"studies.{self.study}.variants.{self.variant}"
+
+
+def studies(params: Mapping) -> dict:
+    return dict(params.get("studies") or {})
+
+
+def study_job_name(study: str, variant: str, model: str) -> str:
+    return f"{model}-{study}-{variant}"
+
+
+def _closure(params: Mapping, wanted: set[str]) -> list[str]:
+    wanted = wanted | set(single_task_models(params))
+    wanted |= {source for name in list(wanted) for source in init_from(params, name)}
+    return [name for name in models(params) if name in wanted]
+
+
+def _identity(params: Mapping, name: str, memo: dict[str, str]) -> str:
+    """What a train and evaluate job of model ``name`` under ``params`` computes, as a hash."""
+    if name not in memo:
+        entry = dict(params["models"][name])
+        if entry.get("init_from"):
+            entry["init_from"] = [_identity(params, source, memo) for source in entry["init_from"]]
+        skip = ({f"train.{key}" for key, spec in TRAIN_KEYS.items() if spec.recorded == WEIGHTING}
+                if _single_task(entry) else set())
+        values = {key: _lookup(params, key) for key in STAGE_PARAMS["train"] + STAGE_PARAMS["evaluate"]
+                  if "{model}" not in key and key not in skip}
+        memo[name] = fingerprint({**values, "model": entry})
+    return memo[name]
+
+
+def _lookup(params: Mapping, key: str):
+    value = params
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+@dataclass(frozen=True)
+class _Resolution:
+    jobs: dict[str, StudyJob]  # the study jobs, by name, in params order
+    members: dict[tuple[str, str, str], str]  # (study, variant, model) -> the job (a model or study job name)
+
+
+@functools.lru_cache(maxsize=8)
+def _resolve_cached(text: str) -> _Resolution:
+    params = json.loads(text)
+    owners: dict[str, str] = {}
+    memo: dict[str, str] = {}
+    for name in models(params):
+        owners.setdefault(_identity(params, name, memo), name)
+    jobs, members = {}, {}
+    for study, definition in studies(params).items():
+        for variant in definition["variants"]:
+            variant_values = variant_params(params, study, variant)
+            memo = {}
+            for name in _closure(variant_values, set(definition["models"])):
+                identity = _identity(variant_values, name, memo)
+                if identity not in owners:
+                    job = StudyJob(study_job_name(study, variant, name), study, variant, name)
+                    owners[identity], jobs[job.name] = job.name, job
+                members[(study, variant, name)] = owners[identity]
+    return _Resolution(jobs, members)
+
+
+def _resolve(params: Mapping) -> _Resolution:
+    return _resolve_cached(json.dumps(params))  # in params order: the order decides which job is shared
+
+
+def study_jobs(params: Mapping) -> dict[str, StudyJob]:
+    """The jobs the studies add beyond the main models (none without studies), by name."""
+    return _resolve(params).jobs if studies(params) else {}
+
+
+def study_members(params: Mapping, study: str) -> dict[str, dict[str, str]]:
+    """{variant: {model: the job that runs it}} of ``study``: a main model's name, or a study job's."""
+    table: dict[str, dict[str, str]] = {}
+    for (name, variant, model), job in _resolve(params).members.items():
+        if name == study:
+            table.setdefault(variant, {})[model] = job
+    return table
+
+
+def job_params(params: Mapping, name: str) -> Mapping:
+    """The params job ``name`` runs with: ``params`` for a main model; for a study job, its variant's
+    params whose models are renamed to the jobs that run them in the variant (so its init_from
+    names the ST-Nets' jobs, and its own entry is params `models.<name>`)."""
+    if name in params["models"]:
+        return params
+    job = study_jobs(params).get(name)
+    if job is None:
+        from mbmt.errors import ParamsError
+
+        raise ParamsError(f"unknown model {name!r}; models in params: {', '.join(params['models'])}"
+                          + (f"; study jobs: {', '.join(study_jobs(params))}" if study_jobs(params) else ""))
+    variant_values = variant_params(params, job.study, job.variant)
+    members = study_members(params, job.study)[job.variant]
+    renamed = {}
+    for model, runner in members.items():
+        entry = dict(variant_values["models"][model])
+        if entry.get("init_from"):
+            entry["init_from"] = [members[source] for source in entry["init_from"]]
+        renamed[runner] = entry
+    return {**variant_values, "models": {**variant_values["models"], **renamed}}
+
+
+def job_params_keys(params: Mapping, stage: str, name: str) -> list[str]:
+    """The params keys (of params.yaml) job ``name`` of ``stage`` (train or evaluate) depends on: the
+    stage's keys for the model; for a study job those of the model it trains plus its variant's
+    override, whose values make its effective params."""
+    job = study_jobs(params).get(name)
+    if job is None:
+        return _params(stage, name)
+    return _params(stage, job.model) + [job.override_key]
+
+
+def report_params_keys(params: Mapping) -> list[str]:
+    """The report's params keys: the studies too when there are some (their tables)."""
+    return _params("report") + (["studies"] if studies(params) else [])
+
+
+def params_keys(params: Mapping, stage: str, name: str | None = None) -> list[str]:
+    """The params keys (of params.yaml) a job of ``stage`` depends on; ``name``: its model (or
+    study job), for train and evaluate."""
+    if stage in ("train", "evaluate"):
+        return job_params_keys(params, stage, name)
+    return report_params_keys(params) if stage == "report" else _params(stage)
 
 
 def processed_files(params: Mapping) -> list[Path]:
@@ -179,12 +337,17 @@ def evaluate_outputs(name: str, seed) -> list[Path]:
 
 
 def runs(params: Mapping) -> list[tuple[str, int]]:
-    """Every (model, seed) pair, model by model."""
+    """Every (model, seed) pair of params `models`, model by model."""
     return [(name, seed) for name in models(params) for seed in seeds(params)]
 
 
+def job_runs(params: Mapping) -> list[tuple[str, int]]:
+    """Every (job, seed) pair: the models', then the studies' jobs (job_names)."""
+    return [(name, seed) for name in job_names(params) for seed in seeds(params)]
+
+
 def report_inputs(params: Mapping) -> list[Path]:
-    pairs = runs(params)
+    pairs = job_runs(params)
     return ([p for name, seed in pairs for p in evaluate_outputs(name, seed)]
             + [p for name, seed in pairs for p in train_outputs(name, seed)]
             + [paths.split_file("test"), paths.manifest_file()]
@@ -196,7 +359,7 @@ REPORT_OUTPUTS = [paths.REPORT_INDEX, paths.REPORT_TABLES_DIR, paths.REPORT_FIGU
 
 def outputs(params: Mapping) -> list[Path]:
     """Every output of the DAG (without the runs/ state, which neither front end versions)."""
-    pairs = runs(params)
+    pairs = job_runs(params)
     return ([paths.RAW_DIR, *processed_files(params)]
             + [p for backbone in imagenet_backbones(params) for p in weights_outputs(backbone)]
             + [p for name, seed in pairs for p in train_outputs(name, seed)]
@@ -249,16 +412,33 @@ def _inline(mapping: Mapping) -> str:
 def render_dvc_yaml(params: Mapping) -> str:
     """dvc.yaml for ``params``: Snakemake's jobs as DVC stages, per-backbone, per-model and per-seed
     stages as matrix and foreach groups (stage names weights@efficientnet_b2, train@st_ss-0, as job_name)."""
-    names, from_st, from_data = models(params), trained_from_st(params), trained_from_data(params)
+    names, from_st, from_data = job_names(params), trained_from_st(params), trained_from_data(params)
+    # With studies, a job's params are its model's keys and its variant's override (job_params_keys):
+    # each item names both, a main model's item one of its own keys twice (a repeated params key is
+    # harmless).
+    with_studies = bool(study_jobs(params))
+
+    def params_items(name: str, stage: str) -> dict[str, str]:
+        if not with_studies:
+            return {}
+        job = study_jobs(params).get(name)
+        return ({"base": job.model, "override": job.override_key} if job
+                else {"base": name, "override": _params(stage, name)[-1]})
+
+    def job_keys(stage: str) -> list[str]:
+        if not with_studies:
+            return _params(stage, MODEL)
+        return _params(stage, "${item.base}") + ["${item.override}"]
+
     seed_list = f"[{', '.join(map(str, seeds(params)))}]"
     lines = [
         f"# Generated by `{GENERATE_COMMAND}` from params.yaml and src/mbmt/dag.py; do not edit. Run",
-        f"# `{GENERATE_COMMAND}` after changing `models`, an init_from or `seeds` in params.yaml (`{GENERATE_COMMAND} --check`",
-        "# fails while this file is out of date). The Snakefile builds its jobs from the same definitions:",
-        "# the same commands, dependencies (data and the code each stage runs), params keys and outputs;",
-        "# tests/test_dag.py compares the two as each tool loads them. `dvc repro` re-runs what a change",
-        "# in params.yaml, the code or the data touches. Each model trains and is evaluated once per seed",
-        "# (params seeds), the seed on the command line. See docs/workflow.md.",
+        f"# `{GENERATE_COMMAND}` after changing `models`, an init_from, `seeds` or `studies` in params.yaml",
+        f"# (`{GENERATE_COMMAND} --check` fails while this file is out of date). The Snakefile builds its",
+        "# jobs from the same definitions: the same commands, dependencies (data and the code each stage",
+        "# runs), params keys and outputs; tests/test_dag.py compares the two as each tool loads them.",
+        "# `dvc repro` re-runs what a change in params.yaml, the code or the data touches. Each model trains",
+        "# and is evaluated once per seed (params seeds), the seed on the command line. See docs/workflow.md.",
         "stages:",
         "  fetch:",
         *_stage("mbmt fetch", _code("fetch"), _params("fetch"), 4, outs=[paths.RAW_DIR]),
@@ -290,9 +470,10 @@ def render_dvc_yaml(params: Mapping) -> str:
                   "  train:", "    foreach:"]
         for name in from_data:
             for seed in seeds(params):
-                lines.append(f"      {job_key(name, seed)}: {_inline({'model': name, 'seed': seed, **weight_items(name)})}")
+                item = {"model": name, "seed": seed, **params_items(name, "train"), **weight_items(name)}
+                lines.append(f"      {job_key(name, seed)}: {_inline(item)}")
         lines += ["    do:",
-                  *_stage(train_cmd, train_deps + weight_deps, _params("train", MODEL), 6,
+                  *_stage(train_cmd, train_deps + weight_deps, job_keys("train"), 6,
                           outs=train_outputs(MODEL, SEED))]
     if from_st:
         width = max(len(init_from(params, name)) for name in from_st)
@@ -303,20 +484,30 @@ def render_dvc_yaml(params: Mapping) -> str:
             sources = init_from(params, name)
             sources += sources[-1:] * (width - len(sources))
             for seed in seeds(params):
-                item = {"model": name, "seed": seed, **dict(zip(slots, sources)), **weight_items(name)}
+                item = {"model": name, "seed": seed, **params_items(name, "train"), **dict(zip(slots, sources)),
+                        **weight_items(name)}
                 lines.append(f"      {job_key(name, seed)}: {_inline(item)}")
         lines += ["    do:",
                   *_stage(train_cmd,
                           train_deps + [paths.model_file(f"${{item.{slot}}}", SEED) for slot in slots] + weight_deps,
-                          _params("train", MODEL), 6, outs=train_outputs(MODEL, SEED))]
+                          job_keys("train"), 6, outs=train_outputs(MODEL, SEED))]
     metrics = paths.metrics_file(MODEL, SEED)
-    lines += ["", "  evaluate:", "    matrix:", f"      model: [{', '.join(names)}]", f"      seed: {seed_list}",
-              *_stage(f"mbmt evaluate {MODEL} --seed {SEED}",
+    indent = 6 if with_studies else 4
+    evaluate = _stage(f"mbmt evaluate {MODEL} --seed {SEED}",
                       _code("evaluate") + [paths.model_file(MODEL, SEED), paths.split_file(params["evaluate"]["split"])],
-                      _params("evaluate", MODEL), 4,
-                      outs=[p for p in evaluate_outputs(MODEL, SEED) if p != metrics], metrics=[metrics]),
-              "", "  report:",
-              *_stage("mbmt report", _code("report") + report_inputs(params), _params("report"), 4,
+                      job_keys("evaluate"), indent,
+                      outs=[p for p in evaluate_outputs(MODEL, SEED) if p != metrics], metrics=[metrics])
+    if with_studies:  # a foreach, as the trainings, for the items' params keys (same stage names)
+        lines += ["", "  evaluate:", "    foreach:"]
+        items = {job_key(name, seed): {"model": name, "seed": seed, **params_items(name, "evaluate")}
+                 for name, seed in job_runs(params)}
+        lines += [f"      {key}: {_inline(item)}" for key, item in items.items()]
+        lines += ["    do:", *evaluate]
+    else:
+        lines += ["", "  evaluate:", "    matrix:", f"      model: [{', '.join(names)}]", f"      seed: {seed_list}",
+                  *evaluate]
+    lines += ["", "  report:",
+              *_stage("mbmt report", _code("report") + report_inputs(params), report_params_keys(params), 4,
                       outs=REPORT_OUTPUTS),
               "",
               "# Training curves: DVCLive's logs inside the train stages' `live` outputs. Plots of files inside",

@@ -12,7 +12,7 @@ from snakemake.exceptions import WorkflowError
 
 from mbmt import dag, paths
 from mbmt.config import validate, validate_backbones
-from mbmt.dag import STAGE_PARAMS, code_files
+from mbmt.dag import code_files
 from mbmt.errors import ParamsError
 from mbmt.training.cost import cpu_training_refusal
 
@@ -36,10 +36,11 @@ def canonical(value):
 
 
 def tracked_params(stage):
-    """A ``params:`` function giving {key: value} for the keys STAGE_PARAMS[stage] of the job."""
+    """A ``params:`` function giving {key: value} for the params keys of the job (mbmt.dag.params_keys)."""
 
     def values(wildcards):
-        keys = (k.format(**wildcards) for k in STAGE_PARAMS[stage])
+        # A study job's keys include its variant's override; the report's, the studies.
+        keys = dag.params_keys(config, stage, getattr(wildcards, "model", None))
         # Snakemake's lookup walks the config by a dpath: the params key data.height is data/height
         return {key: canonical(lookup(dpath=key.replace(".", "/"), within=config)) for key in keys}
 
@@ -70,7 +71,8 @@ except ParamsError as exc:
 
 # The MBMT-Net variants whose encoders start from trained ST-Nets (params init_from) train after
 # those ST-Nets (rule train_from_st); every other model trains straight from the data (rule train).
-MODELS = dag.models(config)
+# Both include the studies' jobs (params studies: mbmt.dag.study_jobs), named as models.
+MODELS = dag.job_names(config)
 FROM_ST = dag.trained_from_st(config)
 FROM_DATA = dag.trained_from_data(config)
 

@@ -14,7 +14,8 @@ def report_table_category(wildcards):
 
 
 def report_table_labels(wildcards):
-    return {"table": {**TABLE_TITLES, "run": RUN_TITLE}[wildcards.table]}
+    # A study table (reports/tables/study_<name>*.html) is labelled by its name.
+    return {"table": {**TABLE_TITLES, "run": RUN_TITLE}.get(wildcards.table, wildcards.table)}
 
 
 def report_figure_category(wildcards):
@@ -38,9 +39,9 @@ def report_figure_labels(wildcards):
 rule report:
     input:
         code=code("report"),
-        results=[str(path) for name, seed in dag.runs(config) for path in dag.evaluate_outputs(name, seed)],
-        models=[model_file(name, seed) for name, seed in dag.runs(config)],
-        live=[live_dir(name, seed) for name, seed in dag.runs(config)],
+        results=[str(path) for name, seed in dag.job_runs(config) for path in dag.evaluate_outputs(name, seed)],
+        models=[model_file(name, seed) for name, seed in dag.job_runs(config)],
+        live=[live_dir(name, seed) for name, seed in dag.job_runs(config)],
         data=[split_file("test"), str(paths.manifest_file())],
         real=[split_file(paths.REAL_SPLIT)] if config["data"]["real_images"] else [],
     output:

@@ -153,6 +153,32 @@ def summarise(results: Mapping[str, ModelResult], dataset: dict[str, Any]) -> di
     }
 
 
+def build_study_tables(params: Mapping) -> list[Table]:
+    """The two tables of each study (mbmt.reporting.study), from the metrics and per-image rows of
+    its jobs (each seed of params seeds)."""
+    from mbmt.dag import study_members, studies
+    from mbmt.evaluation import read_per_image
+    from mbmt.io import read_json
+    from mbmt.reporting.sources import require
+    from mbmt.reporting.study import study_intervals, study_paired_table, study_table
+
+    tables = []
+    single_task = single_task_models(params)
+    for name, study in studies(params).items():
+        members = study_members(params, name)
+        jobs = sorted({job for variant in members.values() for job in variant.values()})
+        seeds = params["seeds"]
+        metrics = {job: [read_json(require(paths.metrics_file(job, seed), f"mbmt evaluate {job} --seed {seed}"))
+                         for seed in seeds] for job in jobs}
+        per_image = {job: [read_per_image(require(paths.per_image_file(job, seed), f"mbmt evaluate {job} --seed {seed}"))
+                           for seed in seeds] for job in jobs}
+        intervals = study_intervals(members, per_image, study["baseline"], study["models"],
+                                    params["report"]["bootstrap"])
+        tables += [study_table(name, study, members, metrics, intervals, single_task=single_task),
+                   study_paired_table(name, intervals)]
+    return tables
+
+
 def write_report(params: dict) -> Path:
     """Write reports/ for the models of ``params``; returns the index (reports/README.md)."""
     count = params["report"]["qualitative_images"]
@@ -162,7 +188,7 @@ def write_report(params: dict) -> Path:
     dataset = read_dataset()
     single_task = single_task_models(params)
 
-    tables = build_tables(results, params["report"]["bootstrap"], single_task)
+    tables = build_tables(results, params["report"]["bootstrap"], single_task) + build_study_tables(params)
     summary = summarise(results, dataset)
     write_tables([*tables, document.run_table(summary)], paths.REPORT_TABLES_DIR)
     listed = write_figures(results, samples, paths.REPORT_FIGURES_DIR, single_task)

@@ -1,7 +1,7 @@
 """Write dvc.yaml from params.yaml and the stage definitions the Snakefile uses (src/mbmt/dag.py).
 
 dvc.yaml is generated, so the two front ends cannot drift apart: run this after changing `models`,
-an `init_from` or `seeds` in params.yaml, and commit the result. --check (for CI and the tests) writes
+an `init_from`, `seeds` or `studies` in params.yaml, and commit the result. --check (for CI and the tests) writes
 nothing and fails if the committed dvc.yaml is not what this command would write.
 """
 
@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
               "so write the merged parameters there first (mbmt config ... --output params.yaml)", file=sys.stderr)
     if args.check:
         if not target.is_file() or target.read_text() != text:
-            raise MbmtError(f"{target} is out of date with params.yaml (models, an init_from or seeds changed, or "
+            raise MbmtError(f"{target} is out of date with params.yaml (models, an init_from, seeds or studies changed, or "
                             f"src/mbmt/dag.py): run `{GENERATE_COMMAND}` and commit {target}")
         print(f"{target} is up to date")
         return 0

@@ -26,8 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from mbmt.config import job_seed, load_params, model_params
+    from mbmt.dag import job_params
 
-    params = load_params(args.params)
+    # A study job (mbmt.dag.study_jobs) runs with its variant's params, its models named as its jobs.
+    params = job_params(load_params(args.params), args.model)
     model_params(params, args.model)
     seed = job_seed(params, args.seed)
 

@@ -19,7 +19,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a model name of params.yaml `models` (e.g. st_ss, mtnet, mbmt_partial, mtan)")
+    parser.add_argument("model", help="a model name of params.yaml `models` (e.g. st_ss, mtnet, mbmt_partial, mtan) "
+                        "or a study job (mtnet-weighting-equal: docs/workflow.md, \"Studies\")")
     parser.add_argument("--seed", type=int, help="one of params seeds (default: the only one)")
     parser.add_argument("--restart", action="store_true",
                         help="discard the saved state of this run and train from scratch (after a change the "
@@ -29,8 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from mbmt.config import job_seed, load_params, model_params
+    from mbmt.dag import job_params
 
-    params = load_params(args.params)
+    # A study job (mbmt.dag.study_jobs) runs with its variant's params, its models named as its jobs.
+    params = job_params(load_params(args.params), args.model)
     model_params(params, args.model)  # an unknown name or seed fails here, before torch is imported
     seed = job_seed(params, args.seed)
     from mbmt.errors import ParamsError
