@@ -324,3 +324,19 @@ def test_a_gradient_method_under_bf16_autocast_gives_bf16_rounded_updates():
     for exact, rounded in zip(grads(False), grads(True), strict=True):
         assert rounded.dtype == torch.float32 and torch.isfinite(rounded).all()
         assert torch.allclose(rounded, exact, rtol=0.05, atol=0.02)
+
+
+def test_quadprog_solves_after_snakemakes_pulp_loaded_highs():
+    """pulp (imported by Snakemake) puts HiGHS's extension, which exports its own ``dot``, into the
+    global symbol scope; a quadprog loaded after it crashed on its first solve (segmentation fault)
+    until mbmt loads quadprog with RTLD_DEEPBIND. In a fresh process, pulp first."""
+    import subprocess
+    import sys
+
+    code = ("import pulp, torch\n"
+            "from mbmt.training.weighting import build_weighting\n"
+            "aggregate = build_weighting('upgrad', ('a', 'b')).aggregator\n"
+            "print(aggregate(torch.tensor([[1.0, 0.0], [-1.0, 1.0]])).tolist())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [round(v, 3) for v in eval(result.stdout)] == [0.25, 0.75]

@@ -26,6 +26,8 @@ the host guard (sync_every 1): a step with a non-finite loss is never aggregated
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
@@ -34,6 +36,27 @@ import numpy as np
 import torch
 
 from mbmt.training.weighting.base import TaskWeighting
+
+
+def load_quadprog() -> None:
+    """Load quadprog (UPGrad's and DualProj's QP solver) so that it calls its own routines.
+
+    quadprog exports plain names (``dot``, ``axpy``, ``cholesky``) and calls them through the
+    dynamic linker; pulp, which Snakemake imports, loads HiGHS's extension into the global symbol
+    scope, and HiGHS exports a ``dot`` of its own, so a quadprog loaded after it in the same process
+    calls HiGHS's ``dot`` and crashes (a segmentation fault in its first solve). RTLD_DEEPBIND makes
+    quadprog prefer its own symbols whatever was loaded before it. Where the platform has no
+    RTLD_DEEPBIND (not Linux) the import is a plain one.
+    """
+    if "quadprog" in sys.modules:
+        return
+    deepbind = getattr(os, "RTLD_DEEPBIND", 0)
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(flags | deepbind)
+    try:
+        import quadprog  # noqa: F401
+    finally:
+        sys.setdlopenflags(flags)
 
 
 def leaf_parameters(loss: torch.Tensor) -> set[torch.Tensor]:
@@ -72,6 +95,7 @@ class GradientWeighting(TaskWeighting):
         self.specific: list[torch.Tensor] | None = None
 
     def make_aggregator(self):
+        load_quadprog()  # before torchjd's qpsolvers imports it
         import torchjd.aggregation
 
         cls = getattr(torchjd.aggregation, self.aggregator_name)
