@@ -59,6 +59,10 @@ def load_quadprog() -> None:
         sys.setdlopenflags(flags)
 
 
+# Now, before anything imports torchjd.aggregation (its qpsolvers imports quadprog plainly).
+load_quadprog()
+
+
 def leaf_parameters(loss: torch.Tensor) -> set[torch.Tensor]:
     """The leaf tensors (parameters) that ``loss`` was computed from, by walking its autograd graph."""
     leaves, seen, stack = set(), set(), [loss.grad_fn]
@@ -95,7 +99,6 @@ class GradientWeighting(TaskWeighting):
         self.specific: list[torch.Tensor] | None = None
 
     def make_aggregator(self):
-        load_quadprog()  # before torchjd's qpsolvers imports it
         import torchjd.aggregation
 
         cls = getattr(torchjd.aggregation, self.aggregator_name)
