@@ -191,3 +191,40 @@ def test_study_tables_from_hand_made_metrics():
     assert set(intervals) == {("b", "mtnet", "depth", "abs_err"), ("b", "mtnet", "depth", "rel_err")}
     assert all(iv.difference == 0 and not iv.significant for iv in intervals.values())
     assert len(study_paired_table("s", intervals).rows) == 2
+
+
+def test_study_marks_are_holm_corrected_and_only_on_tested_numbers():
+    """A variant whose depth error is lower on every image is marked, with p Holm-corrected over the
+    study's comparisons; the same intervals mark nothing when the metrics files report last_k."""
+    from mbmt.reporting.study import study_intervals, study_paired_table, study_table
+
+    study = {"baseline": "a", "models": ["mtnet"], "variants": {"a": {}, "b": {}}}
+    members = {"a": {"st_de": "st_de", "mtnet": "mtnet"}, "b": {"st_de": "st_de", "mtnet": "mtnet-s-b"}}
+    rng = np.random.default_rng(0)
+    base = {"index": np.arange(20), "depth_abs_sum": 50 + rng.random(20), "depth_rel_sum": 20 + rng.random(20),
+            "depth_count": np.full(20, 100.0)}
+    better = {**base, "depth_abs_sum": base["depth_abs_sum"] - 10.0}  # abs err 0.1 lower on every image
+    intervals = study_intervals(members, {"mtnet": [base], "mtnet-s-b": [better]}, "a", ["mtnet"],
+                                {"samples": 2000, "seed": 0})
+    abs_err, rel_err = intervals[("b", "mtnet", "depth", "abs_err")], intervals[("b", "mtnet", "depth", "rel_err")]
+    assert abs_err.family == rel_err.family == 2
+    assert abs_err.p == pytest.approx(2 / 2001) and abs_err.p_holm == pytest.approx(2 * 2 / 2001)  # Holm: m x p
+    assert abs_err.significant and not rel_err.significant
+
+    def table(protocol: str):
+        context = {"protocol": protocol, "averaging": "pixel"}
+        metrics = {job: [{"depth": {"abs_err": value, "rel_err": 0.2}, "context": context}]
+                   for job, value in (("st_de", 0.5), ("mtnet", 0.5), ("mtnet-s-b", 0.4))}
+        return study_table("s", study, members, metrics, intervals, single_task=["st_de"])
+
+    from mbmt.reporting.tables import label
+
+    def marks(t) -> list:
+        column = t.columns.index(label("depth", "abs_err"))
+        return [getattr(row[column], "significant", None) is True for row in t.rows]
+
+    assert marks(table("final")) == [False, True]
+    assert marks(table("last_k")) == [False, False]  # the shown last_k number is not the tested one
+    assert "Holm-corrected over the study's 2 comparisons" in " ".join(table("final").notes)
+    paired = study_paired_table("s", intervals)
+    assert paired.columns[-5:] == ["seed std", "p", "p (Holm)", "significant", "seeds"]

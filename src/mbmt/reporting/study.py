@@ -16,8 +16,20 @@ from dataclasses import replace
 
 from mbmt.metrics import PER_IMAGE_KEYS
 from mbmt.reporting.delta_m import DELTA_M_METRICS, delta_m_metrics_text, measured_delta_m
-from mbmt.reporting.statistics import Interval, paired_intervals
-from mbmt.reporting.tables import SIGNIFICANT, TITLES, Cell, Num, Table, label, measured, seeds_note, single_task_column
+from mbmt.reporting.statistics import ALPHA, Interval, holm_adjusted, paired_intervals
+from mbmt.reporting.tables import (
+    SIGNIFICANT,
+    TITLES,
+    Cell,
+    Num,
+    Table,
+    is_tested,
+    label,
+    measured,
+    reported_as,
+    seeds_note,
+    single_task_column,
+)
 from mbmt.tasks import METRICS, TASKS, metric
 
 # (variant, model, task, metric) -> the paired interval of the variant's model minus the baseline's
@@ -41,7 +53,8 @@ def study_intervals(members: Mapping[str, Mapping[str, str]], per_image: Mapping
                     found = paired_intervals(per_image[job], per_image[base], task, samples=bootstrap["samples"],
                                              seed=bootstrap["seed"], label=f"{job} vs {base}")
                     intervals |= {(variant, model, task, key): iv for key, iv in found.items()}
-    return intervals
+    # One family per study: every comparison its table could mark, Holm-corrected together.
+    return holm_adjusted(intervals)
 
 
 def study_table(name: str, study: Mapping, members: Mapping[str, Mapping[str, str]],
@@ -60,7 +73,10 @@ def study_table(name: str, study: Mapping, members: Mapping[str, Mapping[str, st
             for entry in METRICS:
                 cell = measured(metrics[job], entry.task, entry.key, entry.digits)
                 interval = intervals.get((variant, model, entry.task, entry.key))
-                if cell is not None and interval is not None:
+                # A mark only where the number shown is the one tested (final model, pixel averaging).
+                tested = all(is_tested(reported_as(metrics, name, entry.task, single_task))
+                             for name in (job, members[baseline][model]))
+                if cell is not None and interval is not None and tested:
                     cell = replace(cell, significant=interval.significant)
                 row.append(cell)
             multi_task = model not in single_task
@@ -74,9 +90,11 @@ def study_table(name: str, study: Mapping, members: Mapping[str, Mapping[str, st
          "nothing it depends on.",
          f"Δm: against the same variant's single-task models, over {delta_m_metrics_text()} "
          f"(K = {len(DELTA_M_METRICS)}; see the Δm table).",
-         f"{SIGNIFICANT}: the paired 95 % bootstrap interval of this variant's model minus the baseline "
-         f"variant's ({baseline}) on the same test images excludes 0 (see study_{name}_paired; losses and the "
-         "median angle are not tested). No mark where the row is the baseline's own job.",
+         f"{SIGNIFICANT}: this variant's model differs from the baseline variant's ({baseline}) on the same "
+         f"test images: paired bootstrap p, Holm-corrected over the study's {family_size(intervals)} comparisons, "
+         f"below {ALPHA} (see study_{name}_paired; losses and the median angle are not tested). No mark where "
+         "the row is the baseline's own job, nor where a metrics file reports another protocol or averaging "
+         "than the tested one (the trained model, pixel averaging).",
          seeds_note(metrics)],
     )
 
@@ -88,12 +106,22 @@ def study_paired_table(name: str, intervals: StudyIntervals) -> Table:
         digits = metric(task, key).digits + 1
         rows.append([variant, TITLES.get(model, model), label(task, key), Num(interval.difference, digits),
                      Num(interval.low, digits), Num(interval.high, digits),
+                     None if interval.seed_std is None else Num(interval.seed_std, digits),
+                     Num(interval.p, 4), Num(interval.p_decisive, 4),
                      "yes" if interval.significant else "no", Num(interval.seeds)])
     return Table(
         f"study_{name}_paired", f"Study {name}: each variant minus the baseline variant on the same test images",
-        ["variant", "model", "metric", "difference", "95 % low", "95 % high", "significant", "seeds"], rows,
+        ["variant", "model", "metric", "difference", "95 % low", "95 % high", "seed std", "p", "p (Holm)",
+         "significant", "seeds"], rows,
         ["difference: the variant's model minus the baseline variant's, from the per-image sums of the test "
          "split (pixel averaging), averaged over the seeds (same seed against same seed); 95 % percentile "
-         "interval of a paired bootstrap over the test images (mbmt.reporting.statistics), no multiplicity "
-         "correction."],
+         "interval of a paired bootstrap over the test images (mbmt.reporting.statistics), which covers the "
+         "sampling of test images with the trained models fixed; seed std: the spread of the per-seed "
+         "differences (training randomness). Neither covers the correlation of frames of one scene.",
+         f"p: the two-sided bootstrap p of each comparison; p (Holm): Holm-corrected over the study's "
+         f"{family_size(intervals)} comparisons; significant: p (Holm) below {ALPHA}."],
     )
+
+
+def family_size(intervals: StudyIntervals) -> int:
+    return len(intervals)
