@@ -62,7 +62,7 @@ from mbmt.training.checkpoint import (
 )
 from mbmt.training.distributed import DistributedContext, ShardSampler
 from mbmt.training.guard import loss_guard
-from mbmt.training.weighting import GradientWeighting, weighting_from_params
+from mbmt.training.weighting import weighting_from_params
 
 LIVE_DIR = "live"
 # dvclive.vscode's signal file, shared by every Live of a DVC repository (end_live).
@@ -210,7 +210,7 @@ class Trainer:
                               f"(WORLD_SIZE {self.context.world_size}): each rank would balance its own share of the "
                               f"batch's gradients, not the global batch's; train on one process (one GPU), or use a "
                               f"loss-based weighting (dwa, equal, uncertainty, gls)")
-        if isinstance(self.weighting, GradientWeighting) and self.compile_mode != "none":
+        if not self.weighting.compilable and self.compile_mode != "none":
             raise ParamsError(f"model {self.name}: train.weighting: {name} differentiates every task separately, "
                               f"which a torch.compile'd step does not expose; set train.compile: none")
 
@@ -308,7 +308,9 @@ class Trainer:
         losses = self.global_batch_losses(outputs, batch)
         values = torch.stack([losses[task].detach() for task in self.tasks])
         values = distributed.all_reduce_sum(values, self.context)  # equal on every rank: so is the guard
-        global_losses = values / self.context.world_size  # the global batch's (gls weighs by them)
+        # The global batch's losses (gls weighs by them); on one process the sum itself, so the
+        # launch-bound step gains no kernel (the guards leave this tensor as it is).
+        global_losses = values / self.context.world_size if self.context.distributed else values
         values, update = self.guard.before_update(values, step, self.optimizer)
         if not update:
             return values

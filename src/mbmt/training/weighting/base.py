@@ -18,8 +18,9 @@ to the trainer:
   checkpoint, so a resumed run continues exactly as the uninterrupted run would.
 
 Class attributes tell the trainer what a strategy needs: ``host_sync`` (it reads values back to
-the host every step, e.g. a QP solver: the trainer then uses the host guard, sync_every 1) and
-``distributed`` (it is correct under DistributedDataParallel).
+the host every step, e.g. a QP solver: the trainer then uses the host guard, sync_every 1),
+``distributed`` (it is correct under DistributedDataParallel) and ``compilable`` (it works on a
+torch.compile'd step).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class TaskWeighting(ABC):
     params_keys: ClassVar[tuple[str, ...]] = ("weighting_options",)
     host_sync: ClassVar[bool] = False
     distributed: ClassVar[bool] = True
+    compilable: ClassVar[bool] = True  # its backward works on a torch.compile'd step
 
     def __init__(self, tasks: Iterable[str]):
         self.tasks = tuple(tasks)

@@ -83,6 +83,7 @@ class GradientWeighting(TaskWeighting):
 
     host_sync = True
     distributed = False
+    compilable = False  # a compiled step does not expose each task's backward
     # torchjd.aggregation's class name; options are passed to it (and ``n_tasks`` where it asks).
     aggregator_name: ClassVar[str]
     needs_n_tasks: ClassVar[bool] = False
