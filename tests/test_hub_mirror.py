@@ -158,3 +158,25 @@ def test_the_expected_shape_is_a_parameter(project, hub_env, samples, capsys):
         use_sources(project, mirror_source(shape=[288, 384]))
         assert main(["fetch"]) == 2
     assert_failed(project, capsys, "column image: axis 1 has length 8, expected shape [3, 288, 384]")
+
+
+def test_a_file_that_is_not_parquet_is_named(project, hub_env, samples, capsys):
+    files = mirror_files(samples)
+    files[VAL_FILE] = b"PAR1 not really"
+    with HubServer(repos={REPO: files}, commit=REVISION) as hub:
+        hub_env(hub.url)
+        use_sources(project, mirror_source())
+        assert main(["fetch"]) == 2
+    assert_failed(project, capsys, f"{REPO}@{REVISION[:7]}:{VAL_FILE}: not a readable Parquet file")
+
+
+def test_the_default_source_names_the_mirrors_files(tiny_params):
+    """params.yaml's last source: the files the mirror holds at the pinned revision (its file list:
+    8 train and 6 val Parquet files under data/), 288 x 384 arrays."""
+    from mbmt.data.hub_mirror import shard_files
+
+    source = tiny_params["data"]["nyuv2"]["sources"][-1]
+    assert (source["hub"], source["revision"], source["shape"]) == (REPO, REVISION, [288, 384])
+    files = shard_files(source)
+    assert files["train"][0] == "data/train-00000-of-00008.parquet" and len(files["train"]) == 8
+    assert files["val"][-1] == "data/val-00005-of-00006.parquet" and len(files["val"]) == 6
