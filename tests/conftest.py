@@ -176,3 +176,21 @@ def s3_server(tmp_path):
         yield endpoint, credentials, env
     finally:
         server.stop()
+
+
+@pytest.fixture
+def hub_env(tmp_path, monkeypatch):
+    """huggingface_hub as a fresh machine has it: online, an empty cache; returns a function that
+    points it at a HubServer (huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE at import)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def point_at(url: str) -> None:
+        monkeypatch.setattr(constants, "ENDPOINT", url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+
+    point_at("http://127.0.0.1:9")  # the discard port: nothing answers unless a test serves the Hub
+    return point_at

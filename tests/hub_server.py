@@ -1,7 +1,8 @@
 """A stand-in for the Hugging Face Hub on 127.0.0.1, speaking the part of its protocol that
 ``huggingface_hub.hf_hub_download`` uses (HEAD, then GET with Range, of
-``/<repo>/resolve/<revision>/<file>``), so the weights stage's real download code runs against it
-through ``HF_ENDPOINT``. Files are what a test puts in ``repos``; faults are switches."""
+``/<repo>/resolve/<revision>/<file>``, ``/datasets/<repo>/...`` for a dataset), so the real download
+code of the weights stage and of the NYUv2 mirror runs against it through ``HF_ENDPOINT``. Files
+are what a test puts in ``repos``; faults are switches."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
-_RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<file>.+)$")
+# A model's files at /<repo>/resolve/..., a dataset's at /datasets/<repo>/resolve/...
+_RESOLVE = re.compile(r"^/(?:datasets/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<file>.+)$")
 
 
 @dataclass
@@ -20,13 +22,15 @@ class HubServer:
     """``repos``: {repo id: {file name: bytes}}. ``announce``: {file name: sha256 to announce instead
     of the real one} (a checksum mismatch); ``cut``: {file name: [bytes of the body sent before the
     connection is closed, for each of the next responses]} (truncated transfers; the list is
-    consumed). ``requests``: (method, path) of every request."""
+    consumed). ``requests``: (method, path) of every request; ``ranges``: (path, Range header) of every GET
+that asked for a range (a resumed transfer)."""
 
     repos: dict[str, dict[str, bytes]] = field(default_factory=dict)
     announce: dict[str, str] = field(default_factory=dict)
     cut: dict[str, list[int]] = field(default_factory=dict)
     commit: str = "0123456789abcdef0123456789abcdef01234567"
     requests: list[tuple[str, str]] = field(default_factory=list)
+    ranges: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self):
         hub = self
@@ -55,6 +59,8 @@ class HubServer:
 
     def serve(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
         self.requests.append((handler.command, handler.path))
+        if body and handler.headers.get("Range"):
+            self.ranges.append((handler.path, handler.headers["Range"]))
         match = _RESOLVE.match(handler.path.split("?")[0])
         repo = match and self.repos.get(unquote(match["repo"]))
         if repo is None:
@@ -105,3 +111,40 @@ def timm_weights(model_name: str, seed: int = 0) -> bytes:
         torch.manual_seed(seed)
         model = timm.create_model(model_name, pretrained=False)
     return safetensors.torch.save({key: value.contiguous() for key, value in model.state_dict().items()})
+
+
+def nested(array):
+    """``array`` (rows, *dims) as one Parquet column of nested lists, as the Hub's datasets library
+    stores an ArrayXD feature."""
+    import numpy as np
+    import pyarrow as pa
+
+    values = pa.array(np.ascontiguousarray(array).reshape(-1))
+    for size in reversed(array.shape[1:]):
+        values = pa.ListArray.from_arrays(pa.array(np.arange(0, len(values) + 1, size, dtype=np.int32)), values)
+    return values
+
+
+def mirror_parquet(samples: list[dict], **columns) -> bytes:
+    """A Parquet file in the schema of the NYUv2 mirror on the Hub (image float32 [3, H, W],
+    segmentation int64 [H, W], depth float32 [1, H, W], normal float32 [3, H, W], noise float32
+    [1, H, W]) holding canonical ``samples`` (mbmt.data.hdf5); ``columns`` replaces a column's
+    pyarrow array (a wrong type or shape)."""
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    stack = {name: np.stack([sample[name] for sample in samples]) for name in ("image", "semantic", "depth", "normal")}
+    arrays = {
+        "image": nested(stack["image"].transpose(0, 3, 1, 2).astype(np.float32)),
+        "segmentation": nested(stack["semantic"].astype(np.int64)),
+        "depth": nested(stack["depth"][:, None].astype(np.float32)),
+        "normal": nested(stack["normal"].transpose(0, 3, 1, 2).astype(np.float32)),
+        "noise": nested(np.zeros_like(stack["depth"][:, None], dtype=np.float32)),
+        **columns,
+    }
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(arrays), buffer)
+    return buffer.getvalue()

@@ -18,10 +18,10 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "mbmt"
 # ("mbmt" alone names only the package's __init__). A module may import its own layer and those below.
 LAYERS = (
     # What every layer may use: the tasks and classes, where files go, the params, errors, file
-    # writing, device placement (and a node's GPU claims), the published numbers, colour maps, the
-    # stage definitions.
+    # writing, files from the Hugging Face Hub, device placement (and a node's GPU claims), the
+    # published numbers, colour maps, the stage definitions.
     ("foundation", ("mbmt", "mbmt.tasks", "mbmt.paths", "mbmt.config", "mbmt.errors", "mbmt.io", "mbmt.device",
-                    "mbmt.gpus", "mbmt.locking", "mbmt.provenance", "mbmt.paper", "mbmt.anchors", "mbmt.visual", "mbmt.dag")),
+                    "mbmt.gpus", "mbmt.hub", "mbmt.locking", "mbmt.provenance", "mbmt.paper", "mbmt.anchors", "mbmt.visual", "mbmt.dag")),
     ("data", ("mbmt.data",)),
     ("models", ("mbmt.models",)),
     ("training and evaluation", ("mbmt.losses", "mbmt.metrics", "mbmt.training", "mbmt.evaluation")),

@@ -25,24 +25,6 @@ def served_bytes() -> bytes:
     return timm_weights(BACKBONE, seed=1)
 
 
-@pytest.fixture
-def hub_env(tmp_path, monkeypatch):
-    """huggingface_hub as a fresh machine has it: online, an empty cache; returns a function that
-    points it at a HubServer (huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE at import)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-    def point_at(url: str) -> None:
-        monkeypatch.setattr(constants, "ENDPOINT", url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
-
-    point_at("http://127.0.0.1:9")  # the discard port: nothing answers unless a test serves the Hub
-    return point_at
-
-
 def with_pretrained(params: dict, name: str) -> dict:
     params = copy.deepcopy(params)
     params["models"][name]["pretrained"] = True
@@ -97,6 +79,28 @@ def test_timms_second_choice_of_file_is_taken_and_saved_as_safetensors(project, 
 
     written = safetensors.torch.load_file(weights_file(BACKBONE))
     assert written.keys() == state.keys() and all(torch.equal(written[k], state[k]) for k in state)
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "hub-unreachable"])
+def test_a_cached_second_choice_is_taken_when_the_hub_cannot_be_asked(project, hub_env, monkeypatch, offline):
+    """Offline, or the Hub unreachable: model.safetensors not in the cache must not end the Hub
+    source; timm's next choice, pytorch_model.bin, an earlier run cached, gives the weights."""
+    import io
+
+    import timm
+    from huggingface_hub import constants
+
+    buffer = io.BytesIO()
+    torch.save(timm.create_model(BACKBONE).state_dict(), buffer)
+    with HubServer(repos={REPO_ID: {"pytorch_model.bin": buffer.getvalue()}}) as hub:
+        hub_env(hub.url)
+        first = fetch_weights(BACKBONE, {})
+    weights_file(BACKBONE).unlink()
+    weights_record(BACKBONE).unlink()
+    hub_env("http://127.0.0.1:9")  # nothing answers there
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    record = fetch_weights(BACKBONE, {})
+    assert (record["source"], record["filename"], record["sha256"]) == ("hub", "pytorch_model.bin", first["sha256"])
 
 
 def test_a_local_file_in_params_comes_first(project, hub_env, tmp_path):

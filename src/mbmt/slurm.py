@@ -11,6 +11,7 @@ refused by sbatch, one job at a time. :func:`problems` finds all of them at once
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 
@@ -57,39 +58,91 @@ def partitions() -> tuple[dict[str, Partition], str | None]:
     return {name: Partition(name, e["cpus"], e["memory"], e["gpus"], len(e["nodes"])) for name, e in nodes.items()}, default
 
 
+def installed(tool: str) -> bool:
+    """Whether ``tool`` is on PATH (the plugin asks ``which``)."""
+    return shutil.which(tool) is not None
+
+
 def sacct_problem() -> str | None:
-    """Why ``sacct`` cannot report job states here, or None where it can."""
+    """Why an installed ``sacct`` cannot report job states here, or None where it can."""
     try:
         result = _run(["sacct", "-X", "-n", "-P", "-o", "JobIdRaw", "-S", "now-1minutes"])
-    except FileNotFoundError:
-        return "sacct is not installed"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"sacct cannot be run ({exc})"
     text = (result.stderr + result.stdout).strip()
     if result.returncode != 0 or "accounting storage is disabled" in text.lower():
         return f"sacct answers {text.splitlines()[0] if text else f'with exit status {result.returncode}'!r}"
     return None
 
 
-def min_job_age() -> int | None:
-    """slurmctld's MinJobAge (seconds): how long squeue still lists a finished job."""
-    result = _run(["scontrol", "show", "config"])
-    match = re.search(r"^MinJobAge\s*=\s*(\d+)", result.stdout, flags=re.M)
-    return int(match.group(1)) if match else None
+# MinJobAge as the plugin reads it (job_status_query.get_min_job_age): a number and an optional
+# unit; h/hour/hours are hours, anything else (s, sec, secs, second, seconds, none, or a unit it does
+# not know) seconds. scontrol itself prints "MinJobAge = 300 sec".
+_MIN_JOB_AGE = re.compile(r"^\s*MinJobAge\s*=\s*(\d+)\s*([A-Za-z]*)", flags=re.M)
+_HOURS = ("h", "hour", "hours")
 
 
-def status_problems(status_command: str | None, init_seconds: int, sacct: str | None, job_age: int | None) -> list[str]:
-    """The plugin's status command cannot see jobs end: ``sacct`` without accounting, or ``squeue``
-    that the plugin replaces by ``sacct`` when MinJobAge < 3 x the first status check's delay."""
-    if sacct is None:
+def parse_min_job_age(config: str) -> int | None:
+    """MinJobAge in seconds from ``scontrol show config``'s output, read as the plugin reads it."""
+    match = _MIN_JOB_AGE.search(config)
+    if not match:
+        return None
+    return int(match[1]) * (3600 if match[2].lower() in _HOURS else 1)
+
+
+def min_job_age() -> tuple[int | None, str | None]:
+    """slurmctld's MinJobAge (seconds), how long squeue still lists a finished job; or None and
+    why it cannot be read (then the plugin cannot read it either)."""
+    try:
+        result = _run(["scontrol", "show", "config"])
+    except FileNotFoundError:
+        return None, "scontrol is not installed"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"scontrol cannot be run ({exc})"
+    if result.returncode != 0:
+        text = (result.stderr + result.stdout).strip()
+        return None, f"scontrol show config answers {text.splitlines()[0] if text else result.returncode!r}"
+    seconds = parse_min_job_age(result.stdout)
+    return (seconds, None) if seconds is not None else (None, "scontrol show config lists no MinJobAge")
+
+
+def status_command_used(status_command: str | None, init_seconds: int, sacct_installed: bool,
+                        job_age: int | None) -> str:
+    """The status command the plugin ends up using (its own rule, snakemake_executor_plugin_slurm
+    2.8: the default is sacct where installed, else squeue; squeue is replaced by sacct when
+    MinJobAge is unknown or below 3 x --slurm-init-seconds-before-status-checks and sacct is
+    installed; sacct is replaced by squeue when not installed)."""
+    command = status_command or ("sacct" if sacct_installed else "squeue")
+    if command == "squeue" and (job_age is None or job_age < 3 * init_seconds) and sacct_installed:
+        command = "sacct"
+    if command == "sacct" and not sacct_installed:
+        command = "squeue"
+    return command
+
+
+def status_problems(status_command: str | None, init_seconds: int, *, sacct_installed: bool,
+                    sacct: str | None, job_age: int | None, job_age_problem: str | None = None) -> list[str]:
+    """The plugin's status command never sees jobs end: it ends up on ``sacct`` (status_command_used)
+    and ``sacct`` cannot report here (``sacct``: why; None where it works)."""
+    if status_command_used(status_command, init_seconds, sacct_installed, job_age) != "sacct" or sacct is None:
         return []
-    if status_command != "squeue":
-        return [f"Slurm's accounting is not available here ({sacct}), so the status command "
-                f"{status_command or 'sacct'} never sees a job end and Snakemake would wait forever: "
-                "add --slurm-status-command squeue"]
-    if job_age is not None and job_age < 3 * init_seconds:
-        return [f"with squeue as the status command, the plugin falls back to sacct (which cannot work here: "
-                f"{sacct}) because MinJobAge={job_age} s < 3 x --slurm-init-seconds-before-status-checks "
-                f"{init_seconds}: give --slurm-init-seconds-before-status-checks {max(1, job_age // 3)} or less"]
-    return []
+    cause = f"Slurm's accounting is not available here ({sacct}), yet the plugin would poll job states with sacct"
+    if job_age is None:
+        why = job_age_problem or "MinJobAge unknown"
+        return [f"{cause}, because it cannot read MinJobAge ({why}) and then uses sacct whatever the status command: "
+                "run Snakemake where `scontrol show config` works (a Slurm submit host), or ask the cluster's "
+                "administrators to enable accounting; Snakemake would wait forever"]
+    squeue = "" if status_command == "squeue" else "add --slurm-status-command squeue"
+    if job_age >= 3 * init_seconds:
+        return [f"{cause}: {squeue} (MinJobAge={job_age} s is long enough for squeue); Snakemake would wait forever"]
+    if job_age < 3:
+        return [f"{cause}, because MinJobAge={job_age} s is too short for squeue (the plugin needs at least 3 x "
+                "--slurm-init-seconds-before-status-checks): ask the cluster's administrators to raise MinJobAge "
+                "or enable accounting; Snakemake would wait forever"]
+    init = f"--slurm-init-seconds-before-status-checks {job_age // 3} or less"
+    fix = f"{squeue} and {init}" if squeue else f"give {init}"
+    return [f"{cause}, because MinJobAge={job_age} s < 3 x --slurm-init-seconds-before-status-checks "
+            f"{init_seconds} (with squeue the plugin falls back to sacct): {fix}; Snakemake would wait forever"]
 
 
 def request_problems(requests: list[Request], parts: dict[str, Partition], default: str | None) -> list[str]:
@@ -125,6 +178,13 @@ def request_problems(requests: list[Request], parts: dict[str, Partition], defau
 
 def problems(requests: list[Request], status_command: str | None, init_seconds: int) -> list[str]:
     """Everything that would make the run fail or hang, from the cluster's own answers."""
+    sacct_installed = installed("sacct")
+    job_age, job_age_problem = min_job_age()
+    found = status_problems(status_command, init_seconds, sacct_installed=sacct_installed,
+                            sacct=sacct_problem() if sacct_installed else None, job_age=job_age,
+                            job_age_problem=job_age_problem)
+    if not installed("sinfo"):
+        return [*found, "sinfo is not installed here, so no partition can be checked: run Snakemake on a Slurm "
+                        "submit host (where sbatch, squeue, sinfo and scontrol are)"]
     parts, default = partitions()
-    return (status_problems(status_command, init_seconds, sacct_problem(), min_job_age())
-            + request_problems(requests, parts, default))
+    return found + request_problems(requests, parts, default)

@@ -9,7 +9,9 @@ Sources (params ``data``):
   checksum mismatch) is recorded with its reason and the next is tried; when all fail, one
   DataError lists them. Partial files live in data/downloads/ (not a stage output, so a failed
   or killed stage resumes them with an HTTP Range request); an archive whose URL has an entry
-  in ``nyuv2.sha256`` is verified.
+  in ``nyuv2.sha256`` is verified. A source may also be a dataset repository on the Hugging Face
+  Hub at a pinned revision (``{hub, revision, shards, shape}``), whose Parquet files are converted
+  into MTAN's layout, every array checked (mbmt.data.hub_mirror).
 - ``nyuv2`` with ``nyuv2.local_path``: an archive (.zip, .tar, .tar.gz/.tgz) or an extracted folder
   (the MTAN root, or a folder holding ``nyuv2/``) that the user already has.
 - ``synthetic``: the built-in scene generator, rendered into the same layout so it takes the same
@@ -46,7 +48,8 @@ from urllib.request import Request, urlopen
 from tqdm import tqdm
 
 from mbmt import __version__
-from mbmt.data import mtan_layout
+from mbmt import hub
+from mbmt.data import hub_mirror, mtan_layout
 from mbmt.data.hdf5 import GROUND_TRUTH, MODALITIES, RENDERED
 from mbmt.errors import DataError
 from mbmt.io import atomic_path, sha256_file, write_json
@@ -167,6 +170,8 @@ def fetch_nyuv2(cfg: dict, dest: Path, download_dir: Path = DOWNLOAD_DIR) -> dic
 
 def describe_source(source: str | dict) -> str:
     """An entry of data.nyuv2.sources as messages name it."""
+    if hub_mirror.is_hub_source(source):
+        return hub_mirror.describe(source)
     return source if isinstance(source, str) else " + ".join(f"{split} {source[split]}" for split in SPLITS)
 
 
@@ -175,7 +180,8 @@ def all_sources_failed(failed: list[dict], download_dir: Path) -> str:
     lines = [f"none of the {len(failed)} sources in params data.nyuv2.sources gave MTAN's NYUv2 (tried in order):"]
     lines += [f"  {number}. {describe_source(entry['source'])}: {entry['reason']}"
               for number, entry in enumerate(failed, 1)]
-    lines.append(f"Partial downloads stay in {download_dir}/: re-running `mbmt fetch` resumes them. Or get "
+    lines.append(f"Partial downloads stay in {download_dir}/ (the Hub's in its cache): re-running `mbmt fetch` "
+                 "resumes them. Or get "
                  "MTAN's NYUv2 another way and set params data.nyuv2.local_path to the archive (.zip, .tar, "
                  ".tar.gz) or its extracted folder.")
     return "\n".join(lines)
@@ -184,6 +190,15 @@ def all_sources_failed(failed: list[dict], download_dir: Path) -> str:
 def download_source(source: str | dict, pins: dict[str, str], dest: Path, download_dir: Path) -> dict:
     """Download one entry of data.nyuv2.sources and extract MTAN's root from it into ``dest``;
     SourceFailed, saying why, if it does not give MTAN's NYUv2."""
+    if hub_mirror.is_hub_source(source):
+        try:
+            return hub_mirror.fetch_mirror(source, dest)
+        except (hub.Missing, hub.Unavailable) as exc:
+            from huggingface_hub import constants
+
+            raise SourceFailed(f"{constants.ENDPOINT}: {exc}") from None
+        except DataError as exc:  # the message names the file, row and column
+            raise SourceFailed(f"{exc} (nothing of it was kept)") from None
     urls = {None: source} if isinstance(source, str) else {split: source[split] for split in SPLITS}
     archives = []
     for split, url in urls.items():  # every archive of a pair is downloaded before either is extracted

@@ -26,21 +26,19 @@ present with its shape), and nothing is written unless it does.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mbmt import paths
+from mbmt import hub, paths
 from mbmt.errors import MbmtError
 from mbmt.io import atomic_path, sha256_file, write_json
 
 RECORD_FORMAT = 1
 # timm's own preference when a Hub config names no file (timm.models._hub.load_state_dict_from_hf).
 HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class WeightsError(MbmtError):
@@ -112,46 +110,24 @@ def _from_params(backbone: str, cfg, backbone_weights: Mapping[str, str]) -> _Fo
 def _from_hub(backbone: str, cfg, backbone_weights) -> _Found | None:
     if not cfg.hf_hub_id:
         raise _SourceFailed(f"timm's config {cfg.architecture}.{cfg.tag} names no Hugging Face Hub repository")
-    from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError
+    from huggingface_hub import constants
 
     repo, _, revision = cfg.hf_hub_id.partition("@")
     filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else list(HUB_FILENAMES)
-    where = f"the Hugging Face Hub ({constants.ENDPOINT}, repository {repo})"
+    where = hub.describe(repo)
     reasons = []
     for filename in filenames:
         try:
-            path = Path(hf_hub_download(repo, filename, revision=revision or None, library_name="mbmt"))
-        except RemoteEntryNotFoundError:  # the repository has no such file: try timm's next choice
-            reasons.append(f"no {filename}")
+            path = hub.download(repo, filename, revision=revision or None)
+        except (hub.Missing, hub.Unavailable) as exc:
+            # Either way timm's next choice may still be had: on the Hub, or (offline, or the Hub
+            # unreachable) in the cache, where an earlier run may have put pytorch_model.bin only.
+            reasons.append(str(exc))
             continue
-        except LocalEntryNotFoundError as exc:  # before OSError: it is one
-            offline = "offline (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else "unreachable"
-            raise _SourceFailed(f"{where}: {offline} and {filename} is not in the Hub cache "
-                                f"{constants.HF_HUB_CACHE} ({_first_line(exc)})") from None
-        except (HfHubHTTPError, OSError, ValueError) as exc:
-            raise _SourceFailed(f"{where}: {filename}: {_first_line(exc)}") from None
-        except Exception as exc:  # the client's transport errors (httpx) after its own retries and resumes
-            raise _SourceFailed(f"{where}: {filename}: {type(exc).__name__}: {_first_line(exc)}") from None
-        _verify_hub_blob(path, f"{where}: {filename}")
         # hf_hub_download returns <cache>/snapshots/<commit>/<filename>.
         return _Found(path, "hub", {"hf_hub_id": repo, "revision": path.parent.name, "filename": filename,
                                     "endpoint": constants.ENDPOINT})
     raise _SourceFailed(f"{where}: {', '.join(reasons)}")
-
-
-def _verify_hub_blob(path: Path, where: str) -> None:
-    """The Hub names an LFS file's blob in its cache after the file's sha256 (its ETag): check it.
-    A mismatching blob is removed from the cache, so that the next try downloads it again."""
-    blob = path.resolve()
-    if not _SHA256.fullmatch(blob.name):
-        return  # a small file kept in git: its ETag is a git hash, nothing to compare here
-    digest = sha256_file(blob)
-    if digest != blob.name:
-        blob.unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
-        raise _SourceFailed(f"{where}: checksum mismatch (the Hub announces sha256 {blob.name}, the downloaded file "
-                            f"has {digest}); the file was removed from the cache, run again to download it anew")
 
 
 def _from_torch_hub_cache(backbone: str, cfg, backbone_weights) -> _Found | None:
@@ -165,11 +141,6 @@ def _from_torch_hub_cache(backbone: str, cfg, backbone_weights) -> _Found | None
     return _Found(path, "torch-hub-cache", {"path": str(path), "url": cfg.url})
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
 # --- checking and writing --------------------------------------------------------------------------
 
 def _read_state_dict(path: Path, what: str) -> dict:
@@ -180,7 +151,7 @@ def _read_state_dict(path: Path, what: str) -> dict:
         return load_state_dict(str(path), use_ema=False)
     except Exception as exc:  # safetensors and torch raise many types for a truncated or foreign file
         raise WeightsError(f"{what}: {path} is not a readable weight file (truncated or not a state dict: "
-                           f"{_first_line(exc)})") from None
+                           f"{hub.first_line(exc)})") from None
 
 
 def _check_fits(backbone: str, state_dict: Mapping, what: str, path: Path) -> None:

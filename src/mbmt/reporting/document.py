@@ -19,7 +19,7 @@ def facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     height, width = dataset["resolution"]
     return [
         ("Profile", ", ".join(summary["profiles"])),
-        ("Dataset", f"{dataset['source']} ({dataset['origin']}), {height}×{width} px; images per split: {splits}"),
+        ("Dataset", f"{dataset['source']} ({_origin(dataset)}), {height}×{width} px; images per split: {splits}"),
         ("Evaluated on", summary["evaluation"]),
         ("Seeds", f"{', '.join(map(str, summary['seeds']))} (n={len(summary['seeds'])}: "
                   + ("one trained model per model, no spread)" if len(summary["seeds"]) == 1 else
@@ -29,6 +29,14 @@ def facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
                      f"evaluated on {', '.join(summary['evaluation_hardware']) or 'unknown'}"),
         ("Code", f"git {summary['git_revision']} (report written {summary['date']})"),
     ]
+
+
+def _origin(dataset: Mapping[str, Any]) -> str:
+    """Where the dataset came from; for a Hub mirror, its repository and revision."""
+    mirror = dataset.get("hub")
+    if mirror:
+        return f"{dataset['origin']}: Hugging Face Hub dataset {mirror['repo_id']} at revision {mirror['revision']}"
+    return str(dataset["origin"])
 
 
 def caution(summary: Mapping[str, Any]) -> str | None:

@@ -160,6 +160,9 @@ def read_dataset() -> dict[str, Any]:
         "manifest": {k: file_digests(path)[k] for k in ("path", "md5")},
         "source": manifest["source"].get("source"),
         "origin": manifest["source"].get("origin"),
+        # Where a Hub mirror fed the run: its repository and the commit converted.
+        "hub": {key: manifest["source"]["hub"][key] for key in ("repo_id", "revision")}
+        if manifest["source"].get("hub") else None,
         "resolution": [manifest["height"], manifest["width"]],
         "splits": {split: {"file": entry["file"], "count": entry["count"], "modalities": entry["modalities"]}
                    for split, entry in manifest["splits"].items()},

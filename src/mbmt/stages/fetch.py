@@ -1,7 +1,8 @@
 """Get the raw dataset into data/raw/ (MTAN's NYUv2 layout) and record its provenance in data/raw/SOURCE.json.
 
 params data.source = nyuv2: download MTAN's NYUv2 from the first of data.nyuv2.sources that
-works, tried in order: an archive URL, or a {train: URL, val: URL} pair joined into one tree
+works, tried in order: an archive URL, a {train: URL, val: URL} pair joined into one tree, or a
+Hugging Face Hub dataset repository in Parquet converted into MTAN's layout, every array checked
 (progress bar; an interrupted download resumes from data/downloads/; an archive whose URL has an
 entry in data.nyuv2.sha256 is verified, otherwise its hash is printed for you to pin; when every
 source fails, one error lists each with its reason). Or take data.nyuv2.local_path, an archive
