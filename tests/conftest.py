@@ -10,7 +10,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # processes (DataLoader workers, DDP ranks, Snakemake jobs) share the cores. Subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import importlib.util
 import shutil
 import socket
 import subprocess
@@ -18,12 +17,33 @@ import time
 from pathlib import Path
 
 import pytest
+from provided import missing, require_module
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_PRESET = REPO / "tests" / "tiny.yaml"
 # The 10 real NYUv2 test frames shipped beside the project (../shared), or MBMT_REAL_IMAGES.
 REAL_IMAGES = Path(os.environ.get("MBMT_REAL_IMAGES", REPO.parent / "shared" / "data" / "nyuv2-test10"))
 SSHD = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if Path(p).is_file()), None)
+
+
+# A slow test's time limit (pytest-timeout), where it sets none of its own and none is given on the
+# command line or in PYTEST_TIMEOUT; the quick tier's is `timeout` in pyproject.toml. The tier's 33
+# tests take about 35 minutes in all; a module's fixture that runs the whole tiny DAG counts toward
+# the first test that uses it.
+SLOW_TIMEOUT = 1800
+
+
+def pytest_configure(config):
+    if not config.pluginmanager.hasplugin("timeout"):
+        raise pytest.UsageError("pytest-timeout is not installed: the tests' time limits need it (pip install -e '.[dev]')")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("timeout", None) is not None or os.environ.get("PYTEST_TIMEOUT"):
+        return
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 
 
 @pytest.fixture
@@ -110,13 +130,12 @@ def processed_data():
 def sshd(tmp_path):
     """An SSH server on 127.0.0.1 for this user, key-authenticated; yields (port, client key, env of the clients)."""
     if SSHD is None:
-        pytest.skip("sshd is not installed on this machine (apt-get install openssh-server to run this test)")
-    if importlib.util.find_spec("dvc_ssh") is None:
-        pytest.skip("dvc-ssh is not installed (pip install -e '.[ssh]')")
+        missing("sshd", "OpenSSH's server is not installed on this machine (apt-get install openssh-server)")
+    require_module("dvc_ssh", "dvc-ssh", "the package is not installed (pip install -e '.[dev]' or '.[ssh]')")
     keys = tmp_path / "ssh"
     keys.mkdir(mode=0o700)
     for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True, timeout=60)
     shutil.copy(keys / "client_key.pub", keys / "authorized_keys")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -139,7 +158,7 @@ def sshd(tmp_path):
         else:
             message = log.read_text().strip()
             if "privilege separation directory" in message:  # as root, sshd wants its system directory
-                pytest.skip(f"sshd cannot start here ({message}; as root: mkdir -p /run/sshd)")
+                missing("sshd", f"it cannot start here ({message}; as root: mkdir -p /run/sshd)")
             pytest.fail(f"sshd did not listen on port {port}: {message}")
         # The clients trust this host key alone: a known_hosts in a home of their own.
         home = tmp_path / "home"
@@ -155,10 +174,9 @@ def sshd(tmp_path):
 def s3_server(tmp_path):
     """moto's S3 server on 127.0.0.1 (a free port) with one empty bucket, "mbmt"; yields (endpoint URL,
     credentials {name: value} it accepts, env of the clients: no ~/.aws files of this machine)."""
-    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
-        pytest.skip("moto[server] is not installed (pip install -e '.[dev]')")
-    if importlib.util.find_spec("dvc_s3") is None:
-        pytest.skip("dvc-s3 is not installed (pip install -e '.[dev]' or '.[s3]')")
+    for module in ("moto", "flask"):
+        require_module(module, "moto's S3 server", "moto[server] is not installed (pip install -e '.[dev]')")
+    require_module("dvc_s3", "dvc-s3", "the package is not installed (pip install -e '.[dev]' or '.[s3]')")
     import boto3
     from moto.server import ThreadedMotoServer
 

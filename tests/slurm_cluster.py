@@ -1,7 +1,8 @@
 """A running Slurm cluster for the slow tests, or a skip with the reason (like conftest's sshd).
 
 .ci/run starts a single-node cluster as root (.ci/slurm-up.sh: Debian's slurm-wlm and munge, no
-GPUs, no accounting database); elsewhere the tests that need one are skipped. Each test's jobs are
+GPUs, no accounting database); elsewhere the tests that need one are skipped, and in CI (CI=true)
+they fail, naming what is missing (tests/provided.py). Each test's jobs are
 cancelled when it ends (the jobs whose working directory is the test's own), so nothing of a
 test keeps the node busy for the next, and nobody else's job is touched.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from provided import missing
 
 
 @dataclass(frozen=True)
@@ -42,18 +44,20 @@ def cancel_jobs_under(path: Path) -> None:
 @pytest.fixture(scope="session")
 def slurm_cluster() -> SlurmCluster:
     if shutil.which("sinfo") is None:
-        pytest.skip("Slurm is not installed (CI: .ci/run installs slurm-wlm and munge and runs .ci/slurm-up.sh)")
+        missing("Slurm", "sinfo is not on PATH (.ci/run installs Debian's slurm-wlm and munge and runs .ci/slurm-up.sh)")
     try:
         result = subprocess.run(["sinfo", "-h", "-o", "%P %c %m %a"], capture_output=True, text=True, timeout=15)
     except subprocess.TimeoutExpired:
-        pytest.skip("sinfo does not answer (start a cluster as root with .ci/slurm-up.sh)")
+        result = None
+    if result is None:
+        missing("a Slurm cluster", "sinfo does not answer in 15 s (start one as root with .ci/slurm-up.sh)")
     if result.returncode != 0:
-        pytest.skip(f"no Slurm cluster answers ({result.stderr.strip()}; as root: .ci/slurm-up.sh)")
+        missing("a Slurm cluster", f"none answers ({result.stderr.strip()}; start one as root with .ci/slurm-up.sh)")
     for line in result.stdout.splitlines():
         partition, cpus, memory, available = line.split()
         if partition.endswith("*") and available == "up":
             return SlurmCluster(partition.rstrip("*"), int(cpus.rstrip("+")), int(memory.rstrip("+")))
-    pytest.skip(f"the Slurm cluster has no default partition that is up: {result.stdout.strip()}")
+    missing("a Slurm partition", f"the cluster has no default partition that is up: {result.stdout.strip()}")
 
 
 @pytest.fixture

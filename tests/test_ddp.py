@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
+import subprocesses
 import torch
 import yaml
 
@@ -49,8 +49,8 @@ def test_two_gloo_processes_match_one_process(project, processed_data, tmp_path_
 
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "mbmt", "train", MODEL, "--no-progress", "-p", "params.yaml", "-p", "ddp.yaml"]
-    result = subprocess.run(command, cwd=project, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
-                            capture_output=True, text=True, timeout=300)
+    result = subprocesses.run(command, timeout=300, cwd=project,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
 
     monkeypatch.chdir(single)
@@ -94,8 +94,8 @@ def test_ranks_validate_the_batchnorm_statistics_of_rank_0(project, processed_da
     processed_data()
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "mbmt", "train", "st_de", "--no-progress"]
-    result = subprocess.run(command, cwd=project, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
-                            capture_output=True, text=True, timeout=300)
+    result = subprocesses.run(command, timeout=300, cwd=project,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
 
     [path] = (project / "runs" / "st_de").glob(f"*/{CHECKPOINT_FILE}")

@@ -114,8 +114,9 @@ def kill_during_training(command: list[str], root: Path) -> None:
         process = subprocess.Popen(command, cwd=root, env={**ENV, **env_of(root)}, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         checkpoint = None
+        deadline = time.monotonic() + 600  # a front end that hangs before epoch 1's checkpoint fails the test
         try:
-            while process.poll() is None and checkpoint is None:
+            while process.poll() is None and checkpoint is None and time.monotonic() < deadline:
                 checkpoint = next((root / "runs" / MODEL).glob(f"*/{CHECKPOINT_FILE}"), None)
                 time.sleep(0.01)
         finally:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
+import subprocesses
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("st_ss", "st_de", "st_snp", "mtnet", "mbmt_partial", "mbmt_full_pretrained", "mbmt_full_scratch", "mtan")
@@ -32,10 +32,11 @@ def test_most_trainings_at_once_reads_snakemakes_log():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1900)  # the script's own limits on a shared CPU (four times each step's), and its start
 def test_gpu_check_runs_every_step_on_cpu(tmp_path):
     results = tmp_path / "results"
-    run = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(results), "--device", "cpu", "--tiny"],
-                         capture_output=True, text=True, timeout=1800)
+    run = subprocesses.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(results), "--device", "cpu", "--tiny"],
+                           timeout=1800)
     assert run.returncode == 0, run.stdout + run.stderr
     steps = dict(re.findall(r"^(\w+) rc=(\d+)", (results / "steps.txt").read_text(), re.MULTILINE))
     assert steps == dict.fromkeys(("env", "bench_bf16", "workflow", "placement", "concurrent", "bench_fp32",
@@ -60,7 +61,7 @@ def test_gpu_check_runs_every_step_on_cpu(tmp_path):
 
 
 def test_gpu_check_refuses_missing_arguments():
-    run = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True)
+    run = subprocesses.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], timeout=60)
     assert run.returncode == 2 and "usage: bash benchmarks/gpu_check.sh RESULTS_DIR" in run.stderr
 
 
@@ -77,14 +78,14 @@ def test_gpu_check_reports_where_each_job_ran(tmp_path):
     log.parent.mkdir(parents=True)
     log.write_text("mbmt train: GPU 1 of 2 on node: 79.1 of 79.6 GB free, 0 GB claimed by other jobs\nepoch 1/2\n")
     env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
-    run = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(tmp_path / "results"), "--device", "cpu",
-                          "--part", "placement"], capture_output=True, text=True, timeout=120,
-                         env={**env, "PATH": f"{bin_dir}:{env['PATH']}", "PYTHONPATH": str(REPO / "src")})
+    run = subprocesses.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(tmp_path / "results"), "--device", "cpu",
+                            "--part", "placement"], timeout=120,
+                           env={**env, "PATH": f"{bin_dir}:{env['PATH']}", "PYTHONPATH": str(REPO / "src")})
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0].startswith("GPU 0: 19.5 of 79.6 GB free") and lines[1].startswith("GPU 1: 79.1 of 79.6 GB free")
     assert "a training started now would run on GPU 1" in lines
     assert "train/st_ss/seed0.log:mbmt train: GPU 1 of 2 on node: 79.1 of 79.6 GB free, 0 GB claimed by other jobs" in lines
     log.write_text("epoch 1/2\n")  # a job that did not place itself (train.device: cpu)
-    run = subprocess.run(run.args, capture_output=True, text=True, timeout=120, env={**env, "PYTHONPATH": str(REPO / "src")})
+    run = subprocesses.run(run.args, timeout=120, env={**env, "PYTHONPATH": str(REPO / "src")})
     assert run.returncode == 0 and run.stdout.splitlines()[-1].startswith("no job placed itself"), run.stdout + run.stderr

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import subprocesses
 import yaml
 from mbmt import gpus
 from mbmt.gpus import Gpu, choose_gpu, held_claims, place
@@ -146,7 +147,7 @@ def claimed_index(process: subprocess.Popen) -> int:
     for line in process.stdout:
         if line.startswith("CLAIMED"):
             return int(line.split()[1])
-    raise AssertionError(f"the claimant ended ({process.wait()}) without claiming")
+    raise AssertionError(f"the claimant ended ({process.wait(timeout=30)}) without claiming")
 
 
 def test_claims_with_real_processes_and_a_killed_claimant_frees_its_gpu(tmp_path):
@@ -204,12 +205,12 @@ def test_mbmt_evaluate_places_itself_before_it_runs(project, fake_nvidia_smi):
     params["train"]["device"] = "auto"
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     fake_nvidia_smi["MBMT_GPU_LOCK_DIR"] = str(project / "gpu-locks")
-    placed = subprocess.run(["mbmt", "evaluate", "st_ss"], cwd=project, capture_output=True, text=True,
-                            env={**fake_nvidia_smi, gpus.REQUEST_ENV: "7"})
+    placed = subprocesses.run(["mbmt", "evaluate", "st_ss"], timeout=120, cwd=project,
+                              env={**fake_nvidia_smi, gpus.REQUEST_ENV: "7"})
     assert placed.returncode == 2 and "trained model not found" in placed.stderr, placed.stderr
     assert "mbmt evaluate: GPU 1 of 2 on " in placed.stderr and "7 GB claimed by this one" in placed.stderr
-    given = subprocess.run(["mbmt", "evaluate", "st_ss"], cwd=project, capture_output=True, text=True,
-                           env={**fake_nvidia_smi, "CUDA_VISIBLE_DEVICES": "0"})
+    given = subprocesses.run(["mbmt", "evaluate", "st_ss"], timeout=120, cwd=project,
+                             env={**fake_nvidia_smi, "CUDA_VISIBLE_DEVICES": "0"})
     assert "no GPU placement: CUDA_VISIBLE_DEVICES=0 is set" in given.stderr and "GPU 1 of 2" not in given.stderr
     directory = project / "gpu-locks" / socket.gethostname()
     assert directory.is_dir() and held_claims(directory) == {}  # the claim was made there, and released at exit

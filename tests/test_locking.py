@@ -1,7 +1,7 @@
 """Two runs on one checkout: the output locks (mbmt.locking) and what each front end does when
 the other is running. The end-to-end tests run the real `snakemake`, `dvc repro` and `mbmt`
-commands in a git + DVC copy of the project on the tiny preset, training st_ss long enough
-(40 epochs, ~15 s) for a second run to meet the first."""
+commands in a git + DVC copy of the project on the tiny preset; the first run's training holds
+its lock until the second front end has been checked (tests/hold_lock)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+import subprocesses
 from test_workflow_project import ENV, copy_project, init_git_dvc, run
 
 from mbmt.locking import LOCK_DIR, LockError, OutputLock, holder, stage_lock
@@ -84,87 +84,110 @@ def test_a_stage_command_refuses_while_its_outputs_are_locked(project, capsys):
 
 
 # --- the two front ends ----------------------------------------------------------------------------
+# The first front end's training holds st_ss's lock until the test releases it (tests/hold_lock), after
+# the second front end was checked: the second provably meets the first, however long either takes.
+
+HOLD_LOCK = Path(__file__).resolve().parent / "hold_lock"
+HELD_LOCK = stage_lock("train", "st_ss", 0)[0]  # model-st_ss-seed0
+FIRST_RUN_TIMEOUT = 300
+
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    """The tiny project, st_ss trained for 40 epochs, committed to git and DVC."""
+    """The tiny project, committed to git and DVC."""
     root = copy_project(tmp_path / "project")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"]["epochs"] = 40
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     init_git_dvc(root)
     return root
 
 
-def start(args: list[str], root: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@pytest.fixture
+def first(project, tmp_path):
+    """Factory: ``first(args)`` starts the first front end in ``project``; its `mbmt train st_ss`
+    holds st_ss's lock until the test calls ``finish(process)``. Whatever still runs when the test ends is
+    released and killed, with its jobs."""
+    started = []
+
+    def start(args: list[str]) -> subprocess.Popen:
+        log = tmp_path / "first.log"
+        env = {**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(HOLD_LOCK), ENV.get("PYTHONPATH")])),
+               "MBMT_TEST_HOLD_LOCK": HELD_LOCK, "MBMT_TEST_RELEASE": str(tmp_path / "release")}
+        with log.open("w") as out:
+            process = subprocesses.start(args, FIRST_RUN_TIMEOUT, cwd=project, env=env, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        process.log, process.release = log, tmp_path / "release"
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.release.touch()
+        if process.poll() is None:
+            subprocesses.stop(process)
 
 
 def wait_for_training(root: Path, process: subprocess.Popen, front_end: str) -> dict:
     """The holder of st_ss's lock once ``process`` trains it (started by ``front_end``)."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + FIRST_RUN_TIMEOUT
     while time.monotonic() < deadline:
-        info = holder("model-st_ss-seed0", root / LOCK_DIR)
+        info = holder(HELD_LOCK, root / LOCK_DIR)
         if info and info.get("front_end", {}).get("command", "").startswith(front_end):
             return info
         if process.poll() is not None:
-            pytest.fail(f"{front_end} ended before training st_ss:\n{process.stdout.read()[-3000:]}")
+            pytest.fail(f"{front_end} ended before training st_ss:\n{process.log.read_text()[-3000:]}")
         time.sleep(0.2)
-    process.kill()
-    pytest.fail(f"{front_end} did not start training st_ss in 120 s")
+    subprocesses.stop(process)
+    pytest.fail(f"{front_end} did not start training st_ss in {FIRST_RUN_TIMEOUT} s:\n{process.log.read_text()[-3000:]}")
 
 
 def finish(process: subprocess.Popen) -> str:
-    """Wait for the first run, which the second must have met still running."""
-    assert process.poll() is None, "the first run ended before the second was checked: train longer"
-    try:
-        output = process.communicate(timeout=300)[0]
-    except subprocess.TimeoutExpired:
-        process.kill()  # no orphan run left behind
-        pytest.fail(f"the first run did not end in 300 s:\n{process.communicate()[0][-4000:]}")
-    assert process.returncode == 0, output[-4000:]
+    """Release the first run, which the second met holding its lock, and wait for it to end."""
+    assert process.poll() is None, f"the first run ended before it was released:\n{process.log.read_text()[-3000:]}"
+    process.release.touch()
+    returncode = subprocesses.wait(process, process.log.read_text)
+    output = process.log.read_text()
+    assert returncode == 0, output[-4000:]
     return output
 
 
 @pytest.mark.slow
-def test_a_second_snakemake_refuses_and_nothing_is_lost(project):
-    first = start(SNAKEMAKE, project)
-    wait_for_training(project, first, "snakemake")
+def test_a_second_snakemake_refuses_and_nothing_is_lost(project, first):
+    run_one = first(SNAKEMAKE)
+    wait_for_training(project, run_one, "snakemake")
     second = run(SNAKEMAKE, project, check=False)
     assert second.returncode != 0
     assert "cannot be locked" in second.stdout + second.stderr
     # A part of the DAG is not recorded for DVC (what the rest of dvc.lock would say is unknown).
-    assert "Not recorded for DVC: this run built only some targets" in finish(first)
+    assert "Not recorded for DVC: this run built only some targets" in finish(run_one)
     assert (project / TARGET).is_file() and (project / "data/processed/train.h5").is_file()
     assert "Nothing to be done" in run(["snakemake", TARGET, "-n"], project).stdout
 
 
 @pytest.mark.slow
-def test_dvc_refuses_while_snakemake_runs(project):
+def test_dvc_refuses_while_snakemake_runs(project, first):
     """`dvc repro` stops before it deletes anything, naming the Snakemake run; a stage command
     started by hand stops at the lock, naming the command that holds it; Snakemake finishes."""
-    first = start(SNAKEMAKE, project)
-    training = wait_for_training(project, first, "snakemake")
+    run_one = first(SNAKEMAKE)
+    training = wait_for_training(project, run_one, "snakemake")
     dvc = run(DVC_REPRO, project, check=False)
     assert dvc.returncode != 0
-    assert f"(PID {first.pid}): snakemake {TARGET}" in dvc.stderr
+    assert f"(PID {run_one.pid}): snakemake {TARGET}" in dvc.stderr
     by_hand = run(["mbmt", "train", "st_ss"], project, check=False)
     assert by_hand.returncode == 2
     assert by_hand.stderr.startswith(
         f"mbmt train: error: {LOCKED} are being written by pid {training['pid']} "
         f"(`mbmt train st_ss --seed 0`, run by `snakemake {TARGET}")
-    finish(first)
+    finish(run_one)
     assert "Nothing to be done" in run(["snakemake", TARGET, "-n"], project).stdout
 
 
 @pytest.mark.slow
-def test_snakemake_refuses_while_dvc_repro_runs(project):
-    first = start(DVC_REPRO, project)
-    wait_for_training(project, first, "dvc")
+def test_snakemake_refuses_while_dvc_repro_runs(project, first):
+    run_one = first(DVC_REPRO)
+    wait_for_training(project, run_one, "dvc")
     second = run(SNAKEMAKE, project, check=False)
     assert second.returncode != 0
     output = second.stdout + second.stderr
     assert "DVC is using this project's outputs (models/st_ss/seed0/" in output
-    assert f"pid {first.pid} (`dvc repro train@st_ss-0`); wait for it to finish" in output
-    finish(first)
+    assert f"pid {run_one.pid} (`dvc repro train@st_ss-0`); wait for it to finish" in output
+    finish(run_one)
     assert run(["dvc", "status", "train@st_ss-0"], project).stdout.strip() == "Data and pipelines are up to date."

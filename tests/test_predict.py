@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+import subprocesses
 import torch
 from PIL import Image
 
@@ -138,7 +138,7 @@ def test_unusable_inputs_fail_before_torch_is_imported(project):
                  for name in {sorted(cases)!r}]
         print(codes, sorted(m for m in ("torch", "timm") if m in sys.modules))
     """)
-    run = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=120)
+    run = subprocesses.run([sys.executable, "-c", script], timeout=120, cwd=project)
     assert run.stdout.strip() == f"{[2] * len(cases)} []", run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("mbmt predict: error:")]
     assert len(errors) == len(cases)

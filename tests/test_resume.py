@@ -59,11 +59,12 @@ def test_killed_run_resumes_to_the_uninterrupted_result(project, processed_data,
                                env={**os.environ, "HF_HUB_OFFLINE": "1"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = None
-    while process.poll() is None and checkpoint is None:
+    deadline = time.monotonic() + 300  # a hung training fails the test (pytest-timeout would only interrupt it)
+    while process.poll() is None and checkpoint is None and time.monotonic() < deadline:
         checkpoint = next((project / "runs" / MODEL).glob(f"*/{CHECKPOINT_FILE}"), None)
         time.sleep(0.01)
     process.kill()
-    _, stderr = process.communicate()
+    _, stderr = process.communicate(timeout=60)
     assert checkpoint is not None, f"the training process ended without a checkpoint: {stderr.decode()[-2000:]}"
     assert load_checkpoint(checkpoint)["epoch"] == 1, "killed too late: make the epochs longer"
     assert not (project / model_file(MODEL, 0)).parent.exists()

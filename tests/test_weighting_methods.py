@@ -330,13 +330,14 @@ def test_quadprog_solves_after_snakemakes_pulp_loaded_highs():
     """pulp (imported by Snakemake) puts HiGHS's extension, which exports its own ``dot``, into the
     global symbol scope; a quadprog loaded after it crashed on its first solve (segmentation fault)
     until mbmt loads quadprog with RTLD_DEEPBIND. In a fresh process, pulp first."""
-    import subprocess
     import sys
+
+    import subprocesses
 
     code = ("import pulp, torch\n"
             "from mbmt.training.weighting import build_weighting\n"
             "aggregate = build_weighting('upgrad', ('a', 'b')).aggregator\n"
             "print(aggregate(torch.tensor([[1.0, 0.0], [-1.0, 1.0]])).tolist())\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    result = subprocesses.run([sys.executable, "-c", code], timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [round(v, 3) for v in eval(result.stdout)] == [0.25, 0.75]

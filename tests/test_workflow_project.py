@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import subprocesses
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +35,8 @@ ENV = {
     "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org",
     "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.org",
 }
+# The longest one command of a test may take: the whole tiny DAG (two seeds) through one front end.
+COMMAND_TIMEOUT = 900
 # Two cores, every job on one thread, two "GPUs": jobs run two at a time (each is mostly imports).
 SNAKEMAKE_FAST = ["--cores", "2", "--resources", "gpu=2", "--set-threads",
                   "preprocess=1", "train=1", "train_from_st=1", "evaluate=1", "report=1"]
@@ -75,8 +78,11 @@ def set_seeds(root: Path, seeds: list[int]) -> None:
     run(["mbmt", "dag"], root)
 
 
-def run(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True)
+def run(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None,
+        timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
+    """``args`` in ``cwd`` with ENV (and ``env``), its output captured; a command still running after
+    ``timeout`` seconds is killed with every job it started, and the test fails (tests/subprocesses.py)."""
+    result = subprocesses.run(args, timeout, cwd=cwd, env={**ENV, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n"
                              f"{result.stderr[-4000:]}{failed_job_logs(cwd, result.stderr)}")
