@@ -31,6 +31,9 @@ from mbmt.training.weighting import (
 TASKS = ("a", "b")
 CONFLICTING = ([1.0, 0.0], [-1.0, 1.0])  # g_a . g_b = -1
 ORTHOGONAL = ([1.0, 0.0], [0.0, 2.0])
+# The mean (-0.5, 0.25) lies outside the dual cone {x: g_a.x >= 0, g_b.x >= 0} = {x1 >= 0, x2 >= 4 x1}
+# (g_a.mean = -0.5): a projection onto the cone acts.
+OUTSIDE = ([1.0, 0.0], [-2.0, 0.5])
 
 
 class TwoTasks(torch.nn.Module):
@@ -110,6 +113,11 @@ def test_upgrad_averages_the_gradients_projected_onto_the_dual_cone():
     # g_a = (1,0) projects onto the ray (1,1): (0.5, 0.5); g_b = (-1,1) onto the ray (0,1): (0, 1).
     # UPGrad is their mean: (0.25, 0.75). (torchjd regularises the QP by 1e-4: agreement to 1e-3.)
     assert step("upgrad")[0] == pytest.approx([0.25, 0.75], abs=1e-3)
+    # OUTSIDE: the cone {x1 >= 0, x2 >= 4 x1} lies between the rays (0,1) and (1,4). g_a = (1,0)
+    # projects onto the ray (1,4): (g_a.(1,4)/17) (1,4) = (1/17, 4/17) (residual (16/17, -4/17) is
+    # orthogonal to (1,4), negative on (0,1)); g_b = (-2,0.5) onto the ray (0,1): (0, 0.5) (residual
+    # (-2, 0)). Their mean: (1/34, 25/68) = (0.0294, 0.3676), not the plain mean (-0.5, 0.25).
+    assert step("upgrad", OUTSIDE)[0] == pytest.approx([1 / 34, 25 / 68], abs=1e-3)
 
 
 def test_dualproj_projects_the_mean_gradient_onto_the_dual_cone():
@@ -117,6 +125,9 @@ def test_dualproj_projects_the_mean_gradient_onto_the_dual_cone():
     assert step("dualproj")[0] == pytest.approx([0.0, 0.5], abs=1e-3)
     # Orthogonal (1,0), (0,2): mean (0.5, 1) is in the cone {x1 >= 0, x2 >= 0}: unchanged.
     assert step("dualproj", ORTHOGONAL)[0] == pytest.approx([0.5, 1.0], abs=1e-3)
+    # OUTSIDE: mean (-0.5, 0.25) violates g_a.x >= 0 only; its projection onto that half-plane,
+    # (0, 0.25), satisfies g_b.x = 0.125 >= 0, so it is the projection onto the cone.
+    assert step("dualproj", OUTSIDE)[0] == pytest.approx([0.0, 0.25], abs=1e-3)
 
 
 def test_imtl_g_gives_equal_projections_on_every_unit_gradient():
