@@ -84,9 +84,10 @@ def test_two_gloo_processes_match_one_process(project, processed_data, tmp_path_
         assert torch.allclose(moment_two, moment_one, rtol=1e-4, atol=0)
 
 
-def assert_same_moments(two: dict, one: dict) -> None:
+def assert_same_moments(two: dict, one: dict, rtol: float = MOMENT_RTOL) -> None:
     """Adam's first and second moments of every parameter (running means of its gradients and their
-    squares over every step) equal up to float summation order.
+    squares over every step) in optimiser state ``two`` those of ``one`` up to ``rtol`` of each
+    moment's norm.
 
     Unlike the tiny-lr weights, whose updates are lr x sign(gradient), the moments are the
     gradients themselves. Compared per parameter, in norm (elements whose gradient is float noise,
@@ -98,7 +99,7 @@ def assert_same_moments(two: dict, one: dict) -> None:
             expected, got = state[moment], two["state"][index][moment]
             assert expected.norm() > 0, (index, moment)  # every parameter gets a gradient
             error = float((got - expected).norm() / expected.norm())
-            assert error <= MOMENT_RTOL, (f"Adam's {moment} of parameter {index} {tuple(expected.shape)} differs "
+            assert error <= rtol, (f"Adam's {moment} of parameter {index} {tuple(expected.shape)} differs "
                                           f"by {error:.3g} of its norm")
 
 
