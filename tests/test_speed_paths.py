@@ -134,18 +134,35 @@ def test_validation_batch_does_not_change_the_validation_metrics(project, proces
 
 @pytest.mark.slow
 def test_compiled_step_trains_as_the_eager_one(project, processed_data, tmp_path):
+    """Eight steps (two epochs): the compiled step's gradients at every step, seen in Adam's
+    moments, are the eager step's up to Inductor's other rounding.
+
+    At the tiny lr the weights hardly move, so every step's gradients are taken at (nearly) the same
+    weights in both runs and the comparison is tight. The weights themselves cannot be compared:
+    at a learning rate where they move (the tiny preset's 1e-3), Adam's first updates, lr x the
+    sign of a gradient, turn rounding alone into other trajectories (measured on CPU after these
+    eight steps: plain against fused Adam, both eager, differ by a median 0.57 of a parameter's
+    moment and 0.08 of its weights' movement, as much as a broken step would).
+    Measured on CPU: Inductor's rounding moves a moment by at most 7e-3 of its norm (floored at 1e-6
+    of the whole model's: the BatchNorm biases that feed another normalisation get float noise alone);
+    gradients halved in the compiled run by 0.5 to 0.75 (Adam's weights would not see that scale),
+    the optimiser step skipped once by a median 0.27.
+    """
     import torch._dynamo
 
     processed_data()
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    settings = {"epochs": 1, "val_every": 0, "lr": 1.0e-6}  # small lr: see the guard's test above
+    settings = {"epochs": 2, "val_every": 0, "lr": 1.0e-6}  # small lr: see the guard's test above
     _, eager = fitted(tmp_path / "eager", "st_ss", **settings)
     _, compiled = fitted(tmp_path / "compiled", "st_ss", **settings, compile="default")
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1, "nothing was compiled"
     assert not torch._dynamo.utils.counters["graph_break"], "the forward pass broke into pieces"
-    for key, value in eager[0].items():
-        assert compiled[0][key] == pytest.approx(value, rel=1e-4), key
+    assert_same_moments(optimizer_state(tmp_path / "compiled", "st_ss"), optimizer_state(tmp_path / "eager", "st_ss"),
+                        rtol=5.0e-2, floor=1.0e-6)
+    for a, b in zip(compiled, eager, strict=True):
+        for key, value in b.items():
+            assert a[key] == pytest.approx(value, rel=1e-4), key
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
