@@ -314,7 +314,13 @@ def test_gradient_methods_refuse_compile_and_several_processes(project, processe
 
 def test_a_gradient_method_under_bf16_autocast_gives_bf16_rounded_updates():
     """bf16 activations: the Jacobian and the aggregate stay float32 parameters' gradients, within
-    bf16's rounding of the float32 ones."""
+    a few of bf16's roundings of the float32 ones.
+
+    bf16 keeps 8 significant bits: one rounding moves a value by at most u = 2^-8 (3.9e-3) of it.
+    A gradient here passes about four of them (the input, the weights, the activations, the output
+    gradient), so each parameter's gradient is compared in norm against 4 u of its float32 norm
+    (measured: at most 0.94 u). In norm: elements that are sums cancelling to ~0 may differ by
+    more than u of themselves (here up to 0.11) while within u of the gradient."""
     torch.manual_seed(0)
     layers = [torch.nn.Linear(8, 8), torch.nn.Linear(8, 1), torch.nn.Linear(8, 1)]
     x = torch.randn(16, 8)
@@ -334,7 +340,7 @@ def test_a_gradient_method_under_bf16_autocast_gives_bf16_rounded_updates():
 
     for exact, rounded in zip(grads(False), grads(True), strict=True):
         assert rounded.dtype == torch.float32 and torch.isfinite(rounded).all()
-        assert torch.allclose(rounded, exact, rtol=0.05, atol=0.02)
+        assert (rounded - exact).norm() <= 4 * 2.0 ** -8 * exact.norm()
 
 
 def test_quadprog_solves_after_snakemakes_pulp_loaded_highs():
