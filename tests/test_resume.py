@@ -44,9 +44,10 @@ def published(root: Path) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]
     return weights, log
 
 
-def epochs_trained(output: str) -> list[int]:
-    """The epochs a training process trained, from the line it prints after each ("mtnet epoch 2/3: loss ...")."""
-    return [int(epoch) for epoch in re.findall(rf"^{MODEL} epoch (\d+)/\d+:", output, flags=re.M)]
+def epochs_trained(output: str, model: str = MODEL) -> list[int]:
+    """The epochs a training process of ``model`` trained, from the line it prints after each
+    ("mtnet epoch 2/3: loss 3.1413 (...)", not the progress bar's "mtnet epoch 2/3:  8%|...")."""
+    return [int(epoch) for epoch in re.findall(rf"\b{model} epoch (\d+)/\d+: loss ", output)]
 
 
 # auto: on CPU the losses read back every step; 3: the device-side guard with fused Adam.
