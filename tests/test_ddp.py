@@ -92,8 +92,8 @@ def assert_same_moments(two: dict, one: dict, rtol: float = MOMENT_RTOL, floor: 
     Unlike the tiny-lr weights, whose updates are lr x sign(gradient), the moments are the
     gradients themselves. Compared per parameter, in norm (elements whose gradient is float noise,
     ~0, would fail an elementwise relative test while carrying no information). A parameter whose
-    first moment is below ``floor`` of the whole model's (a bias just before a BatchNorm: its true
-    gradient is 0, float noise is all it gets) is compared against ``floor`` of the whole model's
+    first moment is below ``floor`` of the whole model's (a BatchNorm bias whose output goes into
+    another normalisation: its true gradient is 0, float noise is all it gets) is compared against ``floor`` of the whole model's
     (``floor`` squared for the second moment).
     """
     assert one["state"].keys() == two["state"].keys() and len(one["state"]) > 10
@@ -104,7 +104,7 @@ def assert_same_moments(two: dict, one: dict, rtol: float = MOMENT_RTOL, floor: 
             assert expected.norm() > 0, (index, moment)  # every parameter gets a gradient
             error = float((got - expected).norm() / torch.maximum(expected.norm(), floor ** power * whole))
             assert error <= rtol, (f"Adam's {moment} of parameter {index} {tuple(expected.shape)} differs "
-                                          f"by {error:.3g} of its norm")
+                                   f"by {error:.3g} of its norm")
 
 
 def test_ranks_validate_the_batchnorm_statistics_of_rank_0(project, processed_data):
