@@ -1,5 +1,6 @@
 """A word before weeks of work (mbmt.training.cost): the paper's profile with train.device auto
-and no CUDA device stops before the first training, in both front ends, saying what would happen."""
+and no CUDA device stops before the first training (Snakemake before any job, `mbmt train` as
+DVC's train stage runs it), saying what would happen."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import copy
 
 import pytest
 import torch
+import yaml
 from test_workflow_project import copy_project, run
 
 from mbmt.config import load_params
@@ -46,14 +48,24 @@ def test_only_an_unasked_hours_long_cpu_run_is_refused(paper, tiny_params, monke
     assert cpu_training_refusal(paper) is None
 
 
-def test_both_front_ends_stop_before_the_first_job(tmp_path):
-    """On this machine (no GPU): `mbmt train` and `snakemake` with the paper's params.yaml stop at
-    once, before any job, with the same message; `dvc repro` runs `mbmt train` and stops there."""
+def test_snakemake_and_the_dvc_train_stage_stop_before_the_first_job(tmp_path):
+    """With no CUDA device visible (hidden from the commands, whatever this machine has):
+    Snakemake with the paper's params.yaml stops at once, before any job, even fetch; the training
+    command of dvc.yaml's first train stage stops before training, with the same message.
+
+    `dvc repro` itself is not run: DVC has no hook before its stages, so it would run fetch (the
+    dataset's servers) and preprocess first; then its train stage's command, run here as
+    dvc.yaml gives it, stops it."""
     root = copy_project(tmp_path / "project", preset=None)
-    train = run(["mbmt", "train", "st_ss"], root, check=False)
+    no_cuda = {"CUDA_VISIBLE_DEVICES": ""}  # torch sees no CUDA device (nothing is fetched either way)
+    train_stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train"]
+    item = dict(zip(("model", "seed"), next(iter(train_stage["foreach"])).rsplit("-", 1)))
+    command = train_stage["do"]["cmd"].replace("${item.model}", item["model"]).replace("${item.seed}", item["seed"])
+    assert command == "mbmt train st_ss --seed 0"
+    train = run(command.split(), root, check=False, env=no_cuda)
     assert train.returncode == 2 and "would train 8 models x 1 seed x 200 epochs" in train.stderr
     assert not (root / "runs" / "st_ss").exists()  # no run started (runs/ holds the stage locks)
-    snakemake = run(["snakemake", "--cores", "1"], root, check=False)
+    snakemake = run(["snakemake", "--cores", "1"], root, check=False, env=no_cuda)
     assert snakemake.returncode != 0
     assert "would train 8 models x 1 seed x 200 epochs" in snakemake.stdout + snakemake.stderr
     assert not (root / "data").exists() and not (root / "logs").exists()  # not even fetch ran

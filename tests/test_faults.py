@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_resume import epochs_trained
 from test_workflow_project import (ENV, REPO, SNAKEMAKE_FAST, commit, copy_of, copy_project, dry_run_jobs, init_git_dvc,
                                    run)
 
@@ -143,6 +144,10 @@ def test_killed_snakemake_resumes_to_the_uninterrupted_result(baseline, project)
     assert refused.returncode != 0 and "Directory cannot be locked" in refused.stdout + refused.stderr
     run(["snakemake", "--unlock"], project, env=env_of(project))
     snakemake(project)  # the default profile sets --rerun-incomplete
+    # Resumed, not restarted (training being deterministic, a restart would end equal too): the
+    # rerun job's log (the job writes it anew) trains epochs 2 and 3 alone.
+    log = (project / "logs" / "train" / MODEL / "seed0.log").read_text()
+    assert epochs_trained(log, MODEL) == [2, 3], log[-3000:]
     assert_baseline_result(project, baseline)
 
 
@@ -151,6 +156,7 @@ def test_killed_dvc_repro_resumes_to_the_uninterrupted_result(baseline, project)
     kill_during_training(["dvc", "repro", DVC_TARGET], project)
     output = dvc(project, "repro", DVC_TARGET).stdout
     assert set(re.findall(r"Running stage '([^']+)'", output)) == STAGES
+    assert epochs_trained(output, MODEL) == [2, 3], output[-3000:]  # resumed, not restarted
     assert_baseline_result(project, baseline)
 
 

@@ -71,9 +71,11 @@ def test_one_gpu_takes_every_job_it_holds():
 
 
 def test_choose_gpu_refuses_tables_that_do_not_match():
-    with pytest.raises(ValueError):
+    # Its own message, not max()'s "arg is an empty sequence" on no GPU at all.
+    message = "one free, total and claimed figure per GPU, and at least one GPU"
+    with pytest.raises(ValueError, match=message):
         choose_gpu([80, 80], [80], [0, 0], 12)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         choose_gpu([], [], [], 12)
 
 

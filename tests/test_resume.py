@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,9 +44,15 @@ def published(root: Path) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]
     return weights, log
 
 
+def epochs_trained(output: str, model: str = MODEL) -> list[int]:
+    """The epochs a training process of ``model`` trained, from the line it prints after each
+    ("mtnet epoch 2/3: loss 3.1413 (...)", not the progress bar's "mtnet epoch 2/3:  8%|...")."""
+    return [int(epoch) for epoch in re.findall(rf"\b{model} epoch (\d+)/\d+: loss ", output)]
+
+
 # auto: on CPU the losses read back every step; 3: the device-side guard with fused Adam.
 @pytest.mark.parametrize("sync_every", ["auto", 3])
-def test_killed_run_resumes_to_the_uninterrupted_result(project, processed_data, tmp_path_factory, monkeypatch,
+def test_killed_run_resumes_to_the_uninterrupted_result(project, processed_data, tmp_path_factory, monkeypatch, capsys,
                                                         sync_every):
     write_params(project, sync_every)
     processed_data()
@@ -69,14 +76,18 @@ def test_killed_run_resumes_to_the_uninterrupted_result(project, processed_data,
     assert load_checkpoint(checkpoint)["epoch"] == 1, "killed too late: make the epochs longer"
     assert not (project / model_file(MODEL, 0)).parent.exists()
 
-    # Resumed in this process, from epoch 2.
+    # Resumed in this process, from epoch 2: it trains epochs 2 and 3 only (a restart from scratch
+    # ends with the same weights, training being deterministic; its log shows epoch 1 again).
+    capsys.readouterr()
     assert cli.main(["train", MODEL, "--no-progress"]) == 0
+    assert epochs_trained(capsys.readouterr().out) == [2, 3]
     state = load_checkpoint(checkpoint)
     assert state["epoch"] == 3 and [e["epoch"] for e in state["history"]] == [0, 1, 2]
     assert state["history"][2]["metrics"]["train/weight/semantic"] != 1.0  # DWA was active after resuming
 
     monkeypatch.chdir(reference)
     assert cli.main(["train", MODEL, "--no-progress"]) == 0
+    assert epochs_trained(capsys.readouterr().out) == [1, 2, 3]
 
     resumed_weights, resumed_log = published(project)
     weights, log = published(reference)

@@ -8,12 +8,19 @@ from __future__ import annotations
 import pytest
 import torch
 
+from test_ddp import assert_same_moments
+
 from mbmt.config import load_params
 from mbmt.training import distributed
 from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from mbmt.training.trainer import DivergedError, Trainer
 
 MODEL = "mtnet"  # three tasks (DWA), BatchNorm: everything the step does
+# Adam's moments (of every parameter, relative to each one's norm) of the device-side guard's run
+# against the per-step one's. Measured on CPU (test_device_side_guard_trains_as_the_per_step_one):
+# fused Adam's other rounding moves them by at most 1e-7; one update in four skipped (found_inf at
+# step 3 of each epoch) by 0.13 to 1.3.
+GUARD_MOMENT_RTOL = 1.0e-4
 
 
 def trainer(root, name: str = MODEL, device: str = "cpu", **train) -> Trainer:
@@ -29,6 +36,12 @@ def fitted(root, name: str = MODEL, device: str = "cpu", **train) -> tuple[dict[
     run.fit()
     log = [{k: v for k, v in entry["metrics"].items() if k != "train/images_per_second"} for entry in run.history]
     return run.module.state_dict(), log
+
+
+def optimizer_state(root, name: str = MODEL) -> dict:
+    """The optimiser state in the checkpoint of the one run of ``name`` under ``root``."""
+    [path] = (root / name).glob(f"*/{CHECKPOINT_FILE}")
+    return load_checkpoint(path)["optimizer"]
 
 
 def test_default_is_the_device_held_split_and_equals_the_dataloader_run_bit_for_bit(project, processed_data, tmp_path):
@@ -47,11 +60,13 @@ def test_default_is_the_device_held_split_and_equals_the_dataloader_run_bit_for_
 def test_device_side_guard_trains_as_the_per_step_one(project, processed_data, tmp_path):
     """Fused Adam makes the same update up to float rounding; as in tests/test_ddp.py, a small lr
     keeps Adam's first updates (lr x the sign of a gradient that may be float noise) from
-    amplifying that rounding, so that the comparison is tight."""
+    amplifying that rounding, so that the comparison is tight. The gradients of every step show in
+    Adam's moments (the tiny-lr weights would not show a skipped or altered update)."""
     processed_data()
-    lr, steps = 1.0e-6, 8
-    every_step_weights, every_step = fitted(tmp_path / "every", lr=lr)
-    every_third_weights, every_third = fitted(tmp_path / "third", lr=lr, sync_every=3)
+    lr = 1.0e-6
+    _, every_step = fitted(tmp_path / "every", lr=lr)
+    _, every_third = fitted(tmp_path / "third", lr=lr, sync_every=3)
+    assert_same_moments(optimizer_state(tmp_path / "third"), optimizer_state(tmp_path / "every"), rtol=GUARD_MOMENT_RTOL)
     assert [entry.keys() for entry in every_third] == [entry.keys() for entry in every_step]
     for a, b in zip(every_third, every_step):
         for key in b:
@@ -59,9 +74,6 @@ def test_device_side_guard_trains_as_the_per_step_one(project, processed_data, t
                 assert a[key] == pytest.approx(b[key], rel=1e-4), key
             else:  # metrics counted in pixels: a few boundary pixels of 16,384 may flip
                 assert a[key] == pytest.approx(b[key], abs=0.05), key
-    for key, value in every_step_weights.items():
-        if value.is_floating_point():
-            torch.testing.assert_close(every_third_weights[key], value, rtol=0, atol=2 * lr * steps + 1e-6, msg=key)
 
 
 def test_device_side_guard_stops_before_the_bad_update_and_keeps_the_checkpoint(project, processed_data, tmp_path):
@@ -122,18 +134,35 @@ def test_validation_batch_does_not_change_the_validation_metrics(project, proces
 
 @pytest.mark.slow
 def test_compiled_step_trains_as_the_eager_one(project, processed_data, tmp_path):
+    """Eight steps (two epochs): the compiled step's gradients at every step, seen in Adam's
+    moments, are the eager step's up to Inductor's other rounding.
+
+    At the tiny lr the weights hardly move, so every step's gradients are taken at (nearly) the same
+    weights in both runs and the comparison is tight. The weights themselves cannot be compared:
+    at a learning rate where they move (the tiny preset's 1e-3), Adam's first updates, lr x the
+    sign of a gradient, turn rounding alone into other trajectories (measured on CPU after these
+    eight steps: plain against fused Adam, both eager, differ by a median 0.57 of a parameter's
+    moment and 0.08 of its weights' movement, as much as a broken step would).
+    Measured on CPU: Inductor's rounding moves a moment by at most 7e-3 of its norm (floored at 1e-6
+    of the whole model's: the BatchNorm biases that feed another normalisation get float noise alone);
+    gradients halved in the compiled run by 0.5 to 0.75 (Adam's weights would not see that scale),
+    the optimiser step skipped once by a median 0.27.
+    """
     import torch._dynamo
 
     processed_data()
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    settings = {"epochs": 1, "val_every": 0, "lr": 1.0e-6}  # small lr: see the guard's test above
+    settings = {"epochs": 2, "val_every": 0, "lr": 1.0e-6}  # small lr: see the guard's test above
     _, eager = fitted(tmp_path / "eager", "st_ss", **settings)
     _, compiled = fitted(tmp_path / "compiled", "st_ss", **settings, compile="default")
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1, "nothing was compiled"
     assert not torch._dynamo.utils.counters["graph_break"], "the forward pass broke into pieces"
-    for key, value in eager[0].items():
-        assert compiled[0][key] == pytest.approx(value, rel=1e-4), key
+    assert_same_moments(optimizer_state(tmp_path / "compiled", "st_ss"), optimizer_state(tmp_path / "eager", "st_ss"),
+                        rtol=5.0e-2, floor=1.0e-6)
+    for a, b in zip(compiled, eager, strict=True):
+        for key, value in b.items():
+            assert a[key] == pytest.approx(value, rel=1e-4), key
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

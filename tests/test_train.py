@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -235,8 +236,10 @@ def test_divergence_stops_with_one_error_and_keeps_the_checkpoint(fault, project
     assert kept["epoch"] == 1 and len(kept["history"]) == 1
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
 
-    # The kept checkpoint resumes: without the fault the run finishes from epoch 2.
+    # The kept checkpoint resumes: without the fault the run trains epoch 2 alone (a restart from
+    # scratch would train epoch 1 again and print it) and finishes.
     assert train("mtnet") == 0
+    assert re.findall(r"\bmtnet epoch (\d)/2: loss ", capsys.readouterr().out) == ["2"]
     assert load_checkpoint(run / CHECKPOINT_FILE)["epoch"] == 2
     assert len(live_column("mtnet", "train/loss/depth")) == 2
 
