@@ -29,6 +29,7 @@ from mbmt.reporting.tables import (
     reported_as,
     seeds_note,
     single_task_column,
+    unreachable_note,
 )
 from mbmt.tasks import METRICS, TASKS, metric
 
@@ -95,7 +96,7 @@ def study_table(name: str, study: Mapping, members: Mapping[str, Mapping[str, st
          f"below {ALPHA} (see study_{name}_paired; losses and the median angle are not tested). No mark where "
          "the row is the baseline's own job, nor where a metrics file reports another protocol or averaging "
          "than the tested one (the trained model, pixel averaging).",
-         seeds_note(metrics)],
+         seeds_note(metrics), *unreachable_note(intervals.values())],
     )
 
 
@@ -119,7 +120,8 @@ def study_paired_table(name: str, intervals: StudyIntervals) -> Table:
          "sampling of test images with the trained models fixed; seed std: the spread of the per-seed "
          "differences (training randomness). Neither covers the correlation of frames of one scene.",
          f"p: the two-sided bootstrap p of each comparison; p (Holm): Holm-corrected over the study's "
-         f"{family_size(intervals)} comparisons; significant: p (Holm) below {ALPHA}."],
+         f"{family_size(intervals)} comparisons; significant: p (Holm) below {ALPHA}.",
+         *unreachable_note(intervals.values())],
     )
 
 
