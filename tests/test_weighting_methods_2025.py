@@ -288,3 +288,84 @@ def test_distributed_refused_where_not_exact():
                 Trainer.check_weighting_fits(rank)
         else:
             Trainer.check_weighting_fits(rank)
+
+
+# --- torchjd's versions of the hand-written loss-based methods --------------------------------------
+
+def test_torchjds_uw_and_geometric_mean_agree_with_the_projects_to_rounding_only():
+    """torchjd's UW (started at the project's s = -0.5) and GeometricMean are the same definitions as
+    the project's uncertainty and gls (values and gradients within float32 rounding), but not bit for
+    bit (another order of operations; gls weighs by the global batch's losses for DDP): the project
+    keeps its own, so that existing runs and checkpoints compute exactly what they did."""
+    from torchjd.scalarization import UW, GeometricMean
+
+    torch.manual_seed(0)
+    tasks = ("a", "b", "c")
+    bit_equal = []
+    for _ in range(50):
+        values = torch.rand(3) * 5 + 0.01
+        ours, theirs = build_weighting("uncertainty", tasks), UW(3)
+        theirs.log_var.data.fill_(-0.5)
+        x_ours, x_theirs = values.clone().requires_grad_(), values.clone().requires_grad_()
+        total_ours, total_theirs = ours.total_loss(dict(zip(tasks, x_ours)), 0), theirs(x_theirs)
+        (total_ours + 0).backward()
+        total_theirs.backward()
+        assert total_ours.item() == pytest.approx(total_theirs.item(), rel=1e-6)
+        assert x_ours.grad.tolist() == pytest.approx(x_theirs.grad.tolist(), rel=1e-6)
+        assert ours.log_variance.grad.tolist() == pytest.approx(theirs.log_var.grad.tolist(), rel=1e-5, abs=1e-6)
+        y_ours, y_theirs = values.clone().requires_grad_(), values.clone().requires_grad_()
+        build_weighting("gls", tasks).backward(dict(zip(tasks, y_ours)), 0)
+        GeometricMean()(y_theirs).backward()
+        assert y_ours.grad.tolist() == pytest.approx(y_theirs.grad.tolist(), rel=1e-6)
+        bit_equal.append(torch.equal(x_ours.grad, x_theirs.grad) and torch.equal(y_ours.grad, y_theirs.grad))
+    assert not all(bit_equal)
+
+
+def test_torchjds_dwa_differs_from_mtans_in_rounding_and_at_a_zero_loss():
+    """On a 6-epoch history torchjd's DWA (float32 epoch averages of the values it was called on) gives
+    the project's weights (MTAN's formula on the recorded float64 means) within float32 rounding; with a
+    task whose loss two epochs ago was 0, the project's counts the task as unchanged (ratio 1) where
+    torchjd's weights are not finite. So the project keeps its own DWA (docs/metrics.md)."""
+    from torchjd.scalarization import DWA as TorchjdDWA
+
+    history = [(2.5, 1.2, 0.9), (2.1, 1.1, 0.8), (1.9, 0.7, 0.79), (1.5, 0.69, 0.6), (1.4, 0.5, 0.55),
+               (1.3, 0.49, 0.5)]
+    tasks = ("a", "b", "c")
+
+    def both(rows):
+        ours, theirs = build_weighting("dwa", tasks, temperature=2.0), TorchjdDWA(2.0)
+        for epoch, losses in enumerate(rows):
+            theirs(torch.tensor(losses))  # one batch per epoch: its average is the epoch's mean
+            theirs.step()
+            ours.record(epoch, dict(zip(tasks, losses)))
+        probe = torch.ones(3, requires_grad=True)
+        theirs(probe).backward()  # d(sum lambda_k l_k)/dl_k = lambda_k
+        return list(ours.weights(len(rows)).values()), probe.grad.tolist()
+
+    ours, theirs = both(history)
+    assert ours == pytest.approx(theirs, rel=1e-6) and sum(ours) == pytest.approx(3.0)
+    ours, theirs = both([(2.0, 0.0, 1.0), (1.0, 0.0, 0.5)])
+    assert all(math.isfinite(w) for w in ours) and not all(math.isfinite(w) for w in theirs)
+
+
+def test_the_schema_accepts_every_method_and_its_options_and_names_a_bad_one():
+    """`mbmt config` (mbmt.config.validate) takes every registered method, and each new option as
+    published; a wrong option names its key."""
+    import copy
+
+    from mbmt.config import validate
+
+    params = load_params(["params.yaml"])
+    for name in WEIGHTINGS:
+        validate({**params, "train": {**params["train"], "weighting": name}})
+    options = {"famo": {"lr": 0.025, "weight_decay": 0.001}, "stch": {"mu": 1.0, "warmup_epochs": 4},
+               "constant": {"weights": {"semantic": 1.0, "depth": 2.0}}, "fairgrad": {"alpha": 2.0, "max_iters": None},
+               "gradvac": {"beta": 0.01, "eps": 1e-8}, "excess_mtl": {"robust_step_size": 0.01, "n_warmup_steps": 0}}
+    train = copy.deepcopy(params["train"])
+    train["weighting_options"].update(options)
+    validate({**params, "train": train})
+    for name, given in options.items():  # each built with them
+        assert build_weighting(name, ("semantic", "depth"), **given) is not None
+    train["weighting_options"]["stch"] = {"mu": 0}
+    with pytest.raises(ParamsError, match=r"train.weighting_options.stch.mu"):
+        validate({**params, "train": train})
