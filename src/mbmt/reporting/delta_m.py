@@ -1,15 +1,20 @@
 """Δm: the mean relative difference of a multi-task model from the single-task models, over the metrics.
 
-Maninis et al., CVPR 2019 ("Attentive single-tasking of multiple tasks"), as LibMTL, Nash-MTL and
-their successors report it:
+Maninis et al., CVPR 2019 ("Attentive single-tasking of multiple tasks"), in the convention of the
+SegNet-MTAN NYUv2 tables the report quotes (Nash-MTL's ``delta_fn``, experiments/nyuv2/utils.py of
+github.com/AvivNavon/nash-mtl, which FAMO's trainer imports; the "Δm%" of the FAMO, FairGrad and
+NTKMTL tables):
 
-    Δm = (1/K) Σ_k (-1)^{l_k} (M_m,k - M_b,k) / M_b,k × 100 %
+    Δm = (1/K) Σ_k (-1)^{δ_k} (M_m,k - M_b,k) / M_b,k × 100 %
 
-over the K metrics of DELTA_M_METRICS; l_k = 1 where a lower value of metric k is better (the
-catalogue's ``higher_is_better`` is False), M_b,k the single-task baseline's value (the
-EfficientPS column: each task's metrics from the ST-Net of that task) and M_m,k the multi-task
-model's. Each term is mbmt.reporting.tables.relative_improvement, so positive Δm = better than
-single-task on average.
+over the K metrics of DELTA_M_METRICS, all metrics in one mean; δ_k = 1 where a *higher* value of
+metric k is better (the catalogue's ``higher_is_better``), M_b,k the single-task baseline's value
+(the EfficientPS column: each task's metrics from the ST-Net of that task) and M_m,k the multi-task
+model's. So **lower is better**: a model better than single-task on average has a negative Δm, and
+Δm is minus the mean of the report's relative improvements (mbmt.reporting.tables.relative_improvement).
+
+LibMTL's ``count_improvement`` (its Δp) differs twice: positive = better, and it averages within
+each task first, then over tasks (`libmtl_delta_p`, for converting its figures).
 
 Over seeds, seed s of a model is compared with seed s of the ST-Nets (`per_seed_delta_m`), and the
 report shows the mean ± the sample standard deviation of those per-seed values (no ± with one seed).
@@ -43,6 +48,13 @@ from mbmt.tasks import METRICS, TASK_ABBREVIATIONS, Metric
 DELTA_M_METRICS = tuple(entry for entry in METRICS if entry.key != "loss")
 
 DELTA_M_DIGITS = 2  # as the paper's relative improvements
+# Every Δm column says its direction and whose definition it is.
+DELTA_M_HEADER = "Δm ↓ (%; Nash-MTL's definition)"
+DELTA_M_DEFINITION = ("Δm = (1/K) Σ_k (-1)^δ_k (M_k - M_ST,k) / M_ST,k × 100 %, δ_k = 1 where higher is better: "
+                      "Nash-MTL's definition (its delta_fn; the Δm% of the FAMO, FairGrad and NTKMTL tables; Maninis "
+                      "et al., CVPR 2019), one mean over all metrics. Lower is better: negative = better than "
+                      "single-task on average. (LibMTL's Δp is another number: positive = better, averaged within "
+                      "each task first.)")
 
 
 def delta_m(model: Mapping | None, baseline: Mapping | None,
@@ -56,7 +68,21 @@ def delta_m(model: Mapping | None, baseline: Mapping | None,
              for entry in over]
     if any(term is None for term in terms):
         return None
-    return sum(terms) / len(terms) + 0.0  # + 0.0: no "-0.00"
+    return -sum(terms) / len(terms) + 0.0  # minus: lower is better; + 0.0: no "-0.00"
+
+
+def libmtl_delta_p(model: Mapping | None, baseline: Mapping | None,
+                   over: Sequence[Metric] = DELTA_M_METRICS) -> float | None:
+    """LibMTL's Δp (``count_improvement``, LibMTL/utils.py) in percent: the relative improvements
+    averaged within each task, then over the tasks; positive = better. None as `delta_m`."""
+    by_task: dict[str, list[float]] = {}
+    for entry in over:
+        term = relative_improvement(value(model, entry.task, entry.key), value(baseline, entry.task, entry.key),
+                                    entry.higher_is_better)
+        if term is None:
+            return None
+        by_task.setdefault(entry.task, []).append(term)
+    return sum(sum(terms) / len(terms) for terms in by_task.values()) / len(by_task) + 0.0
 
 
 def per_seed_delta_m(model: Runs, baseline: Runs) -> list[float | None]:
@@ -99,11 +125,9 @@ def delta_m_table(metrics: Mapping[str, Runs], *, single_task: Sequence[str]) ->
                      None if published is None else Num(published, DELTA_M_DIGITS, "%")])
     return Table(
         "delta_m", TABLE_TITLES["delta_m"],
-        ["model", "Δm ↑ (ours)", "Δm ↑ (computed from the paper's table)"], rows,
-        [f"Δm = (1/K) Σ_k (-1)^l_k (M_k - M_ST,k) / M_ST,k, in %, over the K = {len(DELTA_M_METRICS)} metrics "
-         f"{delta_m_metrics_text()} (l_k = 1 where lower is better; the losses are left out), against "
-         f"{TITLES[ST_COLUMN]}: each task's metrics from its single-task model (Maninis et al., CVPR 2019; "
-         "as LibMTL and Nash-MTL report it). Positive: better than single-task on average.",
+        ["model", f"{DELTA_M_HEADER} (ours)", f"{DELTA_M_HEADER} (computed from the paper's table)"], rows,
+        [f"{DELTA_M_DEFINITION} Over the K = {len(DELTA_M_METRICS)} metrics {delta_m_metrics_text()} (the "
+         f"losses are left out), against {TITLES[ST_COLUMN]}: each task's metrics from its single-task model.",
          "Ours: each seed's model against the same seed's ST-Nets, then the mean ± the sample standard "
          "deviation (ddof=1) of those per-seed values over the seeds (no ± with one seed).",
          "The paper did not publish Δm: its column is computed here from the paper's results table "

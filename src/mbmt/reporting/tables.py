@@ -50,7 +50,8 @@ TABLE_TITLES = {
     "architectures": "Architectures",
     "parameters": "Parameters (trainable / total)",
     "results": "Results on the test split (the paper's 12 metrics)",
-    "delta_m": "Δm: each multi-task model against the single-task models (%, positive = better than single-task)",
+    "delta_m": "Δm: each multi-task model against the single-task models (%, Nash-MTL's definition: lower is "
+               "better, negative = better than single-task)",
     "relative_improvements": "Relative improvements of MBMT-Net (%, positive = MBMT-Net better)",
     "paired_differences": "MBMT-Net minus each baseline on the same test images (paired 95 % bootstrap intervals, "
                           "seed spread, Holm-corrected significance)",
