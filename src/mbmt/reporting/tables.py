@@ -52,6 +52,8 @@ TABLE_TITLES = {
     "results": "Results on the test split (the paper's 12 metrics)",
     "delta_m": "Δm: each multi-task model against the single-task models (%, Nash-MTL's definition: lower is "
                "better, negative = better than single-task)",
+    "recent_anchors": "The newest SegNet-MTAN results on NYUv2 (2023–2025), quoted with their Δm (Nash-MTL's "
+                      "definition, lower is better) against their own single-task SegNet",
     "relative_improvements": "Relative improvements of MBMT-Net (%, positive = MBMT-Net better)",
     "paired_differences": "MBMT-Net minus each baseline on the same test images (paired 95 % bootstrap intervals, "
                           "seed spread, Holm-corrected significance)",
