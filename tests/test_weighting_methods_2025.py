@@ -284,7 +284,10 @@ def test_distributed_refused_where_not_exact():
         rank = SimpleNamespace(name=MODEL, context=two_ranks, compile_mode="none",
                                weighting=build_weighting(name, ("semantic", "depth")))
         if refused:
-            with pytest.raises(ParamsError, match=f"train.weighting: {name} is not supported on several processes"):
+            reason = "log of its own share of the losses" if name in ("famo", "stch") else "its own share of the batch's"
+            with pytest.raises(ParamsError, match=f"train.weighting: {name} is not supported on several processes "
+                                                  f"\\(WORLD_SIZE 2\\): each rank would .*{reason}.*; train on one "
+                                                  f"process"):
                 Trainer.check_weighting_fits(rank)
         else:
             Trainer.check_weighting_fits(rank)

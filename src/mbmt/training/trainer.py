@@ -208,9 +208,9 @@ class Trainer:
         name = self.weighting.name
         if self.context.distributed and not self.weighting.distributed:
             raise ParamsError(f"model {self.name}: train.weighting: {name} is not supported on several processes "
-                              f"(WORLD_SIZE {self.context.world_size}): each rank would balance its own share of the "
-                              f"batch's gradients, not the global batch's; train on one process (one GPU), or use a "
-                              f"loss-based weighting (dwa, equal, uncertainty, gls)")
+                              f"(WORLD_SIZE {self.context.world_size}): {self.weighting.distributed_refusal}; train on "
+                              f"one process (one GPU), or use a weighting exact under DDP (dwa, equal, uncertainty, "
+                              f"gls, imtl_l, constant)")
         if not self.weighting.compilable and self.compile_mode != "none":
             raise ParamsError(f"model {self.name}: train.weighting: {name} differentiates every task separately, "
                               f"which a torch.compile'd step does not expose; set train.compile: none")

@@ -55,6 +55,8 @@ class TaskWeighting(ABC):
     params_keys: ClassVar[tuple[str, ...]] = ("weighting_options",)
     host_sync: ClassVar[bool] = False
     distributed: ClassVar[bool] = True
+    # Why it is refused under DDP where ``distributed`` is False (the trainer's one error says it).
+    distributed_refusal: ClassVar[str] = "each rank would balance its own share of the batch's gradients, not the global batch's"
     compilable: ClassVar[bool] = True  # its backward works on a torch.compile'd step
     # It learns from the batch's losses recomputed after the update (FAMO): the trainer then calls
     # after_update once per step, at the cost of one more forward pass.

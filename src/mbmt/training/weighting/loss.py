@@ -155,8 +155,8 @@ class FAMO(_LearnedScalarizer):
     # The paper's (and LibMTL's, LibMTL/config.py) logit learning rate and regularisation.
     defaults = {"lr": 0.025, "weight_decay": 0.001}
     recomputes_losses = True
-    # Each rank's log of its share of the losses is not the log of the global batch's: refused.
     distributed = False
+    distributed_refusal = "each rank would weigh the log of its own share of the losses, not of the global batch's"
 
     def __init__(self, tasks: Iterable[str], *, lr: float = 0.025, weight_decay: float = 0.001):
         super().__init__(tasks)
@@ -206,7 +206,8 @@ class STCH(TaskWeighting):
     name = "stch"
     summary = "STCH (Lin et al., ICML 2024; torchjd), with its authors' warm-up and nadir normalisation"
     defaults = {"mu": 1.0, "warmup_epochs": 4}  # LibMTL's STCH_mu, STCH_warmup_epoch
-    distributed = False  # log of each rank's share of the losses: refused
+    distributed = False
+    distributed_refusal = "each rank would weigh the log of its own share of the losses, not of the global batch's"
 
     def __init__(self, tasks: Iterable[str], *, mu: float = 1.0, warmup_epochs: int = 4):
         super().__init__(tasks)
