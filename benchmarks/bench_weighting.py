@@ -7,7 +7,7 @@ of the weighting study, and what it makes of the full protocol's training time.
 
 For each model and method, in a temporary project with synthetic data and random weights, it times
 steps of `Trainer.train_epoch` (the whole training step: batches, forward, the method's backward,
-Adam, the per-step loss read-back), side by side in one process, blocks alternating between the
+Adam, the per-step loss read-back; FAMO's second forward after the update), side by side in one process, blocks alternating between the
 methods against drift, the fastest block of each kept. It prints seconds per step, the ratio to
 DWA's step of the same model, and the protocol's training time of that model under the method
 (benchmarks/protocol_estimate.py: the configuration's epochs over NYUv2's 795 training images,
@@ -40,6 +40,9 @@ from mbmt.training.trainer import Trainer  # noqa: E402
 from mbmt.training.weighting import WEIGHTINGS  # noqa: E402
 
 BASELINE = "dwa"
+# The published options but for STCH's warm-up: the timed epochs (1, 2, ...) are then STCH's own
+# steps, not its warm-up's plain sum of log-losses (the warm-up step costs what equal's does).
+OPTIONS = {"stch": {"warmup_epochs": 0}}
 
 
 def step_seconds(trainer: Trainer, epoch: int, steps: int) -> float:
@@ -59,7 +62,8 @@ def measure(model: str, methods: list[str], config: str, steps: int, repeats: in
     context = distributed.setup(device)
     trainers = {}
     for method in methods:
-        params = benchmark_params(config, steps, 0, device, train={"weighting": method, "val_every": 0})
+        params = benchmark_params(config, steps, 0, device, train={"weighting": method, "val_every": 0,
+                                                                   "weighting_options": OPTIONS})
         trainers[method] = Trainer(model, params, context, seed=params["seeds"][0], run_root=Path("runs") / method,
                                    progress=False)
         step_seconds(trainers[method], 0, steps)  # warm-up: allocator, kernels, the method's solver set-up

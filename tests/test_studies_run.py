@@ -2,8 +2,8 @@
 variant then plans only its jobs (docs/workflow.md, "Studies").
 
 Kept lean for the slow tier: one seed, one epoch of one step, and of each preset its baseline and
-one other variant (DWA and UPGrad, a gradient method: a backward per task and a QP; the paper's
-backbones and EfficientNet-b0). Each front end runs the evaluations of every (variant, model) of both studies, not the
+other variants (DWA; FAMO, whose step recomputes the losses after the update; FairGrad, a gradient
+method: a backward per task and a solve; the paper's backbones and EfficientNet-b0). Each front end runs the evaluations of every (variant, model) of both studies, not the
 main models' report; the study tables are then built from what they wrote. Every backbone of the
 backbones preset is checked against the project's encoder (timm features_only) on its own.
 """
@@ -25,7 +25,7 @@ from mbmt.config import load_params, read_yaml
 pytestmark = pytest.mark.slow
 
 WEIGHTING, BACKBONES = "weighting", "backbones"
-KEEP = {WEIGHTING: ["dwa", "upgrad"], BACKBONES: ["paper", "efficientnet_b0"]}
+KEEP = {WEIGHTING: ["dwa", "famo", "fairgrad"], BACKBONES: ["paper", "efficientnet_b0"]}
 ADDED = ("hot", {"train": {"dwa_temperature": 4.0}})  # a third weighting variant, added after the run
 
 
@@ -69,7 +69,7 @@ def check_tables(root: Path, params: dict) -> None:
                            f"study_{BACKBONES}_paired"}
     for name in (WEIGHTING, BACKBONES):
         table = tables[f"study_{name}"]
-        assert len(table.rows) == 2 * 2  # variants x models
+        assert len(table.rows) == len(KEEP[name]) * 2  # variants x models
         assert table.column("job")  # Δm may be undefined: one training step leaves some ST metrics at 0
         assert tables[f"study_{name}_paired"].rows  # the other variant against the baseline
 

@@ -61,7 +61,8 @@ def step(name: str, gradients=CONFLICTING, **options) -> tuple[list[float], TwoT
 
 def test_every_method_of_the_issue_is_registered_and_gradient_methods_come_from_torchjd():
     assert set(WEIGHTINGS) == {"dwa", "equal", "uncertainty", "gls", "upgrad", "mgda", "pcgrad", "cagrad", "nash_mtl",
-                               "imtl_g", "aligned_mtl", "graddrop", "dualproj", "random"}
+                               "imtl_g", "aligned_mtl", "graddrop", "dualproj", "random", "famo", "stch", "imtl_l",
+                               "constant", "fairgrad", "gradvac", "config", "excess_mtl"}
     import torchjd.aggregation
 
     for name, cls in GRADIENT_METHODS.items():

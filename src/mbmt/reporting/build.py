@@ -12,7 +12,7 @@ from mbmt.dag import single_task_models
 from mbmt.io import atomic_path, write_json
 from mbmt.provenance import git_revision
 from mbmt.reporting import document, figures
-from mbmt.reporting.delta_m import delta_m_table
+from mbmt.reporting.delta_m import delta_m_table, recent_anchors_table
 from mbmt.metrics import PER_IMAGE_KEYS
 from mbmt.reporting.render import to_csv, to_html, to_markdown
 from mbmt.reporting.sources import ModelResult, Samples, read_dataset, read_model, read_samples
@@ -73,7 +73,7 @@ def build_tables(results: Mapping[str, ModelResult], bootstrap: Mapping[str, int
     return [headline_table(metrics, counts, single_task=single_task),
             architecture_table({name: r.meta for name, r in results.items()}), parameter_table(counts),
             results_table(metrics, single_task=single_task),
-            delta_m_table(metrics, single_task=single_task),
+            delta_m_table(metrics, single_task=single_task), recent_anchors_table(),
             improvement_table(metrics, counts, variants, intervals, single_task=single_task), paired_table(intervals)]
 
 

@@ -15,7 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from mbmt.metrics import PER_IMAGE_KEYS
-from mbmt.reporting.delta_m import DELTA_M_METRICS, delta_m_metrics_text, measured_delta_m
+from mbmt.reporting.delta_m import (
+    DELTA_M_DEFINITION,
+    DELTA_M_HEADER,
+    DELTA_M_METRICS,
+    delta_m_metrics_text,
+    measured_delta_m,
+)
 from mbmt.reporting.statistics import ALPHA, Interval, holm_adjusted, paired_intervals
 from mbmt.reporting.tables import (
     SIGNIFICANT,
@@ -29,6 +35,7 @@ from mbmt.reporting.tables import (
     reported_as,
     seeds_note,
     single_task_column,
+    unreachable_note,
 )
 from mbmt.tasks import METRICS, TASKS, metric
 
@@ -63,7 +70,7 @@ def study_table(name: str, study: Mapping, members: Mapping[str, Mapping[str, st
     """Variants × models of study ``name``: the 12 metrics, Δm, marks against the baseline variant.
     ``metrics``: job -> metrics per seed; ``single_task``: the single-task models of the params."""
     baseline = study["baseline"]
-    columns = ["variant", "model", *(label(entry.task, entry.key) for entry in METRICS), "Δm ↑ (%)", "job"]
+    columns = ["variant", "model", *(label(entry.task, entry.key) for entry in METRICS), DELTA_M_HEADER, "job"]
     rows: list[list[Cell]] = []
     for variant, jobs in members.items():
         st_column = single_task_column({model: metrics[jobs[model]] for model in single_task}, single_task)
@@ -89,13 +96,13 @@ def study_table(name: str, study: Mapping, members: Mapping[str, Mapping[str, st
          "job: the trained model the row comes from (models/<job>/), shared by every variant that changes "
          "nothing it depends on.",
          f"Δm: against the same variant's single-task models, over {delta_m_metrics_text()} "
-         f"(K = {len(DELTA_M_METRICS)}; see the Δm table).",
+         f"(K = {len(DELTA_M_METRICS)}; see the Δm table). {DELTA_M_DEFINITION}",
          f"{SIGNIFICANT}: this variant's model differs from the baseline variant's ({baseline}) on the same "
          f"test images: paired bootstrap p, Holm-corrected over the study's {family_size(intervals)} comparisons, "
          f"below {ALPHA} (see study_{name}_paired; losses and the median angle are not tested). No mark where "
          "the row is the baseline's own job, nor where a metrics file reports another protocol or averaging "
          "than the tested one (the trained model, pixel averaging).",
-         seeds_note(metrics)],
+         seeds_note(metrics), *unreachable_note(intervals.values())],
     )
 
 
@@ -119,7 +126,8 @@ def study_paired_table(name: str, intervals: StudyIntervals) -> Table:
          "sampling of test images with the trained models fixed; seed std: the spread of the per-seed "
          "differences (training randomness). Neither covers the correlation of frames of one scene.",
          f"p: the two-sided bootstrap p of each comparison; p (Holm): Holm-corrected over the study's "
-         f"{family_size(intervals)} comparisons; significant: p (Holm) below {ALPHA}."],
+         f"{family_size(intervals)} comparisons; significant: p (Holm) below {ALPHA}.",
+         *unreachable_note(intervals.values())],
     )
 
 

@@ -12,7 +12,7 @@ the EfficientPS column is each task's single-task model (ST-SS for SS, ST-DE for
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -50,7 +50,10 @@ TABLE_TITLES = {
     "architectures": "Architectures",
     "parameters": "Parameters (trainable / total)",
     "results": "Results on the test split (the paper's 12 metrics)",
-    "delta_m": "Δm: each multi-task model against the single-task models (%, positive = better than single-task)",
+    "delta_m": "Δm: each multi-task model against the single-task models (%, Nash-MTL's definition: lower is "
+               "better, negative = better than single-task)",
+    "recent_anchors": "The newest SegNet-MTAN results on NYUv2 (2023–2025), quoted with their Δm (Nash-MTL's "
+                      "definition, lower is better) against their own single-task SegNet",
     "relative_improvements": "Relative improvements of MBMT-Net (%, positive = MBMT-Net better)",
     "paired_differences": "MBMT-Net minus each baseline on the same test images (paired 95 % bootstrap intervals, "
                           "seed spread, Holm-corrected significance)",
@@ -392,6 +395,21 @@ def improvement_table(metrics: Mapping[str, Runs], counts: Mapping[str, Mapping[
     return Table("relative_improvements", TABLE_TITLES["relative_improvements"], columns, rows, notes)
 
 
+
+def unreachable_note(intervals: Iterable[Interval]) -> list[str]:
+    """The note (one, or none) that no interval of a Holm family can be marked significant: its smallest
+    reachable adjusted p, family × 2 / (resamples + 1), is at or above ALPHA."""
+    intervals = list(intervals)
+    family = max((interval.family for interval in intervals), default=1)
+    samples = min((interval.samples for interval in intervals if interval.samples), default=None)
+    if samples is None or smallest_family_p(samples, family) < ALPHA:
+        return []
+    return [f"With {samples} resamples no comparison can be significant over a family of {family}: the "
+            f"smallest Holm-adjusted p is {family} × 2 / ({samples} + 1) = "
+            f"{smallest_family_p(samples, family):.4f}; raise report.bootstrap.samples above "
+            f"{round(2 * family / ALPHA) - 1}."]
+
+
 def paired_table(intervals: Intervals) -> Table:
     """Each task's headline metric: MBMT-Net minus each baseline on the same test images, the seed
     spread of that difference, its paired 95 % bootstrap interval, its bootstrap p unadjusted and
@@ -409,8 +427,6 @@ def paired_table(intervals: Intervals) -> Table:
                      Num(interval.low, digits), Num(interval.high, digits),
                      Num(interval.p, 4), _num(interval.p_holm, 4),
                      f"yes: {better} better" if interval.significant else "no", Num(interval.seeds)])
-    family = max((interval.family for interval in intervals.values()), default=1)
-    samples = min((interval.samples for interval in intervals.values() if interval.samples), default=None)
     notes = [
         "difference: MBMT-Net minus the baseline in the metric's unit, from the per-image sums of the test "
         "split (pixel averaging), averaged over the seeds (each seed's MBMT-Net against the same seed's "
@@ -432,11 +448,7 @@ def paired_table(intervals: Intervals) -> Table:
         f"The intervals are of the trained models (protocol {TESTED_PROTOCOL}) with {TESTED_AVERAGING} "
         "averaging, whatever evaluate.protocol and evaluate.averaging report.",
     ]
-    if samples is not None and smallest_family_p(samples, family) >= ALPHA:
-        notes.append(f"With {samples} resamples no comparison can be significant over a family of {family}: the "
-                     f"smallest Holm-adjusted p is {family} × 2 / ({samples} + 1) = "
-                     f"{smallest_family_p(samples, family):.4f}; raise report.bootstrap.samples above "
-                     f"{round(2 * family / ALPHA) - 1}.")
+    notes += unreachable_note(intervals.values())
     return Table(
         "paired_differences", TABLE_TITLES["paired_differences"],
         ["MBMT-Net", "versus", "metric", "difference", "seed std", "95 % low", "95 % high", "p", "p (Holm)",

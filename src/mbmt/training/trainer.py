@@ -63,6 +63,7 @@ from mbmt.training.checkpoint import (
 from mbmt.training.distributed import DistributedContext, ShardSampler
 from mbmt.training.guard import loss_guard
 from mbmt.training.weighting import weighting_from_params
+from mbmt.training.weighting.base import NonFiniteGradient
 
 LIVE_DIR = "live"
 # dvclive.vscode's signal file, shared by every Live of a DVC repository (end_live).
@@ -207,9 +208,9 @@ class Trainer:
         name = self.weighting.name
         if self.context.distributed and not self.weighting.distributed:
             raise ParamsError(f"model {self.name}: train.weighting: {name} is not supported on several processes "
-                              f"(WORLD_SIZE {self.context.world_size}): each rank would balance its own share of the "
-                              f"batch's gradients, not the global batch's; train on one process (one GPU), or use a "
-                              f"loss-based weighting (dwa, equal, uncertainty, gls)")
+                              f"(WORLD_SIZE {self.context.world_size}): {self.weighting.distributed_refusal}; train on "
+                              f"one process (one GPU), or use a weighting exact under DDP (dwa, equal, uncertainty, "
+                              f"gls, imtl_l, constant)")
         if not self.weighting.compilable and self.compile_mode != "none":
             raise ParamsError(f"model {self.name}: train.weighting: {name} differentiates every task separately, "
                               f"which a torch.compile'd step does not expose; set train.compile: none")
@@ -316,10 +317,28 @@ class Trainer:
             return values
         self.optimizer.zero_grad(set_to_none=True)
         with self.compile_errors():  # the compiled backward may be compiled only now
-            self.weighting.backward(losses, epoch, global_losses=global_losses)
+            try:
+                self.weighting.backward(losses, epoch, global_losses=global_losses)
+            except NonFiniteGradient as exc:
+                self.diverged(f"{exc} at epoch {epoch + 1} of {self.epochs}, step {step + 1} of "
+                              f"{self.steps_in_epoch()}; training stopped before that update")
         self.average_weighting_gradients()
         self.optimizer.step()
+        if self.weighting.recomputes_losses:
+            self.after_update(batch, epoch)
         return values
+
+    def after_update(self, batch: dict[str, Any], epoch: int) -> None:
+        """The batch's losses again, after the update, for a weighting that learns from their change
+        (FAMO): without gradients and in training mode, as FAMO's own NYUv2 trainer recomputes them."""
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.no_grad(), self.compile_errors(), \
+                torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            outputs = self.forward(batch["image"])
+        with torch.no_grad():
+            losses = self.global_batch_losses(outputs, batch)
+        self.weighting.after_update(torch.stack([losses[task].detach() for task in self.tasks]), epoch)
 
     def average_weighting_gradients(self) -> None:
         """Learned task weights live outside the DDP module: average their gradients over ranks

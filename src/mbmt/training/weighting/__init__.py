@@ -1,7 +1,7 @@
 """Multi-task weighting: how one step's task losses become one update (LibMTL's "weighting" part).
 
 A strategy is a `TaskWeighting` (base.py, the trainer's whole interface to it), registered here by
-its train.weighting name. Loss-based strategies (loss.py: equal, dwa, uncertainty, gls) back-
+its train.weighting name. Loss-based strategies (loss.py: equal, dwa, uncertainty, gls, famo, stch, imtl_l, constant) back-
 propagate one scalar; gradient methods (gradient.py: torchjd's aggregators) combine the tasks'
 gradients on the shared parameters. A single-task model weighs 1 whatever the setting ("equal").
 """
@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping
 from mbmt.errors import ParamsError
 from mbmt.training.weighting.base import TaskWeighting
 from mbmt.training.weighting.gradient import GRADIENT_METHODS, GradientWeighting, leaf_parameters
-from mbmt.training.weighting.loss import DWA, EqualWeighting, GeometricLossStrategy, UncertaintyWeighting
+from mbmt.training.weighting.loss import (DWA, FAMO, IMTLL, STCH, ConstantWeighting, EqualWeighting,
+                                         GeometricLossStrategy, UncertaintyWeighting)
 
 LOSS_METHODS: dict[str, type[TaskWeighting]] = {cls.name: cls for cls in (
-    DWA, EqualWeighting, UncertaintyWeighting, GeometricLossStrategy)}
+    DWA, EqualWeighting, UncertaintyWeighting, GeometricLossStrategy, FAMO, STCH, IMTLL, ConstantWeighting)}
 WEIGHTINGS: dict[str, type[TaskWeighting]] = {**LOSS_METHODS, **GRADIENT_METHODS}
 
 __all__ = ["DWA", "GRADIENT_METHODS", "LOSS_METHODS", "WEIGHTINGS", "EqualWeighting", "GeometricLossStrategy",

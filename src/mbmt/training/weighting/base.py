@@ -9,6 +9,8 @@ to the trainer:
 - ``backward(losses, epoch, global_losses=...)``: fill the ``.grad`` of every trainable tensor for
   one step. Loss-based strategies back-propagate ``total_loss(losses, epoch)``; gradient methods
   combine the tasks' gradients on the shared parameters;
+- ``after_update(losses, epoch)``: where ``recomputes_losses`` (FAMO), the batch's losses again
+  after the optimiser's step;
 - ``parameters()``: learnable tensors the trainer adds to its optimiser (uncertainty weighting);
 - ``weights(epoch)``: the lambda_k known before epoch ``epoch`` (the progress line);
 - ``logged_weights(epoch)``: the lambda_k the epoch is logged with: ``weights(epoch)`` for fixed
@@ -35,6 +37,11 @@ import torch
 from mbmt.errors import MbmtError
 
 
+class NonFiniteGradient(MbmtError):
+    """The step's losses are finite but a task's gradient is not: the trainer stops with the guard's
+    divergence error (no update is made from that step)."""
+
+
 class TaskWeighting(ABC):
     """Base strategy: keeps the history of mean losses; subclasses define `weights`."""
 
@@ -48,7 +55,12 @@ class TaskWeighting(ABC):
     params_keys: ClassVar[tuple[str, ...]] = ("weighting_options",)
     host_sync: ClassVar[bool] = False
     distributed: ClassVar[bool] = True
+    # Why it is refused under DDP where ``distributed`` is False (the trainer's one error says it).
+    distributed_refusal: ClassVar[str] = "each rank would balance its own share of the batch's gradients, not the global batch's"
     compilable: ClassVar[bool] = True  # its backward works on a torch.compile'd step
+    # It learns from the batch's losses recomputed after the update (FAMO): the trainer then calls
+    # after_update once per step, at the cost of one more forward pass.
+    recomputes_losses: ClassVar[bool] = False
 
     def __init__(self, tasks: Iterable[str]):
         self.tasks = tuple(tasks)
@@ -81,6 +93,10 @@ class TaskWeighting(ABC):
         """Accumulate this step's gradients. ``global_losses``: the tasks' losses over the global
         batch, detached (equal on every rank), for strategies whose weights depend on them."""
         self.total_loss(losses, epoch).backward()
+
+    def after_update(self, losses: torch.Tensor, epoch: int) -> None:
+        """The step's task losses (in task order, detached) recomputed on its batch after the update;
+        called only where ``recomputes_losses``."""
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return []

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from mbmt.training.weighting.base import TaskWeighting
+from mbmt.training.weighting.base import NonFiniteGradient, TaskWeighting
 
 
 def load_quadprog() -> None:
@@ -136,12 +136,26 @@ class GradientWeighting(TaskWeighting):
         if self.specific:  # each head gets its own task's gradient; the graph stays for the Jacobian
             torch.autograd.backward(torch.stack(ordered).sum(), inputs=self.specific, retain_graph=True)
         backward(ordered, inputs=self.shared, parallel_chunk_size=1)
+        self.check_finite_jacobian()
         step_weights = jac_to_grad(self.shared, self.aggregator)
         if step_weights is not None:
             self.observe(step_weights)
 
+    def check_finite_jacobian(self) -> None:
+        """Raise NonFiniteGradient where a task's gradient on the shared parameters is not finite
+        (finite losses can have one, e.g. an overflow in a backward pass): the solvers (SVD, eigh,
+        cvxpy, scipy) would fail with their own errors, or aggregate it into the weights."""
+        finite = torch.stack([torch.isfinite(p.jac).all() for p in self.shared]).all(dim=0)
+        if not bool(finite):  # host_sync: this step reads back anyway
+            rows = torch.stack([torch.isfinite(p.jac.flatten(1)).all(dim=1) for p in self.shared]).all(dim=0)
+            bad = [task for task, ok in zip(self.tasks, rows.tolist()) if not ok]
+            for p in self.shared:  # nothing of this step reaches .grad
+                del p.jac
+            raise NonFiniteGradient(f"the gradients of the task losses on the shared parameters are not finite "
+                                    f"(tasks {', '.join(bad)}; the losses are finite)")
+
     def aggregator_state(self) -> dict[str, Any]:
-        """State the aggregator carries from step to step (none but Nash-MTL's)."""
+        """State the aggregator carries from step to step (Nash-MTL's, GradVac's, ExcessMTL's)."""
         return {}
 
     def load_aggregator_state(self, state: Mapping[str, Any]) -> None:
@@ -190,6 +204,44 @@ class _NashMTLBase(GradientWeighting):
             weighting._init_optim_problem()
 
 
+class _GradVacBase(GradientWeighting):
+    """GradVac keeps its EMA of the tasks' pairwise cosine similarities (the targets phi-hat)."""
+
+    def aggregator_state(self) -> dict[str, Any]:
+        phi = self.aggregator.gramian_weighting._phi_t
+        return {"phi_t": None if phi is None else phi.detach().cpu().clone()}
+
+    def load_aggregator_state(self, state: Mapping[str, Any]) -> None:
+        weighting = self.aggregator.gramian_weighting
+        phi = state["phi_t"]
+        weighting._phi_t = None if phi is None else phi.clone()
+        weighting._state_key = None if phi is None else (phi.shape[0], phi.dtype)
+
+
+class _ExcessMTLBase(GradientWeighting):
+    """ExcessMTL keeps its task weights, the running sum of squared gradients (an m x n tensor on
+    the shared parameters), the baseline excess risks and its step count."""
+
+    _STATE = ("_weights", "_sq_grad_sum", "_initial_w", "_warmup_w_sum")
+
+    def aggregator_state(self) -> dict[str, Any]:
+        weighting = self.aggregator.weighting
+        state = {key: None if getattr(weighting, key) is None else getattr(weighting, key).detach().cpu().clone()
+                 for key in self._STATE}
+        return {**state, "n_steps": int(weighting._n_steps)}
+
+    def load_aggregator_state(self, state: Mapping[str, Any]) -> None:
+        weighting = self.aggregator.weighting
+        device = next((p.device for p in self.module.parameters()), None) if self.module is not None else None
+        for key in self._STATE:
+            value = state[key]
+            setattr(weighting, key, None if value is None else value.to(device).clone())
+        weighting._n_steps = int(state["n_steps"])
+        total = weighting._sq_grad_sum
+        # torchjd re-initialises its state when this key differs from the Jacobian's (m, n, dtype, device).
+        weighting._state_key = None if total is None else (*total.shape, total.dtype, total.device)
+
+
 GRADIENT_METHODS: dict[str, type[GradientWeighting]] = {cls.name: cls for cls in (
     _method("upgrad", "UPGrad", "UPGrad (Quinton & Rey, 2024; torchjd)"),
     _method("mgda", "MGDA", "MGDA (Sener & Koltun, NeurIPS 2018)", defaults={"epsilon": 0.001, "max_iters": 100}),
@@ -202,5 +254,12 @@ GRADIENT_METHODS: dict[str, type[GradientWeighting]] = {cls.name: cls for cls in
     _method("graddrop", "GradDrop", "GradDrop (Chen et al., NeurIPS 2020)"),
     _method("dualproj", "DualProj", "DualProj (Quinton & Rey, 2024; torchjd)"),
     _method("random", "Random", "random weighting (Lin et al., TMLR 2022)"),
+    # The field's recent methods (torchjd >= 0.18), with LibMTL's defaults (LibMTL/config.py).
+    _method("fairgrad", "FairGrad", "FairGrad (Ban & Ji, ICML 2024)", defaults={"alpha": 1.0, "max_iters": None}),
+    _method("gradvac", "GradVac", "GradVac (Wang et al., ICLR 2021)", defaults={"beta": 0.5, "eps": 1e-8},
+            base=_GradVacBase),
+    _method("config", "ConFIG", "ConFIG (Liu et al., ICLR 2025)"),
+    _method("excess_mtl", "ExcessMTL", "ExcessMTL (He et al., ICML 2024)",
+            defaults={"robust_step_size": 0.01, "n_warmup_steps": 0}, base=_ExcessMTLBase),
 )}
 

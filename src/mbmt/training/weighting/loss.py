@@ -133,3 +133,179 @@ class GeometricLossStrategy(TaskWeighting):
         weights = self.step_weights(values)
         self.observe(weights)
         (weights * stacked).sum().backward()
+
+
+class _LearnedScalarizer(TaskWeighting):
+    """A torchjd scalarizer (an nn.Module) whose state lives on the model's device."""
+
+    scalarizer: torch.nn.Module
+
+    def prepare(self, module: torch.nn.Module, device: torch.device) -> None:
+        self.scalarizer.to(device)  # in place: its parameters stay the objects the optimiser holds
+
+
+class FAMO(_LearnedScalarizer):
+    """FAMO (Liu et al., NeurIPS 2023): torchjd.scalarization.FAMO. The step back-propagates
+    c sum_k z_k log L_k with z = softmax(w) (c normalises the update to a convex combination of the
+    tasks' gradients); after the update the trainer recomputes the batch's losses and FAMO takes one
+    Adam step on its logits w towards the tasks whose log-loss fell least."""
+
+    name = "famo"
+    summary = "FAMO (Liu et al., NeurIPS 2023; torchjd)"
+    # The paper's (and LibMTL's, LibMTL/config.py) logit learning rate and regularisation.
+    defaults = {"lr": 0.025, "weight_decay": 0.001}
+    recomputes_losses = True
+    distributed = False
+    distributed_refusal = "each rank would weigh the log of its own share of the losses, not of the global batch's"
+
+    def __init__(self, tasks: Iterable[str], *, lr: float = 0.025, weight_decay: float = 0.001):
+        super().__init__(tasks)
+        from torchjd.scalarization import FAMO as TorchjdFAMO
+
+        self.scalarizer = TorchjdFAMO(len(self.tasks), lr=float(lr), weight_decay=float(weight_decay))
+
+    def task_weights(self) -> torch.Tensor:
+        return torch.softmax(self.scalarizer._w.detach(), dim=0)  # z, the logits' task weights
+
+    def weights(self, epoch: int) -> dict[str, float]:
+        return dict(zip(self.tasks, self.task_weights().tolist()))
+
+    def total_loss(self, losses: Mapping[str, torch.Tensor], epoch: int) -> torch.Tensor:
+        return self.scalarizer(torch.stack([losses[task] for task in self.tasks]))
+
+    def backward(self, losses, epoch, *, global_losses=None) -> None:
+        self.observe(self.task_weights())
+        self.total_loss(losses, epoch).backward()
+
+    def after_update(self, losses: torch.Tensor, epoch: int) -> None:
+        self.scalarizer.update(losses.to(self.scalarizer._w.dtype))
+
+    def state_dict(self) -> dict:
+        optimizer = self.scalarizer._optimizer
+        return {**super().state_dict(), "logits": self.scalarizer._w.detach().cpu().clone(),
+                "adam": None if optimizer is None else optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            self.scalarizer._w.copy_(state["logits"])
+        self.scalarizer._optimizer = None
+        if state["adam"] is not None:
+            self.scalarizer._optimizer = torch.optim.Adam([self.scalarizer._w], lr=self.scalarizer.lr,
+                                                          weight_decay=self.scalarizer.weight_decay)
+            self.scalarizer._optimizer.load_state_dict(state["adam"])
+
+
+class STCH(TaskWeighting):
+    """Smooth Tchebycheff scalarisation (Lin et al., ICML 2024) in its authors' multi-task form
+    (STCH_MTL/LibMTL/weighting/STCH.py of Xi-L/STCH): in epochs before ``warmup_epochs`` the step
+    minimises sum_k log L_k; during epoch ``warmup_epochs`` it does so and averages the losses into
+    the nadir point n; from then on it minimises K * STCH_mu(log(L_k / n_k)) with torchjd's
+    `torchjd.scalarization.STCH` (unit preferences, no reference point)."""
+
+    name = "stch"
+    summary = "STCH (Lin et al., ICML 2024; torchjd), with its authors' warm-up and nadir normalisation"
+    defaults = {"mu": 1.0, "warmup_epochs": 4}  # LibMTL's STCH_mu, STCH_warmup_epoch
+    distributed = False
+    distributed_refusal = "each rank would weigh the log of its own share of the losses, not of the global batch's"
+
+    def __init__(self, tasks: Iterable[str], *, mu: float = 1.0, warmup_epochs: int = 4):
+        super().__init__(tasks)
+        from torchjd.scalarization import STCH as TorchjdSTCH
+
+        self.mu, self.warmup_epochs = float(mu), int(warmup_epochs)
+        self.scalarizer = TorchjdSTCH(self.mu, weights=torch.ones(len(self.tasks)))
+        self.loss_sum: torch.Tensor | None = None  # the warm-up epoch's summed step losses
+        self.loss_count = 0
+        self.nadir: torch.Tensor | None = None
+
+    def weights(self, epoch: int) -> dict[str, float]:
+        return dict.fromkeys(self.tasks, 1.0)  # the weight on each task's log-loss before smoothing
+
+    def total_loss(self, losses: Mapping[str, torch.Tensor], epoch: int) -> torch.Tensor:
+        stacked = torch.stack([losses[task] for task in self.tasks])
+        if epoch <= self.warmup_epochs:
+            if epoch == self.warmup_epochs:
+                values = stacked.detach().double()
+                self.loss_sum = values if self.loss_sum is None else self.loss_sum + values
+                self.loss_count += 1
+            return torch.log(stacked + 1e-20).sum()
+        if self.nadir is None:
+            if self.loss_sum is None:
+                raise RuntimeError(f"STCH at epoch {epoch} needs the losses of warm-up epoch {self.warmup_epochs}")
+            self.nadir = self.loss_sum / self.loss_count
+        normalised = torch.log(stacked / self.nadir.to(stacked.device, stacked.dtype) + 1e-20)
+        self.scalarizer.weights = self.scalarizer.weights.to(stacked.device, stacked.dtype)
+        return len(self.tasks) * self.scalarizer(normalised)
+
+    def state_dict(self) -> dict:
+        def cpu(tensor):
+            return None if tensor is None else tensor.detach().cpu().clone()
+        return {**super().state_dict(), "loss_sum": cpu(self.loss_sum), "loss_count": self.loss_count,
+                "nadir": cpu(self.nadir)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        super().load_state_dict(state)
+        self.loss_sum, self.loss_count, self.nadir = state["loss_sum"], int(state["loss_count"]), state["nadir"]
+
+
+class IMTLL(_LearnedScalarizer):
+    """IMTL-L (Liu et al., ICLR 2021): torchjd.scalarization.IMTLL, sum_k (exp(s_k) L_k - s_k) with
+    learned s_k (starting at 0), trained by the model's optimiser; lambda_k = exp(s_k). Linear in
+    each rank's share of the losses, so exact under DistributedDataParallel (s_k's gradients are
+    averaged over ranks as the model's are)."""
+
+    name = "imtl_l"
+    summary = "IMTL-L (Liu et al., ICLR 2021; torchjd)"
+
+    def __init__(self, tasks: Iterable[str]):
+        super().__init__(tasks)
+        from torchjd.scalarization import IMTLL as TorchjdIMTLL
+
+        self.scalarizer = TorchjdIMTLL(len(self.tasks))
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [self.scalarizer.log_scale]
+
+    def weights(self, epoch: int) -> dict[str, float]:
+        return dict(zip(self.tasks, torch.exp(self.scalarizer.log_scale.detach()).tolist()))
+
+    def total_loss(self, losses: Mapping[str, torch.Tensor], epoch: int) -> torch.Tensor:
+        return self.scalarizer(torch.stack([losses[task] for task in self.tasks]))
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "log_scale": self.scalarizer.log_scale.detach().cpu().clone()}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            self.scalarizer.log_scale.copy_(state["log_scale"])
+
+
+class ConstantWeighting(TaskWeighting):
+    """Fixed task weights (torchjd.scalarization.Constant): sum_k w_k L_k with train.weighting_options.
+    constant.weights {task: w_k}; a task not named weighs 1. Linear: exact under DDP."""
+
+    name = "constant"
+    summary = "fixed task weights (torchjd Constant)"
+    defaults = {"weights": {}}
+
+    def __init__(self, tasks: Iterable[str], *, weights: Mapping[str, float] | None = None):
+        super().__init__(tasks)
+        from torchjd.scalarization import Constant
+
+        given = dict(weights or {})
+        unknown = sorted(set(given) - set(self.tasks))
+        if unknown:
+            raise ValueError(f"train.weighting_options.constant.weights names tasks {unknown} the model does not "
+                             f"have; name some of {list(self.tasks)}")
+        self.fixed = {task: float(given.get(task, 1.0)) for task in self.tasks}
+        self.scalarizer = Constant(torch.tensor([self.fixed[task] for task in self.tasks]))
+
+    def weights(self, epoch: int) -> dict[str, float]:
+        return dict(self.fixed)
+
+    def total_loss(self, losses: Mapping[str, torch.Tensor], epoch: int) -> torch.Tensor:
+        stacked = torch.stack([losses[task] for task in self.tasks])
+        self.scalarizer.weights = self.scalarizer.weights.to(stacked.device, stacked.dtype)
+        return self.scalarizer(stacked)
