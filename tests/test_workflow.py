@@ -34,7 +34,8 @@ pytestmark = pytest.mark.slow
 
 # Modules that decide how a stage runs, not what it computes; no stage lists them as a dependency
 # (STAGE_CODE in src/mbmt/dag.py).
-INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/dag.py", "mbmt/errors.py", "mbmt/io.py",
+INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/dag.py", "mbmt/environment.py",
+                  "mbmt/errors.py", "mbmt/io.py",
                   "mbmt/gpus.py", "mbmt/locking.py", "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py",
                   "mbmt/stages/config.py"}
 SEEDS = [0, 1]

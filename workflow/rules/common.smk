@@ -10,10 +10,10 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from mbmt import dag, paths
+from mbmt import dag, environment, paths
 from mbmt.config import validate, validate_backbones
 from mbmt.dag import code_files
-from mbmt.errors import ParamsError
+from mbmt.errors import MbmtError, ParamsError
 from mbmt.training.cost import cpu_training_refusal
 
 # The code each stage runs is an input (Snakemake's code trigger sees only the shell text), so
@@ -36,13 +36,17 @@ def canonical(value):
 
 
 def tracked_params(stage):
-    """A ``params:`` function giving {key: value} for the params keys of the job (mbmt.dag.params_keys)."""
+    """A ``params:`` function giving {key: value} for the params keys of the job (mbmt.dag.params_keys),
+    and the locked versions of the packages that can change what the stage computes (from
+    requirements/base.txt, as dvc.yaml reads them from requirements/stages.yaml: mbmt.environment),
+    so that a lock change moving one of them re-runs the stage."""
+    packages = canonical(dag.environment_params(stage))
 
     def values(wildcards):
         # A study job's keys include its variant's override; the report's, the studies.
         keys = dag.params_keys(config, stage, getattr(wildcards, "model", None))
         # Snakemake's lookup walks the config by a dpath: the params key data.height is data/height
-        return {key: canonical(lookup(dpath=key.replace(".", "/"), within=config)) for key in keys}
+        return {key: canonical(lookup(dpath=key.replace(".", "/"), within=config)) for key in keys} | packages
 
     return values
 
@@ -148,6 +152,16 @@ def training_inputs(wildcards):
         "init": [model_file(name, wildcards.seed) for name in dag.init_from(config, wildcards.model)],
         "weights": [str(path) for path in dag.model_weights(config, wildcards.model)],
     }
+
+
+def refuse_environment_drift():
+    """Called first by onstart (workflow/rules/dvc.smk), before any job: stop a run whose installed
+    environment differs from the lock (a locked package missing or at another version), with the
+    message each `mbmt` stage gives (mbmt.environment.check), unless MBMT_ENV_DRIFT=allow."""
+    try:
+        environment.check()
+    except MbmtError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def refuse_unasked_cpu_training():

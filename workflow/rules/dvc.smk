@@ -18,7 +18,8 @@ def whole_dag_was_run():
 
 
 onstart:
-    refuse_unasked_cpu_training()  # before anything else: nothing locked, nothing run
+    refuse_environment_drift()  # before anything else: nothing locked, nothing run
+    refuse_unasked_cpu_training()
     check_slurm_submission()  # workflow/rules/slurm.smk: requests and status command that Slurm cannot serve
     if sync.is_dvc_repo():
         command = "snakemake " + " ".join(sys.argv[1:])
