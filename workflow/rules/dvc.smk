@@ -24,7 +24,9 @@ onstart:
     if sync.is_dvc_repo():
         command = "snakemake " + " ".join(sys.argv[1:])
         try:
-            DVC_LOCK.enter_context(locking.dvc_write_lock(Path("."), dag.outputs(config), command))
+            DVC_LOCK.enter_context(
+                locking.dvc_write_lock(Path("."), dag.outputs(config), command)
+            )
         except locking.LockError as exc:
             raise WorkflowError(str(exc)) from None
 
