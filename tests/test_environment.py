@@ -187,17 +187,25 @@ def test_the_parser_reads_markers_and_continuations():
     assert pins[0].applies() == (sys.version_info < (3, 12))
 
 
-def test_rule_files_are_formatted_and_lint_asks_only_the_answered_software_question():
-    """snakefmt leaves the Snakefile and the rule files as they are; `snakemake --lint` asks only, per
-    rule, which software it runs in, and each rule answers it where the lint points (the lines above
-    its definition): the one locked environment."""
+RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+
+
+def test_rule_files_are_as_snakefmt_formats_them():
     import subprocess
 
-    rules = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
-    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *map(str, rules)], capture_output=True, text=True)
+    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *map(str, RULE_FILES)], capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stderr
+
+
+@pytest.mark.slow  # one Snakemake process that loads the workflow (~20 s on 2 cores)
+def test_lint_asks_only_the_answered_software_question():
+    """`snakemake --lint` asks only, per rule, which software it runs in, and each rule answers it
+    where the lint points (the lines above its definition): the one locked environment."""
+    import os
+    import subprocess
+
     lint = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--lint"], cwd=REPO, capture_output=True,
-                          text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     output = lint.stdout + lint.stderr
     titles = set(re.findall(r"(?m)^    \* (.+?):$", output))
     assert titles == {"Specify a conda environment or container for each rule."}, output[-3000:]
