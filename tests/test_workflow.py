@@ -349,7 +349,7 @@ def test_a_lock_change_reruns_exactly_the_stages_its_packages_affect(project):
     metrics = project / "metrics" / "mtnet" / "seed0.json"
     before = metrics.read_bytes()
     run(["snakemake", "--touch", "--forceall", "--cores", "1"], project)  # every output, in DAG order
-    run(["dvc", "commit", "--force"], project)
+    run(["dvc", "commit", "--no-relink", "--force"], project)  # hash the outputs as they are, no relinking
     assert planned(project) == set() and dvc_changed(project) == set()
     assert metrics.read_bytes() == before
     from mbmt.environment import lock_digest
