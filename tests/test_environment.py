@@ -216,3 +216,22 @@ def test_lint_asks_only_the_answered_software_question():
         answered = re.search(rf"(?m)^# Software: the one locked environment every rule runs in .*\n#.*\n"
                              rf"(rule {name}:|use rule \w+ as {name} with:)$", Path(path).read_text())
         assert answered, f"{path}: rule {name} does not answer the lint"
+
+
+def test_the_run_identity_moves_with_the_trainings_packages_only(tmp_path, monkeypatch):
+    """A training's run identity (mbmt.training.checkpoint.run_settings) holds environment.identity:
+    a lock that moves torchjd starts a fresh run, one that moves dvc republishes the finished one."""
+    folder = tmp_path / "requirements"
+    folder.mkdir()
+    monkeypatch.setattr(environment, "lock_file", lambda name="base": folder / f"{name}.txt")
+    monkeypatch.setattr(environment, "installed",
+                        lambda: {p.name: p.version for p in read_lock(LOCKS["base"]) if p.applies()})
+
+    def identity(**versions: str) -> dict:
+        (folder / "base.txt").write_text(lock_with(tmp_path, **versions).read_text())
+        return environment.identity("train")
+
+    same = identity()
+    assert same["drift"] == [] and len(same["locked"]) == 64
+    assert identity(dvc="3.67.2")["locked"] == same["locked"]
+    assert identity(torchjd="0.18.1")["locked"] != same["locked"]
