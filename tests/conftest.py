@@ -93,13 +93,17 @@ def make_mtan_root():
 
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
-    """An empty project directory (cwd) holding params.yaml and the tiny preset merged into it."""
+    """An empty project directory (cwd) holding params.yaml and the tiny preset merged into it, and
+    the lock `mbmt dag` reads the stages' result-affecting packages from."""
     import yaml
 
     from mbmt.config import load_params
+    from mbmt.environment import BASE_LOCK
 
     params = load_params([REPO / "params.yaml", TINY_PRESET])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (tmp_path / BASE_LOCK).parent.mkdir()
+    shutil.copy(REPO / BASE_LOCK, tmp_path / BASE_LOCK)
     shutil.copy(TINY_PRESET, tmp_path / "tiny.yaml")
     monkeypatch.chdir(tmp_path)
     return tmp_path

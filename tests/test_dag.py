@@ -151,6 +151,14 @@ def test_dag_check_fails_on_a_stale_dvc_yaml(project, capsys):
     (project / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": [0, 1]}, sort_keys=False))
     assert main(["dag", "--check"]) == 2  # dvc.yaml lists each seed's jobs
     assert main(["dag"]) == 0 and "seed: [0, 1]" in (project / "dvc.yaml").read_text()
+    # A lock that moves a result-affecting package: requirements/stages.yaml (dvc.yaml's params) is stale.
+    lock = project / "requirements" / "base.txt"
+    lock.write_text(lock.read_text().replace("\ntorchjd==0.18.0 ", "\ntorchjd==0.18.1 "))
+    capsys.readouterr()
+    assert main(["dag", "--check"]) == 2
+    assert "requirements/stages.yaml is out of date with requirements/base.txt" in capsys.readouterr().err
+    assert main(["dag"]) == 0 and main(["dag", "--check"]) == 0
+    assert "torchjd: 0.18.1" in (project / "requirements" / "stages.yaml").read_text()
 
 
 # A preset that moves models between the two training groups: one variant now trains from the
@@ -236,8 +244,14 @@ def test_a_snakemake_run_is_recorded_for_dvc_only_as_dvc_yaml_describes_it(proje
     from mbmt.dag import render_dvc_yaml
     from mbmt.sync import why_not_recorded
 
+    from mbmt.environment import BASE_LOCK, STAGES_FILE, render_stages_file
+
     params = load_params(["params.yaml"])
     (project / "dvc.yaml").write_text(render_dvc_yaml(params))
+    # The stages' locked packages, which dvc.yaml's params read, must be the lock's too.
+    assert why_not_recorded(params, ["params.yaml"], whole_dag=True).startswith(
+        "requirements/stages.yaml is out of date with requirements/base.txt: run `mbmt dag`")
+    (project / STAGES_FILE).write_text(render_stages_file(BASE_LOCK))
     assert why_not_recorded(params, ["params.yaml"], whole_dag=True) is None
     with_preset = why_not_recorded(params, ["params.yaml", "config/demo.yaml"], whole_dag=True)
     assert with_preset.startswith("this run used presets (config/demo.yaml), and DVC records params.yaml's values")
@@ -249,8 +263,8 @@ def test_a_snakemake_run_is_recorded_for_dvc_only_as_dvc_yaml_describes_it(proje
 
 # Modules that decide how a stage runs, not what it computes (STAGE_CODE leaves them out; the
 # same list as tests/test_workflow.py's, which checks what a real run imported).
-INFRASTRUCTURE = {"__init__.py", "cli.py", "config.py", "dag.py", "errors.py", "io.py", "locking.py", "paths.py",
-                  "provenance.py", "stages/__init__.py", "stages/config.py"}
+INFRASTRUCTURE = {"__init__.py", "cli.py", "config.py", "dag.py", "environment.py", "errors.py", "io.py", "locking.py",
+                  "paths.py", "provenance.py", "stages/__init__.py", "stages/config.py"}
 PACKAGE = REPO / "src" / "mbmt"
 
 

@@ -75,6 +75,12 @@ def test_metrics_blocks_averagings_and_context(project, processed_data):
     assert context["protocol"] == "final"
     assert context["augment"] is None  # a model file without training's run settings
     assert context["provenance"]["profile"] == "tiny"
+    # Which lock computed the metrics, and that the environment matched it (mbmt.environment.record).
+    from mbmt.environment import lock_digest
+
+    environment = context["provenance"]["environment"]
+    assert environment["lock_sha256"] == lock_digest() and environment["matches_lock"] is True
+    assert environment["drift"] == [] and environment["override"] is False
 
     # A single-task model reports its task only; the split is a parameter.
     set_evaluate(split="train")

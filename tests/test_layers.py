@@ -21,7 +21,7 @@ LAYERS = (
     # writing, files from the Hugging Face Hub, device placement (and a node's GPU claims), the
     # published numbers, colour maps, the stage definitions.
     ("foundation", ("mbmt", "mbmt.tasks", "mbmt.paths", "mbmt.config", "mbmt.errors", "mbmt.io", "mbmt.device",
-                    "mbmt.gpus", "mbmt.hub", "mbmt.locking", "mbmt.provenance", "mbmt.paper", "mbmt.anchors", "mbmt.visual", "mbmt.dag")),
+                    "mbmt.gpus", "mbmt.hub", "mbmt.locking", "mbmt.provenance", "mbmt.environment", "mbmt.paper", "mbmt.anchors", "mbmt.visual", "mbmt.dag")),
     ("data", ("mbmt.data",)),
     ("models", ("mbmt.models",)),
     ("training and evaluation", ("mbmt.losses", "mbmt.metrics", "mbmt.training", "mbmt.evaluation")),

@@ -157,6 +157,7 @@ def summary(profile: str = "demo", source: str = "synthetic") -> dict:
     return {"profiles": [profile], "evaluation": "test split, 16 images, batch size 8", "averaging": "pixel",
             "seeds": [0, 1], "protocol": "final: the trained model evaluated on the split",
             "training_hardware": ["CPU only"], "evaluation_hardware": ["CPU only"], "git_revision": "abc", "date": "d",
+            "environment": "lock requirements/base.txt sha256 0123456789ab; matched the lock",
             "dataset": {"source": source, "origin": "generator", "resolution": [96, 128],
                         "splits": {"test": {"count": 16}}, "manifest": {"path": "m", "md5": "0" * 32}}}
 
@@ -172,7 +173,7 @@ def test_run_table_holds_the_facts_the_index_opens_with():
     table = document.run_table(summary())
     index = document.render(summary(), [], [], {}, {})
     assert [row[0] for row in table.rows] == ["Profile", "Dataset", "Evaluated on", "Seeds", "Protocol", "Hardware",
-                                              "Code", "Comparable with the paper"]
+                                              "Code", "Environment", "Comparable with the paper"]
     for fact, value in table.rows[:-1]:
         assert f"- **{fact}**: {value}\n" in index
     assert table.rows[1][1] == "synthetic (generator), 96×128 px; images per split: test 16"

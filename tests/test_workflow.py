@@ -35,7 +35,8 @@ pytestmark = pytest.mark.slow
 
 # Modules that decide how a stage runs, not what it computes; no stage lists them as a dependency
 # (STAGE_CODE in src/mbmt/dag.py).
-INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/dag.py", "mbmt/errors.py", "mbmt/io.py",
+INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/dag.py", "mbmt/environment.py",
+                  "mbmt/errors.py", "mbmt/io.py",
                   "mbmt/gpus.py", "mbmt/locking.py", "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py",
                   "mbmt/stages/config.py"}
 SEEDS = [0, 1]
@@ -317,3 +318,44 @@ def test_html_report_renders_in_chromium(html_report, tmp_path):
         assert page.wait_for("['#runtimes', '#timeline'].every(id => document.querySelector(id + ' canvas, ' + id + ' svg'))")
         assert page.screenshot()[:8] == b"\x89PNG\r\n\x1a\n"
     assert page.errors == []
+
+
+def move_in_lock(root: Path, install_set: str, name: str, version: str) -> None:
+    """requirements/<install_set>.txt of ``root`` with ``name`` locked at ``version``."""
+    path = root / "requirements" / f"{install_set}.txt"
+    text, count = re.subn(rf"(?m)^{re.escape(name)}==[^ ;\\]+", f"{name}=={version}", path.read_text())
+    assert count == 1, name
+    path.write_text(text)
+
+
+def test_a_lock_change_reruns_exactly_the_stages_its_packages_affect(project):
+    """A lock that moves only the front ends' packages (dvc, a DVC plugin) re-runs nothing; one that
+    moves torchjd (the trainings' gradient solvers) re-runs every training and what it feeds, in both
+    front ends. A deliberate upgrade keeps the finished results with the front ends' own ways."""
+    view = dvc_view(project)
+    trainings = {name for name in view if name.startswith(("train@", "train_from_st@"))}
+    downstream = trainings | {name for name in view if name.startswith("evaluate@")} | {"report"}
+    for install_set in ("base", "dev"):
+        move_in_lock(project, install_set, "dvc", "3.67.2")
+    move_in_lock(project, "dev", "dvc-s3", "3.3.1")
+    run(["mbmt", "dag"], project)
+    assert planned(project) == set() and dvc_changed(project) == set()
+
+    for install_set in ("base", "dev"):
+        move_in_lock(project, install_set, "torchjd", "0.18.1")
+    run(["mbmt", "dag"], project)
+    assert planned(project) == downstream
+    assert dvc_changed(project) == trainings  # the same cause: DVC lists the stages whose dependency moved
+    # Keep the results (docs/environment.md): Snakemake's --touch, DVC's commit. They still name the
+    # lock that computed them.
+    metrics = project / "metrics" / "mtnet" / "seed0.json"
+    before = metrics.read_bytes()
+    run(["snakemake", "--touch", "--forceall", "--cores", "1"], project)  # every output, in DAG order
+    run(["dvc", "commit", "--no-relink", "--force"], project)  # hash the outputs as they are, no relinking
+    assert planned(project) == set() and dvc_changed(project) == set()
+    assert metrics.read_bytes() == before
+    from mbmt.environment import lock_digest
+
+    recorded = json.loads(before)["context"]["provenance"]["environment"]
+    assert recorded["lock_sha256"] == lock_digest() != lock_digest(project / "requirements" / "base.txt")
+    assert recorded["matches_lock"] is True

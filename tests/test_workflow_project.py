@@ -23,7 +23,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "tiny.yaml"
 # What a checkout of the project holds that the workflow needs (outputs and caches excluded).
-PROJECT_FILES = ("Snakefile", "workflow", "profiles", "dvc.yaml", ".dvcignore", ".gitignore", "config", "src")
+PROJECT_FILES = ("Snakefile", "workflow", "profiles", "dvc.yaml", ".dvcignore", ".gitignore", "config", "src",
+                 "requirements")
 TO_LOG = " > {log} 2>&1"  # what the Snakefile appends to every stage command (workflow/rules/common.smk)
 # What it puts before the train and evaluate commands: the job's GPU memory request (mbmt.gpus).
 GPU_REQUEST = "MBMT_GPU_MEM_GB={gb} "

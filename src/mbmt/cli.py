@@ -32,6 +32,10 @@ STAGES = {
     "pull": "get the recorded outputs from the DVC remote (or cache) and make Snakemake see them as current",
     "dag": "write dvc.yaml from params.yaml and the stage definitions the Snakefile uses",
 }
+# The stages of the DAG: each first compares the installed environment with the lock
+# (mbmt.environment.check), so `dvc repro` stops at its first job and a Snakemake job on another
+# node at its own, as a local Snakemake run does before any (workflow/rules/dvc.smk).
+PIPELINE_STAGES = ("fetch", "weights", "preprocess", "train", "evaluate", "report")
 
 
 def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
@@ -68,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     stage = next((a for a in argv if a in STAGES), None)
     args = build_parser(stage).parse_args(argv)
     try:
+        if args.stage in PIPELINE_STAGES:
+            from mbmt.environment import check
+
+            check()
         with output_lock(args), gpu_claim(args):
             return int(args._main(args) or 0)
     except MbmtError as exc:

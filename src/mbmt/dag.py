@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mbmt import paths
+from mbmt import environment, paths
 from mbmt.config import TRAIN_KEYS, TRAIN_RESULT_KEYS, WEIGHTING, fingerprint, variant_params
 from mbmt.config import imagenet_backbones as entry_imagenet_backbones
 from mbmt.tasks import HEADLINE_METRICS, TASK_TITLES, TASKS
@@ -42,7 +42,7 @@ STAGE_PARAMS = {
 }
 
 # The code each stage runs, relative to the package (a folder stands for every file in it).
-# Infrastructure (cli, config, dag, locking, paths, io, errors, provenance) decides how a stage runs, not
+# Infrastructure (cli, config, dag, environment, locking, paths, io, errors, provenance) decides how a stage runs, not
 # what it computes, and is left out so that e.g. a new CLI option does not retrain every model.
 STAGE_CODE = {
     "fetch": ["stages/fetch.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
@@ -395,9 +395,23 @@ def _params(stage: str, model: str = "") -> list[str]:
     return [key.format(model=model) for key in STAGE_PARAMS[stage]]
 
 
-def _stage(cmd: str, deps, params, indent: int, outs=(), metrics=()) -> list[str]:
+def environment_key(stage: str) -> str:
+    """The key of ``stage``'s result-affecting locked packages in requirements/stages.yaml (its
+    params in dvc.yaml, the same values in the Snakefile's; mbmt.environment)."""
+    return f"{environment.STAGES_KEY}.{stage}"
+
+
+def environment_params(stage: str, lock: str | Path = environment.BASE_LOCK) -> dict:
+    """{environment_key(stage): the stage's result-affecting locked versions}: what the Snakefile
+    tracks as a params value, and dvc.yaml reads from requirements/stages.yaml."""
+    return {environment_key(stage): environment.stage_packages(stage, lock)}
+
+
+def _stage(cmd: str, deps, params, indent: int, outs=(), metrics=(), stage: str = "") -> list[str]:
     pad = " " * indent
     lines = [f"{pad}cmd: {_scalar(cmd)}", *_list("deps", deps, indent), *_list("params", params, indent)]
+    if stage:  # the lock's versions of the packages that can change what the stage computes
+        lines += [f"{pad}  - {environment.STAGES_FILE.as_posix()}:", f"{pad}      - {environment_key(stage)}"]
     if outs:
         lines += _list("outs", outs, indent)
     if metrics:
@@ -438,21 +452,23 @@ def render_dvc_yaml(params: Mapping) -> str:
         "# jobs from the same definitions: the same commands, dependencies (data and the code each stage",
         "# runs), params keys and outputs; tests/test_dag.py compares the two as each tool loads them.",
         "# `dvc repro` re-runs what a change in params.yaml, the code or the data touches. Each model trains",
-        "# and is evaluated once per seed (params seeds), the seed on the command line. See docs/workflow.md.",
+        "# and is evaluated once per seed (params seeds), the seed on the command line. Each stage also depends",
+        "# on the locked versions of the packages that can change what it computes (requirements/stages.yaml,",
+        "# which `mbmt dag` writes from requirements/base.txt). See docs/workflow.md and docs/environment.md.",
         "stages:",
         "  fetch:",
-        *_stage("mbmt fetch", _code("fetch"), _params("fetch"), 4, outs=[paths.RAW_DIR]),
+        *_stage("mbmt fetch", _code("fetch"), _params("fetch"), 4, outs=[paths.RAW_DIR], stage="fetch"),
         "",
         "  preprocess:",
         *_stage("mbmt preprocess", _code("preprocess") + [str(paths.RAW_DIR)]
                 + ([params["data"]["real_images"]] if params["data"]["real_images"] else []),
-                _params("preprocess"), 4, outs=processed_files(params)),
+                _params("preprocess"), 4, outs=processed_files(params), stage="preprocess"),
     ]
     if imagenet_backbones(params):
         lines += ["", "  # The ImageNet weights of each backbone that a model with pretrained: true starts from.",
                   "  weights:", f"    foreach: [{', '.join(imagenet_backbones(params))}]", "    do:",
                   *_stage("mbmt weights ${item}", _code("weights"), _params("weights"), 6,
-                          outs=weights_outputs("${item}"))]
+                          outs=weights_outputs("${item}"), stage="weights")]
     train_deps = _code("train") + TRAINING_DATA
     train_cmd = f"mbmt train {MODEL} --seed {SEED}"
     # DVC cannot splice a list into deps, so each job names its ST-Nets (init_from) and ImageNet
@@ -474,7 +490,7 @@ def render_dvc_yaml(params: Mapping) -> str:
                 lines.append(f"      {job_key(name, seed)}: {_inline(item)}")
         lines += ["    do:",
                   *_stage(train_cmd, train_deps + weight_deps, job_keys("train"), 6,
-                          outs=train_outputs(MODEL, SEED))]
+                          outs=train_outputs(MODEL, SEED), stage="train")]
     if from_st:
         width = max(len(init_from(params, name)) for name in from_st)
         slots = [f"st{i + 1}" for i in range(width)]
@@ -490,13 +506,14 @@ def render_dvc_yaml(params: Mapping) -> str:
         lines += ["    do:",
                   *_stage(train_cmd,
                           train_deps + [paths.model_file(f"${{item.{slot}}}", SEED) for slot in slots] + weight_deps,
-                          job_keys("train"), 6, outs=train_outputs(MODEL, SEED))]
+                          job_keys("train"), 6, outs=train_outputs(MODEL, SEED), stage="train")]
     metrics = paths.metrics_file(MODEL, SEED)
     indent = 6 if with_studies else 4
     evaluate = _stage(f"mbmt evaluate {MODEL} --seed {SEED}",
                       _code("evaluate") + [paths.model_file(MODEL, SEED), paths.split_file(params["evaluate"]["split"])],
                       job_keys("evaluate"), indent,
-                      outs=[p for p in evaluate_outputs(MODEL, SEED) if p != metrics], metrics=[metrics])
+                      outs=[p for p in evaluate_outputs(MODEL, SEED) if p != metrics], metrics=[metrics],
+                      stage="evaluate")
     if with_studies:  # a foreach, as the trainings, for the items' params keys (same stage names)
         lines += ["", "  evaluate:", "    foreach:"]
         items = {job_key(name, seed): {"model": name, "seed": seed, **params_items(name, "evaluate")}
@@ -508,7 +525,7 @@ def render_dvc_yaml(params: Mapping) -> str:
                   *evaluate]
     lines += ["", "  report:",
               *_stage("mbmt report", _code("report") + report_inputs(params), report_params_keys(params), 4,
-                      outs=REPORT_OUTPUTS),
+                      outs=REPORT_OUTPUTS, stage="report"),
               "",
               "# Training curves: DVCLive's logs inside the train stages' `live` outputs. Plots of files inside",
               "# an output are declared here, at the top level (a stage's `plots:` would be a second owner of",

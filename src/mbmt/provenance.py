@@ -1,4 +1,4 @@
-"""Where a number came from: code revision, configuration, hardware and software versions."""
+"""Where a number came from: code revision, configuration, hardware, software versions and the lock."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ def collect(params: dict, device: str = "cpu") -> dict:
     import timm
     import torch
 
+    from mbmt.environment import record
+
     return {
         "profile": params["profile"],
         "dataset": params["data"]["source"],
@@ -57,5 +59,7 @@ def collect(params: dict, device: str = "cpu") -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "timm": timm.__version__,
+        # The lock's digest, whether the installed environment matched it, and the drift if not.
+        "environment": record(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

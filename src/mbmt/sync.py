@@ -38,6 +38,10 @@ def why_not_recorded(params: Mapping, param_files: Sequence[str], whole_dag: boo
         return f"this run built only some targets; run snakemake for the whole DAG, or record them with {RECORD_COMMAND} STAGE..."
     if not DVC_YAML.is_file() or DVC_YAML.read_text() != render_dvc_yaml(params):
         return f"dvc.yaml is out of date with params.yaml: run `{GENERATE_COMMAND}`, then {RECORD_COMMAND}"
+    from mbmt.environment import BASE_LOCK, STAGES_FILE, render_stages_file
+
+    if BASE_LOCK.is_file() and (not STAGES_FILE.is_file() or STAGES_FILE.read_text() != render_stages_file(BASE_LOCK)):
+        return f"{STAGES_FILE} is out of date with {BASE_LOCK}: run `{GENERATE_COMMAND}`, then {RECORD_COMMAND}"
     return None
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from mbmt import dag, paths
+from mbmt import dag, environment, paths
 from mbmt.config import validate, validate_backbones
 from mbmt.dag import code_files
-from mbmt.errors import ParamsError
+from mbmt.errors import MbmtError, ParamsError
+from mbmt.reporting.document import RUN_TITLE
+from mbmt.reporting.tables import OURS, TABLE_TITLES, TITLES
 from mbmt.training.cost import cpu_training_refusal
 
 # The code each stage runs is an input (Snakemake's code trigger sees only the shell text), so
@@ -36,13 +38,20 @@ def canonical(value):
 
 
 def tracked_params(stage):
-    """A ``params:`` function giving {key: value} for the params keys of the job (mbmt.dag.params_keys)."""
+    """A ``params:`` function giving {key: value} for the params keys of the job (mbmt.dag.params_keys),
+    and the locked versions of the packages that can change what the stage computes (from
+    requirements/base.txt, as dvc.yaml reads them from requirements/stages.yaml: mbmt.environment),
+    so that a lock change moving one of them re-runs the stage."""
+    packages = canonical(dag.environment_params(stage))
 
     def values(wildcards):
         # A study job's keys include its variant's override; the report's, the studies.
         keys = dag.params_keys(config, stage, getattr(wildcards, "model", None))
         # Snakemake's lookup walks the config by a dpath: the params key data.height is data/height
-        return {key: canonical(lookup(dpath=key.replace(".", "/"), within=config)) for key in keys}
+        return {
+            key: canonical(lookup(dpath=key.replace(".", "/"), within=config))
+            for key in keys
+        } | packages
 
     return values
 
@@ -55,7 +64,11 @@ def param_files():
             "(parameter files): put the values in a preset file and pass it with --configfile FILE"
         )
     presets = [os.path.relpath(path) for path in workflow.overwrite_configfiles]
-    base = [] if workflow.config_settings.replace_workflow_config else [str(paths.PARAMS_FILE)]
+    base = (
+        []
+        if workflow.config_settings.replace_workflow_config
+        else [str(paths.PARAMS_FILE)]
+    )
     return base + presets
 
 
@@ -90,7 +103,11 @@ wildcard_constraints:
 
 
 # Without presets the commands read params.yaml by default and are exactly dvc.yaml's.
-PARAM_OPTIONS = "".join(f" --params {shlex.quote(f)}" for f in PARAM_FILES) if PARAM_FILES != [str(paths.PARAMS_FILE)] else ""
+PARAM_OPTIONS = (
+    "".join(f" --params {shlex.quote(f)}" for f in PARAM_FILES)
+    if PARAM_FILES != [str(paths.PARAMS_FILE)]
+    else ""
+)
 # Appended to every command: the job's output goes to its log file.
 TO_LOG = " > {log} 2>&1"
 # Put before the train and evaluate commands: the job's gpu_mem_gb request, which `mbmt` claims on
@@ -110,16 +127,19 @@ def training_launcher():
     processes on each of MBMT_TRAIN_NODES nodes (both 1 by default: no prefix, dvc.yaml's
     command). On one node torchrun starts them; on several, one torchrun per node through srun in
     the Slurm job (profiles/slurm asks for the nodes), meeting at the job's first node. Read from
-    the environment, which Slurm jobs inherit, so a job's Snakemake builds the same command."""
+    the environment, which Slurm jobs inherit, so a job's Snakemake builds the same command.
+    """
     nodes = int(os.environ.get("MBMT_TRAIN_NODES") or 1)
     ranks = int(os.environ.get("MBMT_TRAIN_RANKS_PER_NODE") or 1)
     if nodes == 1 and ranks == 1:
         return ""
     if nodes == 1:
         return f"torchrun --standalone --nproc-per-node {ranks} -m "
-    return (f"srun --nodes {nodes} --ntasks-per-node 1 torchrun --nnodes {nodes} --nproc-per-node {ranks} "
-            "--rdzv-id $SLURM_JOB_ID --rdzv-backend c10d "
-            "--rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):29500 -m ")
+    return (
+        f"srun --nodes {nodes} --ntasks-per-node 1 torchrun --nnodes {nodes} --nproc-per-node {ranks} "
+        "--rdzv-id $SLURM_JOB_ID --rdzv-backend c10d "
+        "--rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):29500 -m "
+    )
 
 
 def model_file(name="{model}", seed="{seed}"):
@@ -145,9 +165,23 @@ def training_inputs(wildcards):
     return {
         "code": code("train"),
         "data": [str(path) for path in dag.TRAINING_DATA],
-        "init": [model_file(name, wildcards.seed) for name in dag.init_from(config, wildcards.model)],
+        "init": [
+            model_file(name, wildcards.seed)
+            for name in dag.init_from(config, wildcards.model)
+        ],
         "weights": [str(path) for path in dag.model_weights(config, wildcards.model)],
     }
+
+
+def refuse_environment_drift():
+    """Called first by onstart (workflow/rules/dvc.smk), before any job: stop a run whose installed
+    environment differs from the lock (a locked package missing or at another version), with the
+    message each `mbmt` stage gives (mbmt.environment.check), unless MBMT_ENV_DRIFT=allow.
+    """
+    try:
+        environment.check()
+    except MbmtError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def refuse_unasked_cpu_training():
@@ -157,8 +191,54 @@ def refuse_unasked_cpu_training():
     asks on its node."""
     if not workflow.local_exec:
         return
-    if not any(job.rule.name in ("train", "train_from_st") for job in workflow.dag.needrun_jobs()):
+    if not any(
+        job.rule.name in ("train", "train_from_st")
+        for job in workflow.dag.needrun_jobs()
+    ):
         return
     message = cpu_training_refusal(config, source=" + ".join(PARAM_FILES))
     if message:
         raise WorkflowError(message)
+
+
+# Snakemake's HTML report (workflow/rules/report.smk): each output file's category and labels.
+REPORT_TABLE_CATEGORIES = {
+    "run": "What was run",
+    "architectures": "Architectures and parameters",
+    "parameters": "Architectures and parameters",
+}  # the rest: "Results tables"
+
+
+def report_table_category(wildcards):
+    return REPORT_TABLE_CATEGORIES.get(wildcards.table, "Results tables")
+
+
+def report_table_labels(wildcards):
+    # A study table (reports/tables/study_<name>*.html) is labelled by its name.
+    return {
+        "table": {**TABLE_TITLES, "run": RUN_TITLE}.get(
+            wildcards.table, wildcards.table
+        )
+    }
+
+
+def report_figure_category(wildcards):
+    return "Training curves" if "task" in wildcards.keys() else "Predictions"
+
+
+def report_figure_subcategory(wildcards):
+    if "split" not in wildcards.keys():
+        return None
+    return (
+        "Real NYUv2 frames"
+        if wildcards.split == paths.REAL_SPLIT
+        else f"{wildcards.split.capitalize()} split"
+    )
+
+
+def report_figure_labels(wildcards):
+    if "task" in wildcards.keys():
+        return {"figure": f"{wildcards.task}: training loss and validation metric"}
+    if wildcards.kind == "qualitative":
+        return {"figure": f"{TITLES[OURS]}: every task on the first images"}
+    return {"figure": "every model on the first image"}

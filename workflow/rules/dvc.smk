@@ -18,12 +18,15 @@ def whole_dag_was_run():
 
 
 onstart:
-    refuse_unasked_cpu_training()  # before anything else: nothing locked, nothing run
+    refuse_environment_drift()  # before anything else: nothing locked, nothing run
+    refuse_unasked_cpu_training()
     check_slurm_submission()  # workflow/rules/slurm.smk: requests and status command that Slurm cannot serve
     if sync.is_dvc_repo():
         command = "snakemake " + " ".join(sys.argv[1:])
         try:
-            DVC_LOCK.enter_context(locking.dvc_write_lock(Path("."), dag.outputs(config), command))
+            DVC_LOCK.enter_context(
+                locking.dvc_write_lock(Path("."), dag.outputs(config), command)
+            )
         except locking.LockError as exc:
             raise WorkflowError(str(exc)) from None
 

@@ -1,6 +1,8 @@
 # Evaluate each trained model (each seed's) on params evaluate.split -> metrics/<model>/seed<seed>.json.
 
 
+# Software: the one locked environment every rule runs in (requirements/, hash-checked; the stage's
+# result-affecting packages are its params), not a conda env or container: docs/environment.md.
 rule evaluate:
     input:
         code=code("evaluate"),
@@ -8,8 +10,6 @@ rule evaluate:
         split=split_file(config["evaluate"]["split"]),
     output:
         [str(path) for path in dag.evaluate_outputs("{model}", "{seed}")],
-    params:
-        tracked=tracked_params("evaluate"),
     log:
         "logs/evaluate/{model}/seed{seed}.log",
     benchmark:
@@ -18,5 +18,9 @@ rule evaluate:
     resources:
         gpu=1,
         gpu_mem_gb=6,  # the default profile sets it too (profiles/default/config.yaml)
+    params:
+        tracked=tracked_params("evaluate"),
     shell:
-        GPU_REQUEST + mbmt("evaluate", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG
+        GPU_REQUEST
+        + mbmt("evaluate", "{wildcards.model}", "--seed", "{wildcards.seed}")
+        + TO_LOG

@@ -1,45 +1,19 @@
 # The paper's tables and figures, measured beside published, in reports/. Snakemake's HTML report
 # (snakemake --report reports/report.html, docs/workflow.md) shows the outputs flagged report(...),
 # each file sorted by its name into a category, with the captions of workflow/report/.
-
-from mbmt.reporting.document import RUN_TITLE
-from mbmt.reporting.tables import OURS, TABLE_TITLES, TITLES
-
-REPORT_TABLE_CATEGORIES = {"run": "What was run", "architectures": "Architectures and parameters",
-                           "parameters": "Architectures and parameters"}  # the rest: "Results tables"
+# Its category and label functions are in common.smk (snakemake --lint: functions in one place).
 
 
-def report_table_category(wildcards):
-    return REPORT_TABLE_CATEGORIES.get(wildcards.table, "Results tables")
-
-
-def report_table_labels(wildcards):
-    # A study table (reports/tables/study_<name>*.html) is labelled by its name.
-    return {"table": {**TABLE_TITLES, "run": RUN_TITLE}.get(wildcards.table, wildcards.table)}
-
-
-def report_figure_category(wildcards):
-    return "Training curves" if "task" in wildcards.keys() else "Predictions"
-
-
-def report_figure_subcategory(wildcards):
-    if "split" not in wildcards.keys():
-        return None
-    return "Real NYUv2 frames" if wildcards.split == paths.REAL_SPLIT else f"{wildcards.split.capitalize()} split"
-
-
-def report_figure_labels(wildcards):
-    if "task" in wildcards.keys():
-        return {"figure": f"{wildcards.task}: training loss and validation metric"}
-    if wildcards.kind == "qualitative":
-        return {"figure": f"{TITLES[OURS]}: every task on the first images"}
-    return {"figure": "every model on the first image"}
-
-
+# Software: the one locked environment every rule runs in (requirements/, hash-checked; the stage's
+# result-affecting packages are its params), not a conda env or container: docs/environment.md.
 rule report:
     input:
         code=code("report"),
-        results=[str(path) for name, seed in dag.job_runs(config) for path in dag.evaluate_outputs(name, seed)],
+        results=[
+            str(path)
+            for name, seed in dag.job_runs(config)
+            for path in dag.evaluate_outputs(name, seed)
+        ],
         models=[model_file(name, seed) for name, seed in dag.job_runs(config)],
         live=[live_dir(name, seed) for name, seed in dag.job_runs(config)],
         data=[split_file("test"), str(paths.manifest_file())],
@@ -55,7 +29,10 @@ rule report:
         ),
         figures=report(
             directory(str(paths.REPORT_FIGURES_DIR)),
-            patterns=["training_{task}.png", "{kind,qualitative|comparison}_{split}.png"],
+            patterns=[
+                "training_{task}.png",
+                "{kind,qualitative|comparison}_{split}.png",
+            ],
             caption="../report/figure.rst",
             category=report_figure_category,
             subcategory=report_figure_subcategory,
@@ -67,12 +44,12 @@ rule report:
             category="What was run",
             labels={"table": "Provenance of every number (JSON)"},
         ),
-    params:
-        tracked=tracked_params("report"),
     log:
         "logs/report.log",
     benchmark:
         "benchmarks/results/report.tsv"
     threads: 2
+    params:
+        tracked=tracked_params("report"),
     shell:
         mbmt("report") + TO_LOG

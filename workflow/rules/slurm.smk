@@ -17,14 +17,20 @@ def check_slurm_submission():
             job.rule.name,
             partition=job.resources.get("slurm_partition"),
             threads=job.resources.get("cpus_per_task") or job.threads,
-            memory_mb=job.resources.get("mem_mb_per_cpu", 0) * job.threads or job.resources.get("mem_mb"),
+            memory_mb=job.resources.get("mem_mb_per_cpu", 0) * job.threads
+            or job.resources.get("mem_mb"),
             gpus=int(job.resources.get("gpu") or 0),
             nodes=int(job.resources.get("nodes") or 1),
         )
         for job in workflow.dag.needrun_jobs()
         if not job.is_local
     ]
-    found = slurm.problems(requests, getattr(settings, "status_command", None),
-                           getattr(settings, "init_seconds_before_status_checks", 40) or 40)
+    found = slurm.problems(
+        requests,
+        getattr(settings, "status_command", None),
+        getattr(settings, "init_seconds_before_status_checks", 40) or 40,
+    )
     if found:
-        raise WorkflowError("this run cannot work on this Slurm cluster:\n  " + "\n  ".join(found))
+        raise WorkflowError(
+            "this run cannot work on this Slurm cluster:\n  " + "\n  ".join(found)
+        )

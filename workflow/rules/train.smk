@@ -3,14 +3,14 @@
 # trained ST-Nets (params init_from) after those ST-Nets of the same seed (rule train_from_st).
 
 
+# Software: the one locked environment every rule runs in (requirements/, hash-checked; the stage's
+# result-affecting packages are its params), not a conda env or container: docs/environment.md.
 rule train:
     input:
         unpack(training_inputs),
     output:
         model=model_file(),
         live=directory(live_dir()),
-    params:
-        tracked=tracked_params("train"),
     log:
         "logs/train/{model}/seed{seed}.log",
     benchmark:
@@ -21,10 +21,17 @@ rule train:
     resources:
         gpu=1,
         gpu_mem_gb=12,  # the default profile sets it too (profiles/default/config.yaml)
+    params:
+        tracked=tracked_params("train"),
     shell:
-        GPU_REQUEST + training_launcher() + mbmt("train", "{wildcards.model}", "--seed", "{wildcards.seed}") + TO_LOG
+        GPU_REQUEST
+        + training_launcher()
+        + mbmt("train", "{wildcards.model}", "--seed", "{wildcards.seed}")
+        + TO_LOG
 
 
+# Software: the one locked environment every rule runs in (requirements/, hash-checked; the stage's
+# result-affecting packages are its params), not a conda env or container: docs/environment.md.
 use rule train as train_from_st with:
     wildcard_constraints:
         model="|".join(FROM_ST),

@@ -10,6 +10,7 @@ from typing import Any
 from mbmt import paths
 from mbmt.dag import single_task_models
 from mbmt.io import atomic_path, write_json
+from mbmt.environment import describe as describe_environment
 from mbmt.provenance import git_revision
 from mbmt.reporting import document, figures
 from mbmt.reporting.delta_m import delta_m_table, recent_anchors_table
@@ -148,6 +149,9 @@ def summarise(results: Mapping[str, ModelResult], dataset: dict[str, Any]) -> di
         "seeds": sorted({run.seed for run in runs}),
         "training_hardware": distinct(t.get("hardware") for t in training),
         "evaluation_hardware": distinct((c.get("provenance") or {}).get("hardware") for c in contexts),
+        # Which lock computed the numbers, and whether every training and evaluation matched it.
+        "environment": describe_environment([p.get("environment") for p in training]
+                                            + [(c.get("provenance") or {}).get("environment") for c in contexts]),
         "git_revision": git_revision(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

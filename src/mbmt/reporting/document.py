@@ -28,6 +28,7 @@ def facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Hardware", f"trained on {', '.join(summary['training_hardware']) or 'unknown'}; "
                      f"evaluated on {', '.join(summary['evaluation_hardware']) or 'unknown'}"),
         ("Code", f"git {summary['git_revision']} (report written {summary['date']})"),
+        ("Environment", summary.get("environment") or "not recorded"),
     ]
 
 

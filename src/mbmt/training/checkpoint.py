@@ -1,7 +1,8 @@
 """Resumable training state: where a run lives, what identifies it, and its checkpoint file.
 
 A run directory is ``runs/<model>/<fingerprint>/``; the fingerprint hashes everything that
-determines the trained weights (the training code, seed, training settings, the model's
+determines the trained weights (the training code, the locked versions of the packages that can
+change them, seed, training settings, the model's
 architecture entry, the dataset's split files, the ImageNet weight files and the checkpoints it
 starts from), so an edit of the
 code or the params starts a fresh run and an interrupted run of the same code and settings
@@ -20,6 +21,7 @@ import torch
 
 from mbmt.config import AS_WRITTEN, TRAIN_KEYS, fingerprint, imagenet_backbones, model_params
 from mbmt.dag import code_digest
+from mbmt.environment import identity as environment_identity
 from mbmt.errors import DataError, MbmtError
 from mbmt.io import save_torch, sha256_file, write_json
 from mbmt.paths import RUNS_DIR, model_file, split_file
@@ -79,6 +81,10 @@ def run_settings(name: str, params: dict, *, seed: int, tasks: tuple[str, ...], 
         # weights. It replaces the package version: a version bump alone computes nothing new, and
         # an edit without one does.
         "code": code_digest("train"),
+        # The locked versions of the packages that can change the result (torch, its CUDA libraries,
+        # timm, numpy, torchjd and its solvers: mbmt.environment), and any of them installed at
+        # another version: an upgrade that re-runs the stage also starts a fresh run.
+        "environment": environment_identity("train"),
         "model": name,
         "seed": seed,
         "train": {
