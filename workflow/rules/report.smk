@@ -19,16 +19,23 @@ def report_table_labels(wildcards):
 
 
 def report_figure_category(wildcards):
+    if "study" in wildcards.keys():
+        return "Studies"
     return "Training curves" if "task" in wildcards.keys() else "Predictions"
 
 
 def report_figure_subcategory(wildcards):
+    if "study" in wildcards.keys():
+        return f"Study {wildcards.study}"
     if "split" not in wildcards.keys():
         return None
     return "Real NYUv2 frames" if wildcards.split == paths.REAL_SPLIT else f"{wildcards.split.capitalize()} split"
 
 
 def report_figure_labels(wildcards):
+    if "study" in wildcards.keys():
+        what = "per-task Δm of each variant" if wildcards.plot == "tasks" else "trade-off between two tasks"
+        return {"figure": f"study {wildcards.study}: {what}"}
     if "task" in wildcards.keys():
         return {"figure": f"{wildcards.task}: training loss and validation metric"}
     if wildcards.kind == "qualitative":
@@ -55,7 +62,11 @@ rule report:
         ),
         figures=report(
             directory(str(paths.REPORT_FIGURES_DIR)),
-            patterns=["training_{task}.png", "{kind,qualitative|comparison}_{split}.png"],
+            patterns=[
+                "training_{task}.png",
+                "{kind,qualitative|comparison}_{split}.png",
+                "study_{study}_{plot,tasks|tradeoff}.png",
+            ],
             caption="../report/figure.rst",
             category=report_figure_category,
             subcategory=report_figure_subcategory,

@@ -1,4 +1,5 @@
-"""The report's figures: training curves from the DVCLive logs, and predictions beside the ground truth.
+"""The report's figures: training curves from the DVCLive logs, predictions beside the ground truth,
+and each study's per-task changes and trade-off (numbers from mbmt.reporting.study).
 
 Maps are coloured by mbmt.visual, so they look as `mbmt predict` draws them.
 """
@@ -7,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mbmt.evaluation.protocol import read_curve
 from mbmt.reporting.sources import Samples
 from mbmt.tasks import HEADLINE_METRICS, TASK_ABBREVIATIONS, TASK_TITLES, TASKS
+
+if TYPE_CHECKING:
+    from mbmt.reporting.study import Bar, Point
 from mbmt.visual import class_legend_handles, colorize_depth, colorize_normal, colorize_semantic
 
 
@@ -128,3 +133,63 @@ def comparison(samples: Samples, rows: Sequence[tuple[str, Mapping[str, np.ndarr
     fig.suptitle(f"Every model on {samples.split} image {index} ({samples.source})", fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _row_title(variant: str, model: str, titles: Mapping[str, str], several_models: bool) -> str:
+    return f"{variant} / {titles.get(model, model)}" if several_models else variant
+
+
+def study_task_changes(name: str, bars: Sequence[Bar], titles: Mapping[str, str], path: Path) -> None:
+    """One group per variant (and multi-task model), one bar per task: the per-task Δm against the
+    same variant's single-task models, the sample std over the seeds as error bars."""
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys((bar.variant, bar.model) for bar in bars))
+    tasks = [task for task in TASKS if any(bar.task == task for bar in bars)]
+    several = len({model for _, model in groups}) > 1
+    width = 0.8 / max(len(tasks), 1)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.9 * len(groups) * max(len(tasks), 1) * 0.45), 3.8),
+                           layout="constrained")
+    for t, task in enumerate(tasks):
+        found = {(bar.variant, bar.model): bar for bar in bars if bar.task == task}
+        xs = [g + (t - (len(tasks) - 1) / 2) * width for g, key in enumerate(groups) if key in found]
+        heights = [found[key].mean for key in groups if key in found]
+        errors = [found[key].std or 0.0 for key in groups if key in found]
+        ax.bar(xs, heights, width, yerr=errors if any(errors) else None, capsize=3,
+               label=TASK_ABBREVIATIONS[task] + " (" + TASK_TITLES[task] + ")")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(groups)), [_row_title(v, m, titles, several) for v, m in groups],
+                  rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
+    ax.set_ylabel("per-task Δm (%) ↓ better")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"Study {name}: per-task Δm against the single-task models", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def study_tradeoff(name: str, points: Sequence[Point], tasks: tuple[str, str], titles: Mapping[str, str],
+                   path: Path) -> None:
+    """Each variant's model at the mean of two tasks' headline metrics (large marker), its seeds as
+    small markers of the same colour."""
+    import matplotlib.pyplot as plt
+
+    x_metric, y_metric = (HEADLINE_METRICS[task] for task in tasks)
+    several = len({point.model for point in points}) > 1
+    fig, ax = plt.subplots(figsize=(6.0, 4.2), layout="constrained")
+    for point in points:
+        line = ax.scatter([np.mean(point.x)], [np.mean(point.y)], s=60, zorder=3,
+                          label=_row_title(point.variant, point.model, titles, several))
+        if len(point.x) > 1:
+            ax.scatter(point.x, point.y, s=12, alpha=0.5, color=line.get_facecolor(), zorder=2)
+    ax.set_xlabel(f"{TASK_ABBREVIATIONS[x_metric.task]} {x_metric.label} ({_better(x_metric.higher_is_better)})")
+    ax.set_ylabel(f"{TASK_ABBREVIATIONS[y_metric.task]} {y_metric.label} ({_better(y_metric.higher_is_better)})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"Study {name}: {TASK_TITLES[x_metric.task]} against {TASK_TITLES[y_metric.task]}", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _better(higher_is_better: bool) -> str:
+    return "↑ better" if higher_is_better else "↓ better"
