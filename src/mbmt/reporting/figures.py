@@ -135,58 +135,71 @@ def comparison(samples: Samples, rows: Sequence[tuple[str, Mapping[str, np.ndarr
     plt.close(fig)
 
 
-def _row_title(variant: str, model: str, titles: Mapping[str, str], several_models: bool) -> str:
-    return f"{variant} / {titles.get(model, model)}" if several_models else variant
+def _variant_colours(variants: Sequence[str]) -> dict[str, tuple]:
+    """One colour per variant, the same in every panel (tab20 beyond 10 variants, so none repeats)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if len(variants) <= 10 else "tab20"]
+    return {variant: cmap(i % cmap.N) for i, variant in enumerate(variants)}
 
 
 def study_task_changes(name: str, bars: Sequence[Bar], titles: Mapping[str, str], path: Path) -> None:
-    """One group per variant (and multi-task model), one bar per task: the per-task Δm against the
-    same variant's single-task models, the sample std over the seeds as error bars."""
+    """One panel per multi-task model, one group of bars per variant, one bar per task: the per-task
+    Δm against the same variant's single-task models, the sample std over the seeds as error bars."""
     import matplotlib.pyplot as plt
 
-    groups = list(dict.fromkeys((bar.variant, bar.model) for bar in bars))
+    models = list(dict.fromkeys(bar.model for bar in bars))
+    variants = list(dict.fromkeys(bar.variant for bar in bars))
     tasks = [task for task in TASKS if any(bar.task == task for bar in bars)]
-    several = len({model for _, model in groups}) > 1
-    width = 0.8 / max(len(tasks), 1)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.9 * len(groups) * max(len(tasks), 1) * 0.45), 3.8),
-                           layout="constrained")
-    for t, task in enumerate(tasks):
-        found = {(bar.variant, bar.model): bar for bar in bars if bar.task == task}
-        xs = [g + (t - (len(tasks) - 1) / 2) * width for g, key in enumerate(groups) if key in found]
-        heights = [found[key].mean for key in groups if key in found]
-        errors = [found[key].std or 0.0 for key in groups if key in found]
-        ax.bar(xs, heights, width, yerr=errors if any(errors) else None, capsize=3,
-               label=TASK_ABBREVIATIONS[task] + " (" + TASK_TITLES[task] + ")")
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(groups)), [_row_title(v, m, titles, several) for v, m in groups],
-                  rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
-    ax.set_ylabel("per-task Δm (%) ↓ better")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    ax.set_title(f"Study {name}: per-task Δm against the single-task models", fontsize=10)
+    width = 0.8 / len(tasks)
+    fig, axes = plt.subplots(len(models), 1, squeeze=False, layout="constrained",
+                             figsize=(max(6.0, 1.5 + 0.6 * len(variants)), 0.6 + 2.8 * len(models)))
+    for ax, model in zip(axes[:, 0], models):
+        for t, task in enumerate(tasks):
+            found = {bar.variant: bar for bar in bars if bar.model == model and bar.task == task}
+            xs = [v + (t - (len(tasks) - 1) / 2) * width for v, variant in enumerate(variants) if variant in found]
+            heights = [found[variant].mean for variant in variants if variant in found]
+            errors = [found[variant].std or 0.0 for variant in variants if variant in found]
+            ax.bar(xs, heights, width, yerr=errors if any(errors) else None, capsize=2,
+                   label=f"{TASK_ABBREVIATIONS[task]} ({TASK_TITLES[task]})")
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        rotate = len(variants) > 5
+        ax.set_xticks(range(len(variants)), variants, rotation=35 if rotate else 0, ha="right" if rotate else "center")
+        ax.set_ylabel("per-task Δm (%)\n↓ better")
+        ax.set_title(titles.get(model, model), fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Study {name}: per-task Δm against the single-task models", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def study_tradeoff(name: str, points: Sequence[Point], tasks: tuple[str, str], titles: Mapping[str, str],
                    path: Path) -> None:
-    """Each variant's model at the mean of two tasks' headline metrics (large marker), its seeds as
-    small markers of the same colour."""
+    """One panel per model: each variant at the mean of two tasks' headline metrics (large marker),
+    its seeds as small markers of the same colour; one legend of the variants for every panel."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     x_metric, y_metric = (HEADLINE_METRICS[task] for task in tasks)
-    several = len({point.model for point in points}) > 1
-    fig, ax = plt.subplots(figsize=(6.0, 4.2), layout="constrained")
-    for point in points:
-        line = ax.scatter([np.mean(point.x)], [np.mean(point.y)], s=60, zorder=3,
-                          label=_row_title(point.variant, point.model, titles, several))
-        if len(point.x) > 1:
-            ax.scatter(point.x, point.y, s=12, alpha=0.5, color=line.get_facecolor(), zorder=2)
-    ax.set_xlabel(f"{TASK_ABBREVIATIONS[x_metric.task]} {x_metric.label} ({_better(x_metric.higher_is_better)})")
-    ax.set_ylabel(f"{TASK_ABBREVIATIONS[y_metric.task]} {y_metric.label} ({_better(y_metric.higher_is_better)})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    ax.set_title(f"Study {name}: {TASK_TITLES[x_metric.task]} against {TASK_TITLES[y_metric.task]}", fontsize=10)
+    models = list(dict.fromkeys(point.model for point in points))
+    colours = _variant_colours(list(dict.fromkeys(point.variant for point in points)))
+    fig, axes = plt.subplots(1, len(models), squeeze=False, layout="constrained",
+                             figsize=(1.6 + 4.2 * len(models), 4.0))
+    for ax, model in zip(axes[0], models):
+        for point in (p for p in points if p.model == model):
+            colour_ = colours[point.variant]
+            ax.scatter([np.mean(point.x)], [np.mean(point.y)], s=60, color=colour_, zorder=3,
+                       edgecolors="black", linewidths=0.5)
+            if len(point.x) > 1:
+                ax.scatter(point.x, point.y, s=12, alpha=0.5, color=colour_, zorder=2)
+        ax.set_xlabel(f"{TASK_ABBREVIATIONS[x_metric.task]} {x_metric.label} ({_better(x_metric.higher_is_better)})")
+        ax.set_ylabel(f"{TASK_ABBREVIATIONS[y_metric.task]} {y_metric.label} ({_better(y_metric.higher_is_better)})")
+        ax.set_title(titles.get(model, model), fontsize=9)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, label=v) for v, c in colours.items()]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)
+    fig.suptitle(f"Study {name}: {TASK_TITLES[x_metric.task]} against {TASK_TITLES[y_metric.task]}", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
