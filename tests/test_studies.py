@@ -231,3 +231,116 @@ def test_study_marks_are_holm_corrected_and_only_on_tested_numbers():
     assert "Holm-corrected over the study's 2 comparisons" in " ".join(table("final").notes)
     paired = study_paired_table("s", intervals)
     assert paired.columns[-5:] == ["seed std", "p", "p (Holm)", "significant", "seeds"]
+
+
+def test_average_ranks_and_mean_rank_by_hand():
+    """Ranks in each metric's direction with a tie sharing its mean rank; MR is their mean."""
+    from mbmt.reporting.study import average_ranks, mean_ranks
+    from mbmt.tasks import metric
+
+    assert average_ranks([50.0, 40.0, 50.0, 30.0], higher_is_better=True) == [1.5, 3.0, 1.5, 4.0]
+    assert average_ranks([0.5, 0.4, 0.5, 0.3], higher_is_better=False) == [3.5, 2.0, 3.5, 1.0]
+    scipy_stats = pytest.importorskip("scipy.stats")
+    values = [3.0, 1.0, 3.0, 3.0, 2.0]
+    assert average_ranks(values, False) == scipy_stats.rankdata(values, method="average").tolist()
+
+    over = [metric("semantic", "miou"), metric("depth", "abs_err")]
+    rows = {"a": {"semantic": {"miou": 40.0}, "depth": {"abs_err": 0.50}},
+            "b": {"semantic": {"miou": 42.0}, "depth": {"abs_err": 0.50}},
+            "c": {"semantic": {"miou": 38.0}, "depth": {"abs_err": 0.45}},
+            "d": {"semantic": {"miou": 45.0}}}  # lacks abs err: not ranked
+    # mIoU ↑ among a, b, c: b 1, a 2, c 3; abs err ↓: c 1, a and b tie for 2 and 3 -> 2.5 each
+    assert mean_ranks(rows, over) == {"a": pytest.approx((2 + 2.5) / 2), "b": pytest.approx((1 + 2.5) / 2),
+                                      "c": pytest.approx((3 + 1) / 2), "d": None}
+
+
+def three_variant_study():
+    """Variants a (baseline), b, c of mtnet over two seeds, hand-made: ST-Nets at 10, then 20, on every metric."""
+    from mbmt.tasks import METRICS
+
+    def blocks(scale: float, depth_scale: float | None = None) -> dict:
+        result: dict = {}
+        for entry in METRICS:
+            factor = depth_scale if entry.task == "depth" and depth_scale is not None else scale
+            result.setdefault(entry.task, {})[entry.key] = 10.0 * factor
+        return result
+
+    study = {"baseline": "a", "models": ["mtnet"], "variants": {"a": {}, "b": {}, "c": {}}}
+    single = ["st_ss", "st_de", "st_snp"]
+    members = {v: {"st_ss": "st_ss", "st_de": "st_de", "st_snp": "st_snp", "mtnet": f"mtnet-{v}"} for v in "abc"}
+    st = [blocks(1.0), blocks(2.0)]  # seed 1's ST-Nets twice seed 0's: each seed is compared with its own
+    metrics = {"st_ss": [{"semantic": b["semantic"]} for b in st], "st_de": [{"depth": b["depth"]} for b in st],
+               "st_snp": [{"normal": b["normal"]} for b in st],
+               "mtnet-a": [blocks(1.0), blocks(2.0)],  # equal to the ST-Nets
+               "mtnet-b": [blocks(1.1), blocks(2.6)],  # every metric 10 % then 30 % above the same seed's ST
+               "mtnet-c": [blocks(1.0, depth_scale=0.9), blocks(2.0, depth_scale=1.8)]}  # depth 10 % lower
+    return study, members, metrics, single
+
+
+def test_study_table_carries_the_mean_rank():
+    from mbmt.reporting.delta_m import DELTA_M_METRICS
+    from mbmt.reporting.study import MR_HEADER, study_table
+
+    study, members, metrics, single = three_variant_study()
+    table = study_table("s", study, members, metrics, {}, single_task=single)
+    assert "↓" in MR_HEADER and any("Lower is better" in note for note in table.notes)
+    mr = [cell.value for cell in table.column(MR_HEADER)]
+    # Per metric (means over seeds): a 15, b 18.5 on all, c 13.5 on depth's and 15 on the others.
+    higher = [e for e in DELTA_M_METRICS if e.higher_is_better]
+    depth = [e for e in DELTA_M_METRICS if e.task == "depth"]  # both lower-is-better
+    others_lower = [e for e in DELTA_M_METRICS if not e.higher_is_better and e.task != "depth"]
+    # higher-better metrics: b 1, a and c tie 2.5; depth errors: c 1, a 2, b 3; other errors: a, c tie 1.5, b 3
+    ranks = {"a": 2.5 * len(higher) + 2 * len(depth) + 1.5 * len(others_lower),
+             "b": 1 * len(higher) + 3 * len(depth) + 3 * len(others_lower),
+             "c": 2.5 * len(higher) + 1 * len(depth) + 1.5 * len(others_lower)}
+    assert mr == pytest.approx([ranks[v] / len(DELTA_M_METRICS) for v in "abc"])
+
+
+def test_study_figure_data_by_hand():
+    """The bars: per-task Δm per seed against the same seed's ST-Nets, mean and sample std; the
+    trade-off points: the headline metrics per seed."""
+    from mbmt.reporting.study import task_changes, tradeoff_points
+    from mbmt.tasks import METRICS
+
+    study, members, metrics, single = three_variant_study()
+    bars = {(bar.variant, bar.task): bar for bar in task_changes(study, members, metrics, single)}
+    assert set(bars) == {(v, t) for v in "abc" for t in ("semantic", "depth", "normal")}
+    assert bars[("a", "depth")].mean == pytest.approx(0.0) and bars[("a", "depth")].std == pytest.approx(0.0)
+    # b, semantic (mIoU, pixel acc: higher is better): improvement +10 then +30 -> per-task Δm -10, -30
+    assert bars[("b", "semantic")].mean == pytest.approx(-20.0)
+    assert bars[("b", "semantic")].std == pytest.approx(np.std([-10.0, -30.0], ddof=1))
+    # b, depth (two errors, lower is better): +10 % then +30 % error -> +10, +30
+    assert bars[("b", "depth")].mean == pytest.approx(20.0)
+    # b, normal: mean, median angle (lower better) +10 %, within-angles (higher better) +10 %: seed 0
+    # Δ = mean(+10, +10, -10, -10, -10) = -2; seed 1 with 30 %: -6
+    normal = [e for e in METRICS if e.task == "normal" and e.key != "loss"]
+    assert [e.higher_is_better for e in normal] == [False, False, True, True, True]
+    assert bars[("b", "normal")].mean == pytest.approx(-4.0)
+    assert bars[("c", "depth")].mean == pytest.approx(-10.0) and bars[("c", "depth")].seeds == 2
+    points = {p.variant: p for p in tradeoff_points(study, members, metrics, ("semantic", "depth"))}
+    assert points["b"].x == pytest.approx([11.0, 26.0]) and points["b"].y == pytest.approx([11.0, 26.0])
+    assert points["c"].y == pytest.approx([9.0, 18.0])
+    # One seed: no spread
+    one = {job: runs[:1] for job, runs in metrics.items()}
+    assert all(bar.std is None for bar in task_changes(study, members, one, single))
+
+
+def test_study_figures_render_and_are_in_the_index(tmp_path):
+    from mbmt.reporting import document
+    from mbmt.reporting.build import draw_study_figures
+
+    study, members, metrics, single = three_variant_study()
+    listed = draw_study_figures([("s", study, members, metrics, {})], single, tmp_path)
+    assert [path for _, _, path in listed] == ["figures/study_s_tasks.png", "figures/study_s_tradeoff.png"]
+    for name in ("study_s_tasks.png", "study_s_tradeoff.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "error bars: the sample standard deviation over the seeds" in listed[0][1]
+    one = draw_study_figures([("s", study, members, {j: r[:1] for j, r in metrics.items()}, {})], single, tmp_path)
+    assert "one seed, so no error bars" in one[0][1]
+    summary = {"profiles": ["demo"], "seeds": [0, 1], "averaging": "pixel", "protocol": "final",
+               "evaluation": "test", "training_hardware": [], "evaluation_hardware": [], "git_revision": "x",
+               "date": "d", "dataset": {"source": "synthetic", "origin": "o", "resolution": [8, 8],
+                                        "splits": {}, "manifest": {"path": "m", "md5": "0"}}}
+    index = document.render(summary, [], listed, {}, {})
+    assert "### Study s" in index and "](figures/study_s_tasks.png)" in index
+    assert "](figures/study_s_tradeoff.png)" in index

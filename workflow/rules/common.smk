@@ -223,10 +223,14 @@ def report_table_labels(wildcards):
 
 
 def report_figure_category(wildcards):
+    if "study" in wildcards.keys():
+        return "Studies"
     return "Training curves" if "task" in wildcards.keys() else "Predictions"
 
 
 def report_figure_subcategory(wildcards):
+    if "study" in wildcards.keys():
+        return f"Study {wildcards.study}"
     if "split" not in wildcards.keys():
         return None
     return (
@@ -237,6 +241,13 @@ def report_figure_subcategory(wildcards):
 
 
 def report_figure_labels(wildcards):
+    if "study" in wildcards.keys():
+        what = (
+            "per-task Δm of each variant"
+            if wildcards.plot == "tasks"
+            else "trade-off between two tasks"
+        )
+        return {"figure": f"study {wildcards.study}: {what}"}
     if "task" in wildcards.keys():
         return {"figure": f"{wildcards.task}: training loss and validation metric"}
     if wildcards.kind == "qualitative":

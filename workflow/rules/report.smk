@@ -32,6 +32,7 @@ rule report:
             patterns=[
                 "training_{task}.png",
                 "{kind,qualitative|comparison}_{split}.png",
+                "study_{study}_{plot,tasks|tradeoff}.png",
             ],
             caption="../report/figure.rst",
             category=report_figure_category,

@@ -98,9 +98,11 @@ def comparison_rows(results: Mapping[str, ModelResult], split: str, single_task:
 
 
 def write_figures(results: Mapping[str, ModelResult], samples: list[Samples], directory: Path,
-                  single_task: Sequence[str]) -> list[tuple[str, str, str]]:
+                  single_task: Sequence[str], found: Sequence[tuple[str, Mapping, dict, dict, dict]] = ()
+                  ) -> list[tuple[str, str, str]]:
     """Draw every figure into ``directory``; returns (section, caption, path under reports/) for the index.
-    Training curves: one line per model and seed; predictions: the first seed's models."""
+    Training curves: one line per model and seed; predictions: the first seed's models; the two figures
+    of each study of ``found`` (`read_studies`)."""
     listed = []
     rel = paths.REPORT_FIGURES_DIR.relative_to(paths.REPORTS_DIR)
     with atomic_path(directory, directory=True) as tmp:
@@ -126,6 +128,7 @@ def write_figures(results: Mapping[str, ModelResult], samples: list[Samples], di
             figures.comparison(split_samples, comparison_rows(results, split, single_task),
                                tmp / f"comparison_{split}.png")
             listed.append((section, f"Every model on {split} image 0", f"{rel}/comparison_{split}.png"))
+        listed += draw_study_figures(found, single_task, tmp)
     return listed
 
 
@@ -157,17 +160,15 @@ def summarise(results: Mapping[str, ModelResult], dataset: dict[str, Any]) -> di
     }
 
 
-def build_study_tables(params: Mapping) -> list[Table]:
-    """The two tables of each study (mbmt.reporting.study), from the metrics and per-image rows of
-    its jobs (each seed of params seeds)."""
+def read_studies(params: Mapping) -> list[tuple[str, Mapping, dict, dict, dict]]:
+    """Each study of the params as (name, study, members, metrics, per-image rows): the metrics and
+    per-image rows of its jobs, one per seed of params seeds."""
     from mbmt.dag import study_members, studies
     from mbmt.evaluation import read_per_image
     from mbmt.io import read_json
     from mbmt.reporting.sources import require
-    from mbmt.reporting.study import study_intervals, study_paired_table, study_table
 
-    tables = []
-    single_task = single_task_models(params)
+    found = []
     for name, study in studies(params).items():
         members = study_members(params, name)
         jobs = sorted({job for variant in members.values() for job in variant.values()})
@@ -176,11 +177,58 @@ def build_study_tables(params: Mapping) -> list[Table]:
                          for seed in seeds] for job in jobs}
         per_image = {job: [read_per_image(require(paths.per_image_file(job, seed), f"mbmt evaluate {job} --seed {seed}"))
                            for seed in seeds] for job in jobs}
+        found.append((name, study, members, metrics, per_image))
+    return found
+
+
+def build_study_tables(params: Mapping, found: Sequence[tuple[str, Mapping, dict, dict, dict]] | None = None
+                       ) -> list[Table]:
+    """The two tables of each study (mbmt.reporting.study) of ``found`` (`read_studies`; read here if None)."""
+    from mbmt.reporting.study import study_intervals, study_paired_table, study_table
+
+    tables = []
+    single_task = single_task_models(params)
+    for name, study, members, metrics, per_image in read_studies(params) if found is None else found:
         intervals = study_intervals(members, per_image, study["baseline"], study["models"],
                                     params["report"]["bootstrap"])
         tables += [study_table(name, study, members, metrics, intervals, single_task=single_task),
                    study_paired_table(name, intervals)]
     return tables
+
+
+# The trade-off figure of a study: the headline metrics of these two tasks.
+TRADEOFF_TASKS = ("semantic", "depth")
+
+
+def draw_study_figures(found: Sequence[tuple[str, Mapping, dict, dict, dict]], single_task: Sequence[str],
+                       directory: Path) -> list[tuple[str, str, str]]:
+    """The two figures of each study into ``directory``: study_<name>_tasks.png (per-task Δm of each
+    variant) and study_<name>_tradeoff.png; returns (section, caption, path under reports/)."""
+    from mbmt.reporting.study import task_changes, tradeoff_points
+
+    listed = []
+    rel = paths.REPORT_FIGURES_DIR.relative_to(paths.REPORTS_DIR)
+    x_metric, y_metric = (HEADLINE_METRICS[task] for task in TRADEOFF_TASKS)
+    for name, study, members, metrics, _ in found:
+        bars = task_changes(study, members, metrics, single_task)
+        seeds = max((bar.seeds for bar in bars), default=0)
+        spread_text = ("error bars: the sample standard deviation over the seeds" if seeds > 1 else
+                       "one seed, so no error bars (no spread to show)")
+        if bars:
+            figures.study_task_changes(name, bars, TITLES, directory / f"study_{name}_tasks.png")
+            listed.append((f"Study {name}", f"Study {name}: each variant's per-task Δm against the same variant's "
+                           "single-task models (the Δm over that task's metrics, Nash-MTL's definition; lower is "
+                           f"better, below 0 = better than single-task), mean over {seeds} seed(s); {spread_text}",
+                           f"{rel}/study_{name}_tasks.png"))
+        points = tradeoff_points(study, members, metrics, TRADEOFF_TASKS)
+        if points:
+            figures.study_tradeoff(name, points, TRADEOFF_TASKS, TITLES, directory / f"study_{name}_tradeoff.png")
+            listed.append((f"Study {name}", f"Study {name}: {TASK_TITLES[x_metric.task]} {x_metric.name} against "
+                           f"{TASK_TITLES[y_metric.task]} {y_metric.name}, each variant's model at its mean over "
+                           f"the seeds (large marker)" + (", each seed a small marker" if seeds > 1 else
+                                                          "; one seed, so no seed markers"),
+                           f"{rel}/study_{name}_tradeoff.png"))
+    return listed
 
 
 def write_report(params: dict) -> Path:
@@ -192,10 +240,11 @@ def write_report(params: dict) -> Path:
     dataset = read_dataset()
     single_task = single_task_models(params)
 
-    tables = build_tables(results, params["report"]["bootstrap"], single_task) + build_study_tables(params)
+    found = read_studies(params)
+    tables = build_tables(results, params["report"]["bootstrap"], single_task) + build_study_tables(params, found)
     summary = summarise(results, dataset)
     write_tables([*tables, document.run_table(summary)], paths.REPORT_TABLES_DIR)
-    listed = write_figures(results, samples, paths.REPORT_FIGURES_DIR, single_task)
+    listed = write_figures(results, samples, paths.REPORT_FIGURES_DIR, single_task, found)
     provenance = {**summary, "models": {name: r.provenance() for name, r in results.items()},
                   "figure_images": {s.split: s.file for s in samples}}
     write_json(paths.REPORT_PROVENANCE, provenance)

@@ -1,4 +1,5 @@
-"""The report's figures: training curves from the DVCLive logs, and predictions beside the ground truth.
+"""The report's figures: training curves from the DVCLive logs, predictions beside the ground truth,
+and each study's per-task changes and trade-off (numbers from mbmt.reporting.study).
 
 Maps are coloured by mbmt.visual, so they look as `mbmt predict` draws them.
 """
@@ -7,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mbmt.evaluation.protocol import read_curve
 from mbmt.reporting.sources import Samples
 from mbmt.tasks import HEADLINE_METRICS, TASK_ABBREVIATIONS, TASK_TITLES, TASKS
+
+if TYPE_CHECKING:
+    from mbmt.reporting.study import Bar, Point
 from mbmt.visual import class_legend_handles, colorize_depth, colorize_normal, colorize_semantic
 
 
@@ -128,3 +133,76 @@ def comparison(samples: Samples, rows: Sequence[tuple[str, Mapping[str, np.ndarr
     fig.suptitle(f"Every model on {samples.split} image {index} ({samples.source})", fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _variant_colours(variants: Sequence[str]) -> dict[str, tuple]:
+    """One colour per variant, the same in every panel (tab20 beyond 10 variants, so none repeats)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if len(variants) <= 10 else "tab20"]
+    return {variant: cmap(i % cmap.N) for i, variant in enumerate(variants)}
+
+
+def study_task_changes(name: str, bars: Sequence[Bar], titles: Mapping[str, str], path: Path) -> None:
+    """One panel per multi-task model, one group of bars per variant, one bar per task: the per-task
+    Δm against the same variant's single-task models, the sample std over the seeds as error bars."""
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(bar.model for bar in bars))
+    variants = list(dict.fromkeys(bar.variant for bar in bars))
+    tasks = [task for task in TASKS if any(bar.task == task for bar in bars)]
+    width = 0.8 / len(tasks)
+    fig, axes = plt.subplots(len(models), 1, squeeze=False, layout="constrained",
+                             figsize=(max(6.0, 1.5 + 0.6 * len(variants)), 0.6 + 2.8 * len(models)))
+    for ax, model in zip(axes[:, 0], models):
+        for t, task in enumerate(tasks):
+            found = {bar.variant: bar for bar in bars if bar.model == model and bar.task == task}
+            xs = [v + (t - (len(tasks) - 1) / 2) * width for v, variant in enumerate(variants) if variant in found]
+            heights = [found[variant].mean for variant in variants if variant in found]
+            errors = [found[variant].std or 0.0 for variant in variants if variant in found]
+            ax.bar(xs, heights, width, yerr=errors if any(errors) else None, capsize=2,
+                   label=f"{TASK_ABBREVIATIONS[task]} ({TASK_TITLES[task]})")
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        rotate = len(variants) > 5
+        ax.set_xticks(range(len(variants)), variants, rotation=35 if rotate else 0, ha="right" if rotate else "center")
+        ax.set_ylabel("per-task Δm (%)\n↓ better")
+        ax.set_title(titles.get(model, model), fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Study {name}: per-task Δm against the single-task models", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def study_tradeoff(name: str, points: Sequence[Point], tasks: tuple[str, str], titles: Mapping[str, str],
+                   path: Path) -> None:
+    """One panel per model: each variant at the mean of two tasks' headline metrics (large marker),
+    its seeds as small markers of the same colour; one legend of the variants for every panel."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    x_metric, y_metric = (HEADLINE_METRICS[task] for task in tasks)
+    models = list(dict.fromkeys(point.model for point in points))
+    colours = _variant_colours(list(dict.fromkeys(point.variant for point in points)))
+    fig, axes = plt.subplots(1, len(models), squeeze=False, layout="constrained",
+                             figsize=(1.6 + 4.2 * len(models), 4.0))
+    for ax, model in zip(axes[0], models):
+        for point in (p for p in points if p.model == model):
+            colour_ = colours[point.variant]
+            ax.scatter([np.mean(point.x)], [np.mean(point.y)], s=60, color=colour_, zorder=3,
+                       edgecolors="black", linewidths=0.5)
+            if len(point.x) > 1:
+                ax.scatter(point.x, point.y, s=12, alpha=0.5, color=colour_, zorder=2)
+        ax.set_xlabel(f"{TASK_ABBREVIATIONS[x_metric.task]} {x_metric.label} ({_better(x_metric.higher_is_better)})")
+        ax.set_ylabel(f"{TASK_ABBREVIATIONS[y_metric.task]} {y_metric.label} ({_better(y_metric.higher_is_better)})")
+        ax.set_title(titles.get(model, model), fontsize=9)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, label=v) for v, c in colours.items()]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)
+    fig.suptitle(f"Study {name}: {TASK_TITLES[x_metric.task]} against {TASK_TITLES[y_metric.task]}", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _better(higher_is_better: bool) -> str:
+    return "↑ better" if higher_is_better else "↓ better"
