@@ -88,7 +88,7 @@ workflow() {
   local work
   work=$(mktemp -d)
   trap 'rm -rf "$work"' RETURN
-  cp -r Snakefile workflow profiles config src params.yaml "$work"/
+  cp -r Snakefile workflow profiles config src requirements params.yaml "$work"/
   local options=()
   for preset in "${presets[@]}"; do
     cp "$preset" "$work/config/" && options+=(--configfile "config/$(basename "$preset")")

@@ -142,6 +142,14 @@ def fake_locks(tmp_path: Path, dev_extra: str = "") -> Path:
     return folder
 
 
+def test_a_workflow_copy_without_the_lock_is_told_what_to_copy(tmp_path, monkeypatch):
+    """A copy of the workflow without requirements/ (as benchmarks/gpu_check.sh once made) stops with
+    one error naming the missing lock and the fix, not a FileNotFoundError from deep in a rule file."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MbmtError, match=r"requirements/base\.txt is missing: .* copy requirements/ along"):
+        stage_packages("train")
+
+
 def test_drift_names_missing_and_other_versions_not_packages_beside_the_lock(tmp_path):
     folder = fake_locks(tmp_path, dev_extra="dvc-s3==3.3.0 \\\n    --hash=sha256:{h}\n")
     assert drift(folder, PRESENT) == []  # ipython beside the lock; dvc-s3 of an extra not installed; winonly not here

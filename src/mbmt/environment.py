@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mbmt.errors import MbmtError
+
 # Where a checkout keeps the locks (relative to the project root) and the lock every install has.
 LOCK_DIR = Path("requirements")
 BASE_LOCK = LOCK_DIR / "base.txt"
@@ -113,6 +115,11 @@ def _read(path: str, mtime_ns: int) -> tuple[Pin, ...]:
 
 def read_lock(path: str | Path) -> list[Pin]:
     path = Path(path)
+    if not path.is_file():
+        # A copy of the workflow without requirements/ (the lock decides every stage's identity).
+        raise MbmtError(f"{path.resolve()} is missing: the workflow reads its stages' locked package versions "
+                        f"from {LOCK_DIR}/; run from the project root, or copy {LOCK_DIR}/ along with the "
+                        "Snakefile, workflow/ and params.yaml")
     return list(_read(str(path.resolve()), path.stat().st_mtime_ns))
 
 
