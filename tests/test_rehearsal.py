@@ -40,10 +40,12 @@ def mirror_files(tmp_path: Path, params: dict) -> dict[str, bytes]:
     """The synthetic scenes as the mirror's Parquet files (one per split)."""
     from mbmt.data import mtan_layout
     from mbmt.data.fetch import render_synthetic
+    from mbmt.data.settings import DataSettings
 
+    data = DataSettings.from_section(params["data"])
     root = tmp_path / "render"
     root.mkdir()
-    render_synthetic(params["data"], root)
+    render_synthetic(data.synthetic, data.height, data.width, root)
     files = {}
     for split, name in (("train", TRAIN_FILE), ("test", VAL_FILE)):
         folder = mtan_layout.split_dir(root, split)

@@ -45,12 +45,13 @@ STAGE_PARAMS = {
 # Infrastructure (cli, config, dag, environment, locking, paths, io, errors, provenance) decides how a stage runs, not
 # what it computes, and is left out so that e.g. a new CLI option does not retrain every model.
 STAGE_CODE = {
-    "fetch": ["stages/fetch.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py", "data/hub_mirror.py",
-              "data/mtan_layout.py", "data/synthetic", "hub.py", "tasks.py"],
+    "fetch": ["stages/fetch.py", "data/__init__.py", "data/archives.py", "data/fetch.py", "data/hdf5.py",
+              "data/hub_mirror.py", "data/mtan_layout.py", "data/settings.py", "data/synthetic", "data/transfer.py",
+              "hub.py", "tasks.py"],
     "weights": ["stages/weights.py", "hub.py", "models", "tasks.py"],
-    "preprocess": ["stages/preprocess.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py",
-                   "data/hub_mirror.py", "data/mtan_layout.py", "data/nyu_raw.py", "data/preprocess.py", "hub.py",
-                   "tasks.py"],
+    "preprocess": ["stages/preprocess.py", "data/__init__.py", "data/archives.py", "data/fetch.py", "data/hdf5.py",
+                   "data/hub_mirror.py", "data/mtan_layout.py", "data/nyu_raw.py", "data/preprocess.py",
+                   "data/settings.py", "data/transfer.py", "hub.py", "tasks.py"],
     "train": ["stages/train.py", "data/__init__.py", "data/augment.py", "data/dataset.py",
               "data/device_split.py", "data/hdf5.py", "device.py", "evaluation", "hub.py", "losses.py",
               "metrics.py", "models", "tasks.py", "training"],

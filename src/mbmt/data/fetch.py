@@ -1,6 +1,6 @@
 """Get the raw dataset into data/raw/ in MTAN's layout, and record where it came from.
 
-Sources (params ``data``):
+Sources (params ``data``, as mbmt.data.settings.DataSettings):
 
 - ``nyuv2`` with ``nyuv2.local_path: null``: the first of ``nyuv2.sources`` that gives MTAN's
   NYUv2, tried in order. A source is one archive URL (MTAN's tree anywhere inside it) or a
@@ -8,14 +8,15 @@ Sources (params ``data``):
   that fails (HTTP error, unreachable, a web page, a corrupt archive, no MTAN tree inside, a
   checksum mismatch) is recorded with its reason and the next is tried; when all fail, one
   DataError lists them. Partial files live in data/downloads/ (not a stage output, so a failed
-  or killed stage resumes them with an HTTP Range request); an archive whose URL has an entry
-  in ``nyuv2.sha256`` is verified. A source may also be a dataset repository on the Hugging Face
-  Hub at a pinned revision (``{hub, revision, shards, shape}``), whose Parquet files are converted
-  into MTAN's layout, every array checked (mbmt.data.hub_mirror).
+  or killed stage resumes them: mbmt.data.transfer); an archive whose URL has an entry in
+  ``nyuv2.sha256`` is verified, then MTAN's tree is extracted from it (mbmt.data.archives). A
+  source may also be a dataset repository on the Hugging Face Hub at a pinned revision
+  (``{hub, revision, shards, shape}``), whose Parquet files are converted into MTAN's layout,
+  every array checked (mbmt.data.hub_mirror).
 - ``nyuv2`` with ``nyuv2.local_path``: an archive (.zip, .tar, .tar.gz/.tgz) or an extracted folder
   (the MTAN root, or a folder holding ``nyuv2/``) that the user already has.
 - ``synthetic``: the built-in scene generator, rendered into the same layout so it takes the same
-  preprocess path as the real archive.
+  preprocess path as the real archive (mbmt.data.synthetic.mtan).
 
 data/raw/ is built in a temporary sibling directory and renamed at the end: it is either
 complete, with SOURCE.json describing it, or untouched.
@@ -24,60 +25,28 @@ complete, with SOURCE.json describing it, or untouched.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import http.client
 import json
 import os
-import re
 import shutil
-import stat
-import tarfile
-import time
-import zipfile
-import zlib
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import IO, Any
-from urllib.error import HTTPError, URLError
-from urllib.parse import urlsplit
-from urllib.request import Request, urlopen
-
-from tqdm import tqdm
+from pathlib import Path
+from typing import Any
 
 from mbmt import __version__
 from mbmt import hub
 from mbmt.data import hub_mirror, mtan_layout
+from mbmt.data.archives import CorruptArchive, archive_kind, copy_mtan_folder, extract_mtan_archive
 from mbmt.data.hdf5 import GROUND_TRUTH, MODALITIES, RENDERED
+from mbmt.data.settings import DataSettings, NyuSources, Source, SyntheticScenes, thaw
+from mbmt.data.transfer import DOWNLOAD_ATTEMPTS  # noqa: F401  (how often one source is tried, named here too)
+from mbmt.data.transfer import DownloadFailed, download, download_name
 from mbmt.errors import DataError
 from mbmt.io import atomic_path, sha256_file, write_json
 from mbmt.paths import DOWNLOAD_DIR, RAW_DIR
 
 SOURCE_FILE = "SOURCE.json"  # provenance of data/raw, read by preprocess
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
-DOWNLOAD_ATTEMPTS = 3  # per source and `mbmt fetch`; a later run resumes from where these stopped
-RETRY_DELAY_S = 2.0  # before retrying an attempt that received nothing (times the attempt number)
-TIMEOUT_S = 60
-CHUNK_BYTES = 1 << 20
 SPLITS = tuple(mtan_layout.SPLIT_FOLDERS.values())  # MTAN's split folders, the keys of a split pair
-
-# A sample file inside an MTAN root: <split>/<modality folder>/<index>.npy
-_MEMBER = re.compile(r"^(?P<prefix>(?:.*/)?)(?P<rel>(?:train|val)/(?:image|label|depth|normal)/\d+\.npy)$")
-_ROOT_MARK = re.compile(r"^(?P<prefix>(?:.*/)?)(?P<split>train|val)/image/\d+\.npy$")
-# A sample file inside one split's archive (a pair's train or val half): <modality folder>/<index>.npy
-_SPLIT_MEMBER = re.compile(r"^(?P<prefix>(?:.*/)?)(?P<rel>(?:image|label|depth|normal)/\d+\.npy)$")
-_SPLIT_MARK = re.compile(r"^(?P<prefix>(?:.*/)?)image/\d+\.npy$")
-
-LAYOUT_HINT = "expected MTAN's layout [nyuv2/]{train,val}/{image,label,depth,normal}/<i>.npy"
-ARCHIVE_LAYOUT_HINT = "expected MTAN's layout [<any folder>/]{train,val}/{image,label,depth,normal}/<i>.npy"
-SPLIT_LAYOUT_HINT = "expected one split's folders [<any folder>/]{image,label,depth,normal}/<i>.npy"
-WEB_PAGE = "a web page, not an archive; Dropbox links need dl=1"
-
-
-class _Interrupted(Exception):
-    """One download attempt stopped early; the partial file is kept for the next attempt."""
 
 
 class SourceFailed(Exception):
@@ -94,15 +63,14 @@ class Archive:
     downloaded: bool  # a download (removed when bad, so the next run fetches it again) or the user's file
 
 
-def fetch(params: dict, *, raw_dir: Path = RAW_DIR, download_dir: Path = DOWNLOAD_DIR) -> dict:
-    """Fill ``raw_dir`` (an MTAN root) from params ``data`` and return its SOURCE.json record."""
-    data = params["data"]
+def fetch(data: DataSettings, *, raw_dir: Path = RAW_DIR, download_dir: Path = DOWNLOAD_DIR) -> dict:
+    """Fill ``raw_dir`` (an MTAN root) as ``data`` says and return its SOURCE.json record."""
     with atomic_path(raw_dir, directory=True) as tmp:
-        if data["source"] == "synthetic":
-            record = render_synthetic(data, tmp)
+        if data.source == "synthetic":
+            record = render_synthetic(data.synthetic, data.height, data.width, tmp)
             record["counts"] = count_samples(tmp, {folder: f"synthetic:{folder}" for folder in SPLITS})
         else:
-            record = fetch_nyuv2(data["nyuv2"], tmp, download_dir)
+            record = fetch_nyuv2(data.nyuv2, tmp, download_dir)
         record["raw_bytes"] = sum(p.stat().st_size for p in tmp.rglob("*.npy"))
         record["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         record["mbmt_version"] = __version__
@@ -128,39 +96,35 @@ def count_samples(root: Path, shown: dict[str, str]) -> dict[str, int]:
 
 # --- sources ---------------------------------------------------------------------------------
 
-def render_synthetic(data: dict, dest: Path) -> dict:
-    """Render the synthetic train and test scenes into ``dest`` in MTAN's layout."""
-    from mbmt.data.synthetic import generate
+def render_synthetic(scenes: SyntheticScenes, height: int, width: int, dest: Path) -> dict:
+    """Render the synthetic train and test ``scenes`` at ``height`` x ``width`` into ``dest`` in
+    MTAN's layout; returns the provenance record."""
+    from mbmt.data.synthetic.mtan import write_split
 
-    cfg = data["synthetic"]
-    counts = {"train": cfg["train_size"], "test": cfg["test_size"]}
-    for split, count in counts.items():
-        out = mtan_layout.split_dir(dest, split)
+    for split in ("train", "test"):
         # Fetch starts the DAG, so nothing else competes for the cores; the output is identical
         # for any worker count.
-        scenes = generate(count, data["height"], data["width"], cfg["seed"], split=split,
-                          workers=os.cpu_count() or 1)
-        for index, sample in enumerate(tqdm(scenes, total=count, desc=f"render {split}", unit="scene")):
-            mtan_layout.write_sample(out, index, sample)
+        write_split(mtan_layout.split_dir(dest, split), split, scenes.size(split), height, width, scenes.seed,
+                    workers=os.cpu_count() or 1)
     return {
         "source": "synthetic", "origin": "generator", "generator": "mbmt.data.synthetic.generate",
-        "seed": cfg["seed"], "height": data["height"], "width": data["width"],
+        "seed": scenes.seed, "height": height, "width": width,
         "modalities": dict.fromkeys(MODALITIES, RENDERED),
     }
 
 
-def fetch_nyuv2(cfg: dict, dest: Path, download_dir: Path = DOWNLOAD_DIR) -> dict:
-    """Copy ``cfg["local_path"]`` into ``dest``, or else the first of ``cfg["sources"]`` that gives
+def fetch_nyuv2(nyuv2: NyuSources, dest: Path, download_dir: Path = DOWNLOAD_DIR) -> dict:
+    """Copy ``nyuv2.local_path`` into ``dest``, or else the first of ``nyuv2.sources`` that gives
     MTAN's NYUv2; returns the provenance record, sample counts included."""
-    if cfg["local_path"]:
-        return copy_local_nyuv2(cfg, dest)
+    if nyuv2.local_path:
+        return copy_local_nyuv2(nyuv2.local_path, nyuv2.sha256, dest)
     failed: list[dict] = []
-    for number, source in enumerate(cfg["sources"], 1):
+    for number, source in enumerate(nyuv2.sources, 1):
         try:
-            record = download_source(source, cfg["sha256"], dest, download_dir)
+            record = download_source(source, nyuv2.sha256, dest, download_dir)
         except SourceFailed as exc:
-            failed.append({"source": source, "reason": str(exc)})
-            if number < len(cfg["sources"]):
+            failed.append({"source": thaw(source), "reason": str(exc)})
+            if number < len(nyuv2.sources):
                 print(f"note: {describe_source(source)}: {exc}; trying the next source")
             _empty_folder(dest)  # what a failed source extracted must not mix with the next one's files
             continue
@@ -168,7 +132,7 @@ def fetch_nyuv2(cfg: dict, dest: Path, download_dir: Path = DOWNLOAD_DIR) -> dic
     raise DataError(all_sources_failed(failed, download_dir))
 
 
-def describe_source(source: str | dict) -> str:
+def describe_source(source: Source) -> str:
     """An entry of data.nyuv2.sources as messages name it."""
     if hub_mirror.is_hub_source(source):
         return hub_mirror.describe(source)
@@ -187,7 +151,7 @@ def all_sources_failed(failed: list[dict], download_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def download_source(source: str | dict, pins: dict[str, str], dest: Path, download_dir: Path) -> dict:
+def download_source(source: Source, pins: Mapping[str, str], dest: Path, download_dir: Path) -> dict:
     """Download one entry of data.nyuv2.sources and extract MTAN's root from it into ``dest``;
     SourceFailed, saying why, if it does not give MTAN's NYUv2."""
     if hub_mirror.is_hub_source(source):
@@ -203,16 +167,16 @@ def download_source(source: str | dict, pins: dict[str, str], dest: Path, downlo
     archives = []
     for split, url in urls.items():  # every archive of a pair is downloaded before either is extracted
         try:
-            path = download(url, download_dir / _download_name(url))
+            path = download(url, download_dir / download_name(url))
             _check_is_archive(path)
-        except SourceFailed as exc:
+        except (DownloadFailed, SourceFailed) as exc:
             raise SourceFailed(f"{split} archive: {exc}" if split else str(exc)) from None
         archives.append(Archive(path, split, pin_key=url, downloaded=True))
     try:
         record = extract_archives(archives, pins, dest)
     except DataError as exc:  # the message names the archive
         raise SourceFailed(str(exc)) from None
-    return {"source": "nyuv2", "origin": "download", "url": source, "local_path": None, **record}
+    return {"source": "nyuv2", "origin": "download", "url": thaw(source), "local_path": None, **record}
 
 
 def _check_is_archive(path: Path) -> None:
@@ -225,9 +189,9 @@ def _check_is_archive(path: Path) -> None:
         raise SourceFailed(f"{exc}; removed") from None
 
 
-def copy_local_nyuv2(cfg: dict, dest: Path) -> dict:
-    """Copy ``data.nyuv2.local_path`` (an archive or an extracted folder) into ``dest``."""
-    written = cfg["local_path"]
+def copy_local_nyuv2(written: str, pins: Mapping[str, str], dest: Path) -> dict:
+    """Copy ``written``, params data.nyuv2.local_path (an archive or an extracted folder), into
+    ``dest``; ``pins`` are data.nyuv2.sha256."""
     path = Path(written).expanduser()
     record = {"source": "nyuv2", "origin": None, "url": None, "local_path": str(path.resolve()),
               "failed_sources": []}
@@ -235,17 +199,17 @@ def copy_local_nyuv2(cfg: dict, dest: Path) -> dict:
         raise DataError(f"params data.nyuv2.local_path: {path} does not exist; point it at MTAN's nyuv2.zip "
                         "or its extracted folder, or set it to null to download from data.nyuv2.sources")
     if path.is_dir():
-        if written in cfg["sha256"]:
+        if written in pins:
             print(f"note: data.nyuv2.sha256 has an entry for {written}, a folder; checksums apply to archives only")
         root = copy_mtan_folder(path, dest)
         counts = count_samples(dest, {folder: f"{root}/{folder}" for folder in SPLITS})
         return {**record, "origin": "local folder", "sha256": None, "sha256_pinned": False, "archive_bytes": None,
                 "modalities": dict.fromkeys(MODALITIES, GROUND_TRUTH), "counts": counts}
     archive = Archive(path, None, pin_key=written, downloaded=False)
-    return {**record, "origin": "local archive", **extract_archives([archive], cfg["sha256"], dest)}
+    return {**record, "origin": "local archive", **extract_archives([archive], pins, dest)}
 
 
-def extract_archives(archives: list[Archive], pins: dict[str, str], dest: Path) -> dict:
+def extract_archives(archives: list[Archive], pins: Mapping[str, str], dest: Path) -> dict:
     """Verify the pinned ``archives``, extract them into ``dest`` and count the samples; returns
     their part of the provenance record. One archive holds the whole tree; two (train, val) are
     joined, and then every archive field of the record is a {train, val} mapping.
@@ -260,7 +224,7 @@ def extract_archives(archives: list[Archive], pins: dict[str, str], dest: Path) 
         digest = verify_checksum(archive, pins.get(archive.pin_key))
         try:
             root = extract_mtan_archive(archive.path, dest, split=archive.split)
-        except _CorruptArchive as exc:
+        except CorruptArchive as exc:
             if archive.downloaded:
                 archive.path.unlink()
             fix = ("removed, so the next run downloads it again" if archive.downloaded
@@ -306,272 +270,3 @@ def _empty_folder(folder: Path) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
-
-
-def _download_name(url: str) -> str:
-    """A file name for ``url`` in data/downloads: its basename, prefixed with a hash of the URL
-    so a changed URL never resumes another URL's partial file."""
-    name = Path(urlsplit(url).path).name or "archive"
-    return f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
-
-
-# --- download ----------------------------------------------------------------------------------
-
-def download(url: str, dest: Path, *, attempts: int = DOWNLOAD_ATTEMPTS) -> Path:
-    """Download ``url`` to ``dest``, resuming ``dest``.part; returns ``dest``.
-
-    A complete ``dest`` from an earlier run is reused. Up to ``attempts`` requests are made; a
-    transfer that stops early is resumed with ``Range`` (and ``If-Range``, so a file that changed
-    on the server restarts from zero instead of being spliced). If all attempts fail, the partial
-    file stays for the next run. SourceFailed for an HTTP client error, a web page, or when every
-    attempt stopped early.
-    """
-    if dest.is_file():
-        print(f"using {dest}, downloaded earlier (delete it to download again)")
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    for attempt in range(1, attempts + 1):
-        before = _size(part)
-        try:
-            _transfer(url, part)
-            break
-        except _Interrupted as exc:
-            reason = exc
-        if attempt < attempts and _size(part) <= before:
-            time.sleep(RETRY_DELAY_S * attempt)  # nothing received: give the server a moment
-    else:
-        raise SourceFailed(f"download failed after {attempts} attempts ({reason}); {part} keeps the "
-                           f"{_size(part)} bytes received, and re-running `mbmt fetch` resumes it")
-    part.rename(dest)
-    _meta_file(part).unlink(missing_ok=True)
-    return dest
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
-
-
-def _meta_file(part: Path) -> Path:
-    """The validators (ETag, Last-Modified) of the response a partial file came from."""
-    return part.with_name(part.name + ".json")
-
-
-def _transfer(url: str, part: Path) -> None:
-    """One request: append to ``part`` from its current size (or restart it); _Interrupted if short."""
-    offset = _size(part)
-    headers = {"User-Agent": f"mbmt/{__version__}"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        validator = _read_validator(part)
-        if validator:
-            headers["If-Range"] = validator
-    try:
-        response = urlopen(Request(url, headers=headers), timeout=TIMEOUT_S)
-    except HTTPError as exc:
-        if exc.code == 416 and offset:  # nothing left to send: complete, or the remote file shrank
-            total = re.fullmatch(r"bytes \*/(\d+)", exc.headers.get("Content-Range", ""))
-            if total and int(total[1]) == offset:
-                return
-            part.unlink()
-            raise _Interrupted("the server rejected the resume offset; restarting") from None
-        if exc.code >= 500 or exc.code == 429:
-            raise _Interrupted(f"HTTP {exc.code} {exc.reason}") from None
-        raise SourceFailed(f"HTTP {exc.code} {exc.reason}") from None  # 4xx: retrying will not help
-    except (URLError, OSError, http.client.HTTPException) as exc:
-        raise _Interrupted(f"cannot reach the server: {getattr(exc, 'reason', exc)}") from None
-    with response:
-        if response.headers.get_content_type() == "text/html":  # e.g. Dropbox's preview page of a dl=0 link
-            raise SourceFailed(f"{WEB_PAGE} (the server answered Content-Type text/html)")
-        if response.status == 206:
-            match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
-            if not match or int(match[1]) != offset:
-                part.unlink()
-                raise _Interrupted("the server answered a different range than requested; restarting")
-            total = None if match[2] == "*" else int(match[2])
-            mode = "ab"
-        else:  # 200: the whole file (the server ignores Range, or If-Range found it changed)
-            offset, mode = 0, "wb"
-            length = response.headers.get("Content-Length")
-            total = int(length) if length else None
-            _meta_file(part).write_text(json.dumps({"url": url, "etag": response.headers.get("ETag"),
-                                                    "last_modified": response.headers.get("Last-Modified")}))
-        with open(part, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                           unit_divisor=1024, desc=part.name.removesuffix(".part")) as bar:
-            try:
-                while chunk := response.read(CHUNK_BYTES):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            except (OSError, http.client.HTTPException) as exc:
-                raise _Interrupted(f"connection lost: {exc}") from None
-    if total is not None and _size(part) < total:
-        raise _Interrupted(f"the connection closed after {_size(part)} of {total} bytes")
-
-
-def _read_validator(part: Path) -> str | None:
-    """The If-Range value for resuming ``part``: a strong ETag, else Last-Modified."""
-    try:
-        meta = json.loads(_meta_file(part).read_text())
-    except (OSError, ValueError):
-        return None
-    etag = meta.get("etag")
-    return etag if etag and not etag.startswith("W/") else meta.get("last_modified")
-
-
-# --- archives and folders ----------------------------------------------------------------------
-
-class _CorruptArchive(Exception):
-    """The archive cannot be read to the end."""
-
-
-def archive_kind(path: Path) -> str:
-    """"zip" or "tar", from the file name or else the file's first bytes; DataError for anything
-    else, and for a web page saved under an archive's name (what a dl=0 Dropbox link gives)."""
-    with open(path, "rb") as f:
-        head = f.read(262)
-    if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
-        raise DataError(f"{path}: {WEB_PAGE} (the file starts with {head.lstrip()[:15].decode(errors='replace')!r})")
-    name = path.name.lower()
-    if name.endswith(".zip"):
-        return "zip"
-    if name.endswith(ARCHIVE_SUFFIXES):
-        return "tar"
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if head.startswith(b"\x1f\x8b") or head[257:262] == b"ustar":  # gzip, or a plain POSIX tar
-        return "tar"
-    raise DataError(f"{path}: not a zip or tar archive; expected {', '.join(ARCHIVE_SUFFIXES)} or an extracted folder")
-
-
-@contextmanager
-def _open_archive(path: Path) -> Iterator[tuple[list[str], dict[str, str], Callable[[str], IO[bytes]]]]:
-    """The names of the regular files in the archive; its links and special files (name -> what it
-    is), which are never opened; and a function opening a regular file."""
-    if archive_kind(path) == "zip":
-        with zipfile.ZipFile(path) as zf:
-            entries = [i for i in zf.infolist() if not i.is_dir()]
-            # A zip symlink (Unix mode in the high bits) stores its target as the entry's data.
-            special = {i.filename: f"symbolic link to {zf.read(i).decode(errors='replace')}"
-                       for i in entries if stat.S_ISLNK(i.external_attr >> 16)}
-            yield [i.filename for i in entries if i.filename not in special], special, zf.open
-    else:
-        with tarfile.open(path) as tf:
-            members = tf.getmembers()
-            files = {m.name: m for m in members if m.isfile()}
-            special = {m.name: _tar_special(m) for m in members if not (m.isfile() or m.isdir())}
-            yield list(files), special, lambda name: tf.extractfile(files[name])
-
-
-def _tar_special(member: tarfile.TarInfo) -> str:
-    if member.issym():
-        return f"symbolic link to {member.linkname}"
-    if member.islnk():
-        return f"hard link to {member.linkname}"
-    return "device or fifo"
-
-
-def _leaves_archive(name: str) -> bool:
-    """Whether member ``name`` is absolute or climbs out with '..'."""
-    path = PurePosixPath(name)
-    return path.is_absolute() or ".." in path.parts
-
-
-def _listing(names: list[str], special: dict[str, str], shown: int = 10) -> str:
-    items = [f"{name} ({special[name]})" if name in special else name for name in names[:shown]]
-    return ", ".join(items) + (f" and {len(names) - shown} more" if len(names) > shown else "")
-
-
-def _find_prefix(names: list[str]) -> str | None:
-    """The path inside an archive (or "") of the shortest MTAN root among ``names``."""
-    splits: dict[str, set[str]] = {}
-    for name in names:
-        if match := _ROOT_MARK.match(name):
-            splits.setdefault(match["prefix"], set()).add(match["split"])
-    roots = [prefix for prefix, found in splits.items() if found == {"train", "val"}]
-    return min(roots, key=len) if roots else None
-
-
-def _find_split_prefix(names: list[str], split: str) -> str | None:
-    """The path inside a one-split archive (or "") of the folder holding image/<i>.npy: the
-    shortest one named ``split`` (``train/``, ``nyuv2/val/``) if any, else the shortest. The name
-    decides when the archive holds both splits' folders, as MTAN's whole tree does."""
-    prefixes = {match["prefix"] for name in names if (match := _SPLIT_MARK.match(name))}
-    named = [prefix for prefix in prefixes if PurePosixPath(prefix).name == split]
-    return min(named or prefixes, key=lambda prefix: (len(prefix), prefix)) if prefixes else None
-
-
-def describe_contents(names: list[str], shown: int = 8) -> str:
-    """What an archive holds, for a message when it is not what was expected: the number of
-    files, its top-level entries (with the number of files under each folder), its first files."""
-    if not names:
-        return "it holds no files"
-    top = Counter(name.split("/", 1)[0] + "/" if "/" in name else name for name in names)
-    entries = [f"{entry} ({count} files)" if entry.endswith("/") else entry for entry, count in top.items()]
-    more = f" and {len(entries) - shown} more" if len(entries) > shown else ""
-    return (f"it holds {len(names)} files; top level: {', '.join(entries[:shown])}{more}; "
-            f"first files: {_listing(names, {}, shown=5)}")
-
-
-def extract_mtan_archive(archive: Path, dest: Path, split: str | None = None) -> str:
-    """Extract the MTAN root inside ``archive`` into ``dest`` (train/, val/); returns its path in the archive.
-
-    With ``split`` ("train" or "val"), ``archive`` holds that split's folders only (one half of a
-    split pair), {image,label,depth,normal}/<i>.npy under any path, extracted into ``dest``/``split``.
-
-    Safe by construction: only regular files named like a sample of the root are read, and each is
-    written to ``dest``/<split>/<modality>/<i>.npy, a path made from the name pattern, never one
-    taken from the archive. Members with absolute or '..' paths, links and special files are
-    skipped, and listed; a sample stored as a link is an error (skipping it would drop the sample).
-    """
-    if split is None:
-        member, into, hint = _MEMBER, dest, ARCHIVE_LAYOUT_HINT
-    else:
-        member, into, hint = _SPLIT_MEMBER, dest / split, f"the {split} archive of a split pair: {SPLIT_LAYOUT_HINT}"
-    try:
-        with _open_archive(archive) as (files, special, open_member):
-            outside = sorted(name for name in [*files, *special] if _leaves_archive(name))
-            files = [name for name in files if not _leaves_archive(name)]
-            special = {name: what for name, what in special.items() if not _leaves_archive(name)}
-            names = [*files, *special]
-            prefix = _find_prefix(names) if split is None else _find_split_prefix(names, split)
-            if prefix is None:
-                ignored = (f"; {len(outside)} members with absolute or '..' paths were not considered: "
-                           f"{_listing(outside, {})}" if outside else "")
-                raise DataError(f"{archive}: does not contain MTAN's NYUv2 ({hint}): {describe_contents(names)}"
-                                f"{ignored}")
-            linked = sorted(name for name in special if (match := member.match(name)) and match["prefix"] == prefix)
-            if linked:
-                raise DataError(f"{archive}: {len(linked)} sample files are links ({_listing(linked, special)}), "
-                                "which are never extracted, for safety; re-create the archive with the files "
-                                "themselves (tar --dereference --hard-dereference; zip without --symlinks)")
-            skipped = sorted([*outside, *special])
-            if skipped:
-                print(f"note: {archive}: skipped {len(skipped)} members that are links, special files or paths "
-                      f"outside the archive (never extracted, for safety): {_listing(skipped, special)}")
-            members = [(name, match["rel"]) for name in files
-                       if (match := member.match(name)) and match["prefix"] == prefix]
-            for name, rel in tqdm(members, desc=f"extract {archive.name}", unit="file"):
-                target = into / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open_member(name) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK_BYTES)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
-        raise _CorruptArchive(str(exc) or type(exc).__name__) from None
-    return prefix
-
-
-def copy_mtan_folder(path: Path, dest: Path) -> Path:
-    """Copy the sample files of the MTAN root ``path`` (or ``path``/nyuv2) into ``dest``; returns that root."""
-    root = next((p for p in (path, path / "nyuv2") if mtan_layout.is_root(p)), None)
-    if root is None:
-        raise DataError(f"params data.nyuv2.local_path: {path} does not contain MTAN's NYUv2 ({LAYOUT_HINT})")
-    files = []
-    for src in sorted(root.rglob("*.npy")):
-        rel = src.relative_to(root).as_posix()
-        if (match := _MEMBER.match(rel)) and not match["prefix"]:
-            files.append((src, rel))
-    for src, rel in tqdm(files, desc=f"copy {root}", unit="file"):
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target)
-    return root

@@ -21,7 +21,7 @@ split, counted over its files in order, becomes MTAN's ``<split>/<modality>/<r>.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -46,20 +46,20 @@ NORMAL_TOLERANCE = 0.05
 
 def is_hub_source(source) -> bool:
     """Whether an entry of data.nyuv2.sources names a Hub dataset repository."""
-    return isinstance(source, dict) and "hub" in source
+    return isinstance(source, Mapping) and "hub" in source
 
 
-def describe(source: dict) -> str:
+def describe(source: Mapping) -> str:
     return f"the Hugging Face Hub dataset {source['hub']} at revision {source['revision']}"
 
 
-def shard_files(source: dict) -> dict[str, list[str]]:
+def shard_files(source: Mapping) -> dict[str, list[str]]:
     """The Parquet files of each split, in row order: the names the Hub's datasets library writes."""
     return {split: [f"data/{split}-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
             for split, n in ((split, source["shards"][split]) for split in SPLITS)}
 
 
-def fetch_mirror(source: dict, dest: Path) -> dict:
+def fetch_mirror(source: Mapping, dest: Path) -> dict:
     """Download the mirror's Parquet files and convert them into the MTAN root ``dest``; returns
     the provenance record. hub.Missing / hub.Unavailable when a file cannot be had, DataError when
     one holds something else than the schema above (the message names the row and column)."""

@@ -21,6 +21,7 @@ from mbmt import __version__
 from mbmt.data import mtan_layout, nyu_raw
 from mbmt.data.fetch import read_source
 from mbmt.data.hdf5 import ABSENT, ERROR_BOUNDS, GROUND_TRUTH, MODALITIES, STORAGE, SplitWriter, validate_sample
+from mbmt.data.settings import DataSettings
 from mbmt.errors import DataError
 from mbmt.io import atomic_path, write_json
 from mbmt.paths import PROCESSED_DIR, RAW_DIR, REAL_SPLIT, SPLITS, manifest_file, split_file
@@ -38,14 +39,14 @@ REAL_NOTE = ("NYU Depth V2 frames in raw form: semantic labels and depth are gro
 _VALID_WEIGHT = 0.5  # share of a resized pixel's footprint that must be valid for it to be valid
 
 
-def preprocess(params: dict, *, raw_dir: Path = RAW_DIR, out_dir: Path = PROCESSED_DIR) -> dict:
-    """Write the processed splits and the manifest from ``raw_dir``; returns the manifest."""
-    data = params["data"]
-    height, width = data["height"], data["width"]
+def preprocess(data: DataSettings, *, raw_dir: Path = RAW_DIR, out_dir: Path = PROCESSED_DIR) -> dict:
+    """Write the processed splits and the manifest from ``raw_dir`` at ``data``'s size (with
+    ``data.real_images`` imported too); returns the manifest."""
+    height, width = data.height, data.width
     source = read_source(raw_dir)
-    if source["source"] != data["source"]:
+    if source["source"] != data.source:
         raise DataError(f"{raw_dir}: holds the {source['source']!r} dataset but params data.source is "
-                        f"{data['source']!r}; re-run `mbmt fetch`")
+                        f"{data.source!r}; re-run `mbmt fetch`")
     splits = {}
     with atomic_path(out_dir, directory=True) as tmp:
         for split in SPLITS:
@@ -58,8 +59,8 @@ def preprocess(params: dict, *, raw_dir: Path = RAW_DIR, out_dir: Path = PROCESS
                                 source=source["source"], modalities=source["modalities"],
                                 attrs={"raw": str(src), "raw_sha256": source.get("sha256")})
             splits[split] = {"from": str(src), **entry, "inputs_sha256": digest_of(digests, raw_dir)}
-        if data["real_images"]:
-            splits[REAL_SPLIT] = import_real(data["real_images"], tmp / split_file(REAL_SPLIT).name, height, width)
+        if data.real_images:
+            splits[REAL_SPLIT] = import_real(data.real_images, tmp / split_file(REAL_SPLIT).name, height, width)
         manifest = {
             "mbmt_version": __version__,
             "height": height, "width": width,
@@ -69,7 +70,7 @@ def preprocess(params: dict, *, raw_dir: Path = RAW_DIR, out_dir: Path = PROCESS
             "source": source,
             "splits": splits,
             "resize_methods": RESIZE_METHODS,
-            "params": {"data": data},
+            "params": {"data": data.as_section()},
         }
         write_json(tmp / manifest_file().name, manifest)
     for split, entry in splits.items():

@@ -23,9 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from mbmt.config import load_params
     from mbmt.data.fetch import fetch
+    from mbmt.data.settings import DataSettings
     from mbmt.paths import RAW_DIR
 
-    record = fetch(load_params(args.params))
+    record = fetch(DataSettings.from_section(load_params(args.params)["data"]))
     counts = ", ".join(f"{split} {n}" for split, n in record["counts"].items())
     print(f"{RAW_DIR}: {record['source']} ({record['origin']}), samples: {counts}")
     return 0

@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from mbmt.config import load_params
     from mbmt.data.preprocess import preprocess
+    from mbmt.data.settings import DataSettings
 
-    preprocess(load_params(args.params))
+    preprocess(DataSettings.from_section(load_params(args.params)["data"]))
     return 0

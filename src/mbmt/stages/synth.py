@@ -13,7 +13,6 @@ on (seed, split, i): the test split never repeats a training scene. Defaults com
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 
 FORMATS = ("hdf5", "mtan")
@@ -44,49 +43,41 @@ def main(args: argparse.Namespace) -> int:
 
     from mbmt.config import load_params
     from mbmt.data import mtan_layout, synthetic
-    from mbmt.data.hdf5 import MODALITIES, RENDERED, SplitWriter, validate_sample
+    from mbmt.data.hdf5 import MODALITIES, RENDERED, SplitWriter
+    from mbmt.data.settings import DataSettings
+    from mbmt.data.synthetic.mtan import write_split
     from mbmt.errors import MbmtError
-    from mbmt.io import atomic_path
 
-    params = load_params(args.params)
-    data = params["data"]
-    count = args.count if args.count is not None else data["synthetic"][f"{args.split}_size"]
-    height = args.height if args.height is not None else data["height"]
-    width = args.width if args.width is not None else data["width"]
-    seed = args.seed if args.seed is not None else data["synthetic"]["seed"]
+    data = DataSettings.from_section(load_params(args.params)["data"])
+    count = args.count if args.count is not None else data.synthetic.size(args.split)
+    height = args.height if args.height is not None else data.height
+    width = args.width if args.width is not None else data.width
+    seed = args.seed if args.seed is not None else data.synthetic.seed
     if count < 1 or seed < 0 or min(height, width) < synthetic.MIN_SIZE or args.figure_samples < 1:
         raise MbmtError(f"--count {count}, --seed {seed}, --height {height}, --width {width}, --figure-samples "
                         f"{args.figure_samples}: need at least one sample, a seed >= 0, at least "
                         f"{synthetic.MIN_SIZE} pixels a side and at least one sample in the figure")
 
     out = Path(args.out)
-    samples = tqdm(synthetic.generate(count, height, width, seed, split=args.split, workers=args.workers),
-                   total=count, desc=f"synth {args.split}", unit="sample")
-    kept = []  # the first samples, for the figure
-    with contextlib.ExitStack() as stack:  # the output appears only once complete
-        if args.format == "hdf5":
-            attrs = {"generator": "mbmt.data.synthetic", "seed": seed,
-                     "intrinsics": dict(zip(("fx", "fy", "cx", "cy"), synthetic.intrinsics(height, width))),
-                     "depth_range_m": synthetic.DEPTH_RANGE_M, "normal_frame": synthetic.NORMAL_FRAME}
-            written = out
-            writer = stack.enter_context(SplitWriter(
-                out, count, height, width, split=args.split, source="synthetic",
-                modalities=dict.fromkeys(MODALITIES, RENDERED), attrs=attrs))
-
-            def add(index: int, sample: dict, where: str) -> None:
-                writer.add(sample, where)
-        else:
-            written = mtan_layout.split_dir(out, args.split)
-            folder = stack.enter_context(atomic_path(written, directory=True))
-
-            def add(index: int, sample: dict, where: str) -> None:
-                validate_sample(sample, height, width, where)
-                mtan_layout.write_sample(folder, index, sample)
-
-        for index, sample in enumerate(samples):
-            add(index, sample, f"synthetic {args.split} sample {index}")
-            if index < args.figure_samples:
-                kept.append(sample)
+    if args.format == "mtan":  # the writer fetch renders data/raw with
+        written = mtan_layout.split_dir(out, args.split)
+        kept = write_split(written, args.split, count, height, width, seed, workers=args.workers,
+                           keep=args.figure_samples)
+    else:
+        written = out
+        attrs = {"generator": "mbmt.data.synthetic", "seed": seed,
+                 "intrinsics": dict(zip(("fx", "fy", "cx", "cy"), synthetic.intrinsics(height, width))),
+                 "depth_range_m": synthetic.DEPTH_RANGE_M, "normal_frame": synthetic.NORMAL_FRAME}
+        samples = tqdm(synthetic.generate(count, height, width, seed, split=args.split, workers=args.workers),
+                       total=count, desc=f"synth {args.split}", unit="sample")
+        kept = []  # the first samples, for the figure
+        # The file appears only once complete.
+        with SplitWriter(out, count, height, width, split=args.split, source="synthetic",
+                         modalities=dict.fromkeys(MODALITIES, RENDERED), attrs=attrs) as writer:
+            for index, sample in enumerate(samples):
+                writer.add(sample, f"synthetic {args.split} sample {index}")
+                if index < args.figure_samples:
+                    kept.append(sample)
     print(f"{written}: {count} synthetic {args.split} samples, {height}x{width}, seed {seed}")
     if args.figure:
         synthetic.plot_samples(kept, args.figure)

@@ -39,7 +39,8 @@ The modules, in the order a sample is made: `scene` (what a sample shows, NYUv2'
 class ids), `layout` (drawing a scene: the room, its furniture placed, the camera, the light, the
 holes), `furniture` (items built from boxes, the colour palettes), `textures` (the materials),
 `render` (ray casting, lighting, the Kinect's holes, the image) and `plots` (a picture of samples
-to look at). The names below are importable from here.
+to look at). The names below are importable from here; `mtan` (samples written in MTAN's layout,
+for `mbmt fetch` and `mbmt synth --format mtan`) is imported on its own, since it needs h5py.
 """
 
 from __future__ import annotations
