@@ -3,13 +3,17 @@ variant then plans only its jobs (docs/workflow.md, "Studies").
 
 Kept lean for the slow tier: one seed, one epoch of one step, and of each preset its baseline and
 other variants (DWA; FAMO, whose step recomputes the losses after the update; FairGrad, a gradient
-method: a backward per task and a solve; the paper's backbones and EfficientNet-b0). Each front end runs the evaluations of every (variant, model) of both studies, not the
-main models' report; the study tables are then built from what they wrote. Every backbone of the
-backbones preset is checked against the project's encoder (timm features_only) on its own.
+method: a backward per task and a solve; the paper's backbones and EfficientNet-b0). DVC runs the
+evaluations of every (variant, model) of both studies, not the main models' report; the study
+tables are then built from what they wrote. Snakemake runs the whole DAG, the report included, and
+its HTML report (snakemake --report) must hold both figures of every study, named, beside the
+study tables. Every backbone of the backbones preset is checked against the project's encoder
+(timm features_only) on its own.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 from pathlib import Path
@@ -17,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from test_workflow_project import (REPO, SNAKEMAKE_FAST, TINY, commit, copy_of, copy_project, dry_run_jobs,
-                                   dvc_changed, init_git_dvc, planned, run)
+                                   dvc_changed, embedded, init_git_dvc, planned, run)
 
 from mbmt import dag, paths
 from mbmt.config import load_params, read_yaml
@@ -53,12 +57,16 @@ def targets(params: dict) -> list[str]:
 
 
 def study_tables(root: Path, params: dict) -> dict:
-    from mbmt.reporting.build import build_study_tables
+    """The study tables as the report stage builds them from what the run wrote in ``root``."""
+    from mbmt.reporting.build import build_study_tables, read_studies
+    from mbmt.stages.report import report_settings
 
+    settings = report_settings(params)
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        return {table.name: table for table in build_study_tables(params)}
+        found = read_studies(settings.studies, settings.seeds)
+        return {table.name: table for table in build_study_tables(found, settings.single_task, settings.bootstrap)}
     finally:
         os.chdir(cwd)
 
@@ -72,6 +80,34 @@ def check_tables(root: Path, params: dict) -> None:
         assert len(table.rows) == len(KEEP[name]) * 2  # variants x models
         assert table.column("job")  # Δm may be undefined: one training step leaves some ST metrics at 0
         assert tables[f"study_{name}_paired"].rows  # the other variant against the baseline
+
+
+# Each study's two figures (reporting/build.py draw_study_figures) and their labels in the HTML
+# report (workflow/rules/common.smk report_figure_labels).
+STUDY_FIGURES = {"tasks": "per-task Δm of each variant", "tradeoff": "trade-off between two tasks"}
+
+
+def check_html_report(root: Path, params: dict, report: Path) -> None:
+    """Snakemake's HTML report of the run in ``root`` holds both figures of every study, each as the
+    file reports/ holds, labelled and filed under "Studies", beside the study tables."""
+    run(["snakemake", "--report", str(report)], root)
+    data = embedded(report)
+    expected = {f"reports/figures/study_{name}_{plot}.png": f"study {name}: {what}"
+                for name in dag.studies(params) for plot, what in STUDY_FIGURES.items()}
+    assert len(expected) == 2 * len(KEEP)
+    shown = {path for path in data["results"] if path.startswith("reports/figures/study_")}
+    assert shown == set(expected), f"study figures in the HTML report: {sorted(shown)}; expected {sorted(expected)}"
+    index = (root / "reports" / "README.md").read_text()
+    for path, label in expected.items():
+        result = data["results"][path]
+        assert base64.b64decode(result["data_uri"].split("base64,", 1)[1]) == (root / path).read_bytes(), path
+        assert result["labels"] == {"figure": label}, path
+        assert path.removeprefix("reports/") in index, path  # and listed in reports/README.md
+    assert data["categories"]["Studies"] == {
+        f"Study {name}": sorted(path for path in expected if path.startswith(f"reports/figures/study_{name}_"))
+        for name in dag.studies(params)}
+    tables = {f"reports/tables/study_{name}{suffix}.html" for name in dag.studies(params) for suffix in ("", "_paired")}
+    assert tables <= set(data["results"])
 
 
 def with_added_variant(params: dict) -> dict:
@@ -135,13 +171,15 @@ def study_stages(params: dict) -> set[str]:
     return {stage for job in dag.study_jobs(params) for stage in job_stages(params, job)}
 
 
-def test_studies_run_with_snakemake_and_a_new_variant_plans_only_its_jobs(project):
+def test_studies_run_with_snakemake_into_the_html_report_and_a_new_variant_plans_only_its_jobs(project, tmp_path):
     root, params = project
     files = [str(paths.metrics_file(job, 0)) for job in targets(params)]
     # Only the studies' own jobs run: the baselines' are the main models, already there.
     assert set(dry_run_jobs(run(["snakemake", "--dry-run", "--cores", "1", *files], root).stdout)) == study_stages(params)
-    run(["snakemake", *files, *SNAKEMAKE_FAST], root)
+    # The whole DAG: the studies' jobs, the other main models (one step each) and the report.
+    run(["snakemake", *SNAKEMAKE_FAST], root)
     check_tables(root, params)
+    check_html_report(root, params, tmp_path / "report.html")
     write_params(root, with_added_variant(params))
     others = {dag.job_name(s, m, 0) for s in ("train", "train_from_st", "evaluate")
               for m in ("mtan", "mbmt_full_pretrained", "mbmt_full_scratch")}

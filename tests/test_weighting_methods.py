@@ -15,7 +15,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mbmt.config import load_params
 from mbmt.errors import ParamsError
 from mbmt.training import distributed
 from mbmt.training.trainer import DivergedError, Trainer
@@ -27,6 +26,8 @@ from mbmt.training.weighting import (
     leaf_parameters,
     weighting_from_params,
 )
+
+from weighting_helpers import MODEL, Interrupted, logged, trainer
 
 TASKS = ("a", "b")
 CONFLICTING = ([1.0, 0.0], [-1.0, 1.0])  # g_a . g_b = -1
@@ -226,23 +227,6 @@ def test_options_come_from_params(tiny_params):
 
 
 # --- In the trainer -------------------------------------------------------------------------------
-
-MODEL = "mtnet"
-
-
-def trainer(root, **train) -> Trainer:
-    params = load_params(["params.yaml"])
-    params["train"].update(train)
-    return Trainer(MODEL, params, distributed.setup("cpu"), seed=params["seeds"][0], run_root=root, progress=False)
-
-
-class Interrupted(Exception):
-    pass
-
-
-def logged(run: Trainer) -> list[dict]:
-    return [{k: v for k, v in entry["metrics"].items() if k != "train/images_per_second"} for entry in run.history]
-
 
 # Stateful methods: solver state (nash_mtl), learned weights and their Adam moments (uncertainty),
 # the random generators (random, graddrop), per-step weights (gls), quadprog (upgrad).

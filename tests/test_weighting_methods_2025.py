@@ -23,6 +23,8 @@ from mbmt.training.trainer import DivergedError, Trainer
 from mbmt.training.weighting import GRADIENT_METHODS, WEIGHTINGS, build_weighting
 from mbmt.training.weighting.base import NonFiniteGradient
 
+from weighting_helpers import MODEL, Interrupted, logged, trainer
+
 TASKS = ("a", "b")
 CONFLICTING = ([1.0, 0.0], [-1.0, 1.0])
 ORTHOGONAL = ([1.0, 0.0], [0.0, 2.0])
@@ -206,23 +208,6 @@ def test_a_non_finite_jacobian_raises_one_error_not_the_solvers(name):
 
 
 # --- in the trainer -----------------------------------------------------------------------------
-
-MODEL = "mtnet"
-
-
-def trainer(root, **train) -> Trainer:
-    params = load_params(["params.yaml"])
-    params["train"].update(train)
-    return Trainer(MODEL, params, distributed.setup("cpu"), seed=params["seeds"][0], run_root=root, progress=False)
-
-
-class Interrupted(Exception):
-    pass
-
-
-def logged(run: Trainer) -> list[dict]:
-    return [{k: v for k, v in entry["metrics"].items() if k != "train/images_per_second"} for entry in run.history]
-
 
 # FAMO: logits, their Adam and the recomputed losses; STCH: the nadir averaged in epoch 0 (warm-up
 # 0), used from epoch 1 on; IMTL-L: learned scales in the model's optimiser. (GradVac's and

@@ -29,7 +29,8 @@ from mbmt.tasks import METRICS
 import chromium
 from provided import missing
 from test_workflow_project import (SNAKEMAKE_FAST, assert_trained_per_seed, commit, contents, copy_of, copy_project,
-                                   dvc_changed, dvc_view, init_git_dvc, outputs, planned, run, set_seeds, written)
+                                   dvc_changed, dvc_view, embedded, init_git_dvc, outputs, planned, run, set_seeds,
+                                   written)
 
 pytestmark = pytest.mark.slow
 
@@ -257,13 +258,6 @@ def html_report(finished, tmp_path_factory) -> Path:
     run(["snakemake", "--report", str(path)], finished)
     assert written(finished) == before
     return path
-
-
-def embedded(report: Path) -> dict:
-    """What the report page embeds for its script: results, categories, rule graph, runtimes, description."""
-    text = report.read_text()
-    return {name: json.loads(re.search(rf'<script id="{name}">\s*var \w+ = (.*?);\n\s*</script>', text, re.S)[1])
-            for name in ("results", "categories", "rulegraph", "runtimes", "workflow-desc")}
 
 
 def test_html_report_holds_every_table_the_figures_the_rule_graph_and_the_runtimes(finished, html_report):

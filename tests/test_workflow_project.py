@@ -255,6 +255,14 @@ def planned(root: Path) -> set[str]:
     return set(dry_run_jobs(run(["snakemake", "--dry-run", "--cores", "1"], root).stdout)) - {"all"}
 
 
+def embedded(report: Path) -> dict:
+    """What a Snakemake HTML report page embeds for its script: results, categories, rule graph,
+    runtimes, description."""
+    text = report.read_text()
+    return {name: json.loads(re.search(rf'<script id="{name}">\s*var \w+ = (.*?);\n\s*</script>', text, re.S)[1])
+            for name in ("results", "categories", "rulegraph", "runtimes", "workflow-desc")}
+
+
 def dvc_changed(root: Path) -> set[str]:
     return set(json.loads(run(["dvc", "status", "--json"], root).stdout))
 

@@ -43,16 +43,17 @@ def hardware(device: str = "cpu") -> str:
     return f"CPU only; {cpu}"
 
 
-def collect(params: dict, device: str = "cpu") -> dict:
-    """Provenance recorded with every trained model, metrics file and report."""
+def collect(*, profile: str, dataset: str, device: str = "cpu") -> dict:
+    """Provenance recorded with every trained model and metrics file: ``profile`` (params profile),
+    ``dataset`` (params data.source) and the hardware of ``device`` beside the code and versions."""
     import timm
     import torch
 
     from mbmt.environment import record
 
     return {
-        "profile": params["profile"],
-        "dataset": params["data"]["source"],
+        "profile": profile,
+        "dataset": dataset,
         "git_revision": git_revision(),
         "hardware": hardware(device),
         "host": platform.node(),

@@ -142,7 +142,7 @@ def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, A
             "batch_size": settings["batch_size"],
             "units": "percent: miou, pix_acc, within_*; metres: depth loss, abs_err; rel_err: fraction of "
                      "the true depth; normal loss: 1 - cosine; degrees: normal mean, median",
-            "provenance": collect(params, str(device)),
+            "provenance": collect(profile=params["profile"], dataset=params["data"]["source"], device=str(device)),
             "training_provenance": (meta.get("extra") or {}).get("provenance"),
         },
     }

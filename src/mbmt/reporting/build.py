@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from mbmt import paths
-from mbmt.dag import single_task_models
 from mbmt.io import atomic_path, write_json
 from mbmt.environment import describe as describe_environment
 from mbmt.provenance import git_revision
@@ -33,6 +34,40 @@ from mbmt.reporting.tables import (
     results_table,
 )
 from mbmt.tasks import HEADLINE_METRICS, TASK_TITLES, TASKS
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """One study as the report reads it: its params section (``studies.<name>``: baseline, models,
+    variants) and, from the plan, the job that runs each of its (variant, model)."""
+
+    name: str
+    study: Mapping[str, Any]
+    members: Mapping[str, Mapping[str, str]]  # variant -> model -> job
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Everything the report reads of the params and the plan, unpacked by the report stage: its own
+    params keys (report, data.real_images, seeds, studies) and what the plan derives from the params
+    (the models, which of them are single-task, each study's jobs)."""
+
+    models: tuple[str, ...]  # in params order: the report's rows and columns follow it
+    single_task: tuple[str, ...]  # the ST-Nets, in params order: the EfficientPS column
+    seeds: tuple[int, ...]
+    qualitative_images: int  # report.qualitative_images
+    bootstrap: Mapping[str, int]  # report.bootstrap: samples, seed
+    real_images: bool  # data.real_images is set: real.h5 exists and is drawn too
+    studies: tuple[StudyPlan, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Frozen all the way down: a setting read by one table cannot be changed for the next.
+        object.__setattr__(self, "bootstrap", MappingProxyType(dict(self.bootstrap)))
+
+
+# A study's numbers, as read: (name, params section, members, job -> metrics per seed,
+# job -> per-image rows per seed).
+StudyResults = tuple[str, Mapping, Mapping, dict, dict]
 
 
 def mbmt_variants(results: Mapping[str, ModelResult]) -> list[str]:
@@ -98,7 +133,7 @@ def comparison_rows(results: Mapping[str, ModelResult], split: str, single_task:
 
 
 def write_figures(results: Mapping[str, ModelResult], samples: list[Samples], directory: Path,
-                  single_task: Sequence[str], found: Sequence[tuple[str, Mapping, dict, dict, dict]] = ()
+                  single_task: Sequence[str], found: Sequence[StudyResults] = ()
                   ) -> list[tuple[str, str, str]]:
     """Draw every figure into ``directory``; returns (section, caption, path under reports/) for the index.
     Training curves: one line per model and seed; predictions: the first seed's models; the two figures
@@ -160,37 +195,32 @@ def summarise(results: Mapping[str, ModelResult], dataset: dict[str, Any]) -> di
     }
 
 
-def read_studies(params: Mapping) -> list[tuple[str, Mapping, dict, dict, dict]]:
-    """Each study of the params as (name, study, members, metrics, per-image rows): the metrics and
-    per-image rows of its jobs, one per seed of params seeds."""
-    from mbmt.dag import study_members, studies
+def read_studies(studies: Sequence[StudyPlan], seeds: Sequence[int]) -> list[StudyResults]:
+    """Each study as (name, study, members, metrics, per-image rows): the metrics and per-image rows
+    of its jobs, one per seed of ``seeds``."""
     from mbmt.evaluation import read_per_image
     from mbmt.io import read_json
     from mbmt.reporting.sources import require
 
     found = []
-    for name, study in studies(params).items():
-        members = study_members(params, name)
-        jobs = sorted({job for variant in members.values() for job in variant.values()})
-        seeds = params["seeds"]
+    for plan in studies:
+        jobs = sorted({job for variant in plan.members.values() for job in variant.values()})
         metrics = {job: [read_json(require(paths.metrics_file(job, seed), f"mbmt evaluate {job} --seed {seed}"))
                          for seed in seeds] for job in jobs}
         per_image = {job: [read_per_image(require(paths.per_image_file(job, seed), f"mbmt evaluate {job} --seed {seed}"))
                            for seed in seeds] for job in jobs}
-        found.append((name, study, members, metrics, per_image))
+        found.append((plan.name, plan.study, plan.members, metrics, per_image))
     return found
 
 
-def build_study_tables(params: Mapping, found: Sequence[tuple[str, Mapping, dict, dict, dict]] | None = None
+def build_study_tables(found: Sequence[StudyResults], single_task: Sequence[str], bootstrap: Mapping[str, int]
                        ) -> list[Table]:
-    """The two tables of each study (mbmt.reporting.study) of ``found`` (`read_studies`; read here if None)."""
+    """The two tables of each study (mbmt.reporting.study) of ``found`` (`read_studies`)."""
     from mbmt.reporting.study import study_intervals, study_paired_table, study_table
 
     tables = []
-    single_task = single_task_models(params)
-    for name, study, members, metrics, per_image in read_studies(params) if found is None else found:
-        intervals = study_intervals(members, per_image, study["baseline"], study["models"],
-                                    params["report"]["bootstrap"])
+    for name, study, members, metrics, per_image in found:
+        intervals = study_intervals(members, per_image, study["baseline"], study["models"], bootstrap)
         tables += [study_table(name, study, members, metrics, intervals, single_task=single_task),
                    study_paired_table(name, intervals)]
     return tables
@@ -200,7 +230,7 @@ def build_study_tables(params: Mapping, found: Sequence[tuple[str, Mapping, dict
 TRADEOFF_TASKS = ("semantic", "depth")
 
 
-def draw_study_figures(found: Sequence[tuple[str, Mapping, dict, dict, dict]], single_task: Sequence[str],
+def draw_study_figures(found: Sequence[StudyResults], single_task: Sequence[str],
                        directory: Path) -> list[tuple[str, str, str]]:
     """The two figures of each study into ``directory``: study_<name>_tasks.png (per-task Δm of each
     variant) and study_<name>_tradeoff.png; returns (section, caption, path under reports/)."""
@@ -231,17 +261,17 @@ def draw_study_figures(found: Sequence[tuple[str, Mapping, dict, dict, dict]], s
     return listed
 
 
-def write_report(params: dict) -> Path:
-    """Write reports/ for the models of ``params``; returns the index (reports/README.md)."""
-    count = params["report"]["qualitative_images"]
-    splits = ["test"] + ([paths.REAL_SPLIT] if paths.split_file(paths.REAL_SPLIT).is_file() else [])
-    samples = [read_samples(split, count) for split in splits]
-    results = {name: read_model(name, params["seeds"], samples) for name in params["models"]}
+def write_report(settings: ReportSettings) -> Path:
+    """Write reports/ for the models and studies of ``settings``; returns the index (reports/README.md)."""
+    splits = ["test"] + ([paths.REAL_SPLIT] if settings.real_images else [])
+    samples = [read_samples(split, settings.qualitative_images) for split in splits]
+    results = {name: read_model(name, list(settings.seeds), samples) for name in settings.models}
     dataset = read_dataset()
-    single_task = single_task_models(params)
+    single_task = list(settings.single_task)
 
-    found = read_studies(params)
-    tables = build_tables(results, params["report"]["bootstrap"], single_task) + build_study_tables(params, found)
+    found = read_studies(settings.studies, settings.seeds)
+    tables = (build_tables(results, settings.bootstrap, single_task)
+              + build_study_tables(found, single_task, settings.bootstrap))
     summary = summarise(results, dataset)
     write_tables([*tables, document.run_table(summary)], paths.REPORT_TABLES_DIR)
     listed = write_figures(results, samples, paths.REPORT_FIGURES_DIR, single_task, found)

@@ -2,7 +2,7 @@
 
 Reads metrics/MODEL/seedS.{json,images.npz} and models/MODEL/seedS/{model.pt, live/} for every
 model of params.yaml and every seed of params seeds, and data/processed/test.h5
-(data/processed/real.h5 too when it exists) with manifest.json. Writes reports/README.md (the
+(data/processed/real.h5 too when params data.real_images is set) with manifest.json. Writes reports/README.md (the
 index: facts, tables, figures, provenance), reports/tables/*.{md,csv,html} (architectures,
 parameters, results with the later published results beside the paper's, relative improvements
 with their significance, paired differences with params report.bootstrap's intervals; run: what
@@ -14,16 +14,40 @@ images) and reports/provenance.json (the md5 DVC records for every file a number
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mbmt.reporting.build import ReportSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """All settings come from params (report.*); the stage takes no options of its own."""
 
 
+def report_settings(params: Mapping) -> ReportSettings:
+    """The report's settings: its params keys (report, data.real_images, seeds, studies) unpacked here,
+    and what the plan derives from the params (the models, the single-task ones, each study's jobs)."""
+    from mbmt import dag
+    from mbmt.reporting.build import ReportSettings, StudyPlan
+
+    report = params["report"]
+    return ReportSettings(
+        models=tuple(dag.models(params)),
+        single_task=tuple(dag.single_task_models(params)),
+        seeds=tuple(params["seeds"]),
+        qualitative_images=report["qualitative_images"],
+        bootstrap=report["bootstrap"],
+        real_images=bool(params["data"]["real_images"]),
+        studies=tuple(StudyPlan(name, study, dag.study_members(params, name))
+                      for name, study in dag.studies(params).items()),
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     from mbmt.config import load_params
     from mbmt.reporting.build import write_report
 
-    index = write_report(load_params(args.params))
+    index = write_report(report_settings(load_params(args.params)))
     print(f"{index}: the report (tables in {index.parent / 'tables'}, figures in {index.parent / 'figures'})")
     return 0

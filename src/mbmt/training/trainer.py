@@ -530,7 +530,8 @@ class Trainer:
             "run": {"directory": str(self.run_dir), "settings": self.settings},
             "world_size": self.context.world_size,
             "compile": self.compile_record.summary(),
-            "provenance": collect(self.params, str(self.context.device)),
+            "provenance": collect(profile=self.params["profile"], dataset=self.params["data"]["source"],
+                                  device=str(self.context.device)),
         }
         # Plain JSON types only (torch.__version__ is a str subclass): files load with weights_only.
         return json.loads(json.dumps(summary))

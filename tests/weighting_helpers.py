@@ -1,0 +1,26 @@
+"""What the weighting-method tests share in the trainer (test_weighting_methods.py and
+test_weighting_methods_2025.py): a trainer of one model on the project's params with train keys
+overridden, the exception a test raises to stop a run part-way, and a run's logged metrics."""
+
+from __future__ import annotations
+
+from mbmt.config import load_params
+from mbmt.training import distributed
+from mbmt.training.trainer import Trainer
+
+MODEL = "mtnet"
+
+
+def trainer(root, **train) -> Trainer:
+    params = load_params(["params.yaml"])
+    params["train"].update(train)
+    return Trainer(MODEL, params, distributed.setup("cpu"), seed=params["seeds"][0], run_root=root, progress=False)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def logged(run: Trainer) -> list[dict]:
+    """The metrics of every epoch but the throughput, which differs from run to run."""
+    return [{k: v for k, v in entry["metrics"].items() if k != "train/images_per_second"} for entry in run.history]
