@@ -17,8 +17,10 @@ import torch
 
 from mbmt.config import load_params
 from mbmt.errors import ParamsError
+from mbmt.stages.train import unpack as train_job
 from mbmt.training import distributed
-from mbmt.training.trainer import DivergedError, Trainer
+from mbmt.training.guard import DivergedError
+from mbmt.training.trainer import Trainer
 from mbmt.training.weighting import (
     GRADIENT_METHODS,
     WEIGHTINGS,
@@ -233,7 +235,7 @@ MODEL = "mtnet"
 def trainer(root, **train) -> Trainer:
     params = load_params(["params.yaml"])
     params["train"].update(train)
-    return Trainer(MODEL, params, distributed.setup("cpu"), seed=params["seeds"][0], run_root=root, progress=False)
+    return Trainer(train_job(params, MODEL), distributed.setup("cpu"), seed=params["seeds"][0], run_root=root, progress=False)
 
 
 class Interrupted(Exception):

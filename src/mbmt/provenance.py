@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import platform
 import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -43,16 +45,38 @@ def hardware(device: str = "cpu") -> str:
     return f"CPU only; {cpu}"
 
 
+# The params a provenance record names a run by: labels of what ran, not inputs to what it computes,
+# so no stage declares them (mbmt.dag.STAGE_PARAMS) and a new label re-runs nothing.
+PROVENANCE_PARAMS = ("profile", "data.source")
+
+
+@dataclass(frozen=True)
+class ProvenanceLabels:
+    """params ``profile`` and ``data.source``, as a stage hands them to the library."""
+
+    profile: str
+    dataset: str
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> ProvenanceLabels:
+        return cls(profile=params["profile"], dataset=params["data"]["source"])
+
+
 def collect(params: dict, device: str = "cpu") -> dict:
     """Provenance recorded with every trained model, metrics file and report."""
+    return collect_for(ProvenanceLabels.from_params(params), device)
+
+
+def collect_for(labels: ProvenanceLabels, device: str = "cpu") -> dict:
+    """Provenance of a run labelled ``labels`` on ``device`` (collect, from named values)."""
     import timm
     import torch
 
     from mbmt.environment import record
 
     return {
-        "profile": params["profile"],
-        "dataset": params["data"]["source"],
+        "profile": labels.profile,
+        "dataset": labels.dataset,
         "git_revision": git_revision(),
         "hardware": hardware(device),
         "host": platform.node(),
