@@ -50,6 +50,7 @@ def random_batch(height: int, width: int, batch_size: int, device: torch.device)
 
 
 def measure_one(config: str, name: str, device_name: str, steps: int) -> dict:
+    from mbmt.config import model_settings
     from mbmt.models import create_model
 
     params = benchmark_params(config, steps, None, device_name)
@@ -59,7 +60,7 @@ def measure_one(config: str, name: str, device_name: str, steps: int) -> dict:
     amp = bool(train["amp"] and cuda)
     memory_format = torch.channels_last if train["channels_last"] else torch.preserve_format
     before_kib = proc_status_kib("VmRSS")
-    model = create_model(name, params, load_init=False).to(device, memory_format=memory_format)
+    model = create_model(model_settings(params, name), load_init=False).to(device, memory_format=memory_format)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=train["lr"])
     batch = random_batch(data["height"], data["width"], train["batch_size"], device)
     if train["channels_last"]:

@@ -50,7 +50,7 @@ import torch
 import yaml
 
 from mbmt import dag
-from mbmt.config import deep_merge, load_params, validate
+from mbmt.config import deep_merge, load_params, model_settings, validate
 from mbmt.data.hdf5 import MODALITIES, RENDERED, SplitWriter
 from mbmt.data.synthetic import generate
 from mbmt.device import to_device
@@ -59,7 +59,9 @@ from mbmt.models import create_model, save_model
 from mbmt.paths import model_file, split_file
 from mbmt.training import distributed
 from mbmt.training.checkpoint import save_checkpoint
-from mbmt.training.trainer import Trainer, log_epoch
+from mbmt.stages.train import unpack as train_job
+from mbmt.training.live import LIVE_DIR, log_epoch, open_live
+from mbmt.training.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from protocol_estimate import (  # noqa: E402
@@ -119,8 +121,8 @@ def write_project(params: dict, images: int) -> None:
                 writer.add(sample, f"{split}[{index}]")
     for name in ("st_ss", "st_de", "st_snp", *(job for job in dag.study_jobs(params)
                                                 if len(dag.model_tasks(params, job)) == 1)):
-        job = dag.job_params(params, name)
-        save_model(model_file(name, params["seeds"][0]), create_model(name, job, load_init=False), name=name, params=job)
+        model = model_settings(dag.job_params(params, name), name)
+        save_model(model_file(name, params["seeds"][0]), create_model(model, load_init=False), settings=model)
 
 
 def bare_step(model, optimizer: torch.optim.Optimizer, batch: dict, *, device_type: str, amp: bool,
@@ -200,9 +202,9 @@ def measure(name: str, params: dict, context, steps: int, repeats: int) -> dict:
         gc.collect()  # the previous model's memory back to the allocator, then count from here
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(context.device)
-    trainer = Trainer(name, dag.job_params(params, name), context, seed=params["seeds"][0], progress=False)
+    trainer = Trainer(train_job(dag.job_params(params, name), name), context, seed=params["seeds"][0], progress=False)
     batch = to_device(next(iter(trainer.train_loader(0))), context.device, trainer.channels_last)
-    live = trainer.open_live()
+    live = open_live(trainer.run_dir / LIVE_DIR, trainer.history)
     trainer_steps(trainer, 0, steps)  # warm-up: allocator, kernels, page cache
     bare_steps(trainer, batch, 1)
     bare, full = [], []

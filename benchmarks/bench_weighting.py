@@ -35,6 +35,7 @@ from bench_training import CONFIGS, benchmark_params, write_project  # noqa: E40
 from protocol_estimate import NYUV2_TRAIN, ModelSpeed, duration, training_seconds  # noqa: E402
 
 from mbmt.config import load_params  # noqa: E402
+from mbmt.stages.train import unpack as train_job  # noqa: E402
 from mbmt.training import distributed  # noqa: E402
 from mbmt.training.trainer import Trainer  # noqa: E402
 from mbmt.training.weighting import WEIGHTINGS  # noqa: E402
@@ -64,8 +65,8 @@ def measure(model: str, methods: list[str], config: str, steps: int, repeats: in
     for method in methods:
         params = benchmark_params(config, steps, 0, device, train={"weighting": method, "val_every": 0,
                                                                    "weighting_options": OPTIONS})
-        trainers[method] = Trainer(model, params, context, seed=params["seeds"][0], run_root=Path("runs") / method,
-                                   progress=False)
+        trainers[method] = Trainer(train_job(params, model), context, seed=params["seeds"][0],
+                                   run_root=Path("runs") / method, progress=False)
         step_seconds(trainers[method], 0, steps)  # warm-up: allocator, kernels, the method's solver set-up
     times: dict[str, list[float]] = {method: [] for method in methods}
     for repeat in range(repeats):

@@ -12,8 +12,14 @@ import yaml
 from test_workflow_project import copy_project, run
 
 from mbmt.config import load_params
-from mbmt.training.cost import MEASURED_STEP_S, cpu_training_refusal, cpu_training_seconds
+from mbmt.stages.train import planned_training
+from mbmt.training.cost import MEASURED_STEP_S, cpu_training_refusal
+from mbmt.training.cost import cpu_training_seconds as seconds_of
 from conftest import REPO
+
+
+def cpu_training_seconds(params: dict) -> float:
+    return seconds_of(planned_training(params))
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +39,19 @@ def test_the_estimate_is_the_measured_steps_times_the_protocol(paper):
 
 def test_only_an_unasked_hours_long_cpu_run_is_refused(paper, tiny_params, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    message = cpu_training_refusal(paper, source="params.yaml")
+    message = cpu_training_refusal(planned_training(paper), source="params.yaml")
     assert message.startswith("params.yaml (profile paper) would train 8 models x 1 seed x 200 epochs at 288x384 "
                               "on the CPU: train.device is auto and no CUDA device is visible")
     assert "about 122 days of training" in message and message.endswith(
         "to train on the CPU deliberately, set train.device: cpu (in params.yaml or a preset)")
     deliberate = copy.deepcopy(paper)
     deliberate["train"]["device"] = "cpu"
-    assert cpu_training_refusal(deliberate) is None
+    assert cpu_training_refusal(planned_training(deliberate)) is None
     small = copy.deepcopy(tiny_params)
     small["train"]["device"] = "auto"
-    assert cpu_training_refusal(small) is None  # minutes: nothing to ask
+    assert cpu_training_refusal(planned_training(small)) is None  # minutes: nothing to ask
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert cpu_training_refusal(paper) is None
+    assert cpu_training_refusal(planned_training(paper)) is None
 
 
 def test_snakemake_and_the_dvc_train_stage_stop_before_the_first_job(tmp_path):

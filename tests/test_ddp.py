@@ -114,6 +114,7 @@ def test_ranks_validate_the_batchnorm_statistics_of_rank_0(project, processed_da
     from mbmt.config import load_params
     from mbmt.data.dataset import NYUv2Dataset
     from mbmt.evaluation import accumulate_metrics
+    from mbmt.config import model_settings
     from mbmt.models import create_model
     from mbmt.paths import split_file
     from mbmt.evaluation.protocol import VAL_METRIC_BATCH, val_curve
@@ -127,7 +128,7 @@ def test_ranks_validate_the_batchnorm_statistics_of_rank_0(project, processed_da
 
     [path] = (project / "runs" / "st_de").glob(f"*/{CHECKPOINT_FILE}")
     state = load_checkpoint(path)
-    model = create_model("st_de", load_params(), load_init=False)
+    model = create_model(model_settings(load_params(), "st_de"), load_init=False)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     model.load_state_dict(state["model"])
     dataset = NYUv2Dataset(split_file("test"))

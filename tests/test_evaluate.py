@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from mbmt import cli
-from mbmt.config import load_params
+from mbmt.config import load_params, model_settings
 from mbmt.models import create_model, save_model
 from mbmt.data.dataset import NYUv2Dataset
 from mbmt.paths import live_dir, metrics_file, model_file, per_image_file, split_file
@@ -22,11 +22,11 @@ def save_untrained(name: str, change=None) -> None:
     after ``change(state_dict)`` edits its tensors in place."""
     params = load_params()
     torch.manual_seed(0)
-    model = create_model(name, params, load_init=False)
+    model = create_model(model_settings(params, name), load_init=False)
     if change is not None:
         with torch.no_grad():
             change(model.state_dict())
-    save_model(model_file(name, 0), model, name=name, params=params, extra={"input_size": [64, 64]})
+    save_model(model_file(name, 0), model, extra={"input_size": [64, 64]}, settings=model_settings(params, name))
 
 
 def set_params(block: str, **settings) -> None:

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from mbmt.config import load_params
+from mbmt.config import load_params, model_settings
 from mbmt.errors import MbmtError
 from mbmt.models import count_parameters, create_model, load_model, save_model
 from mbmt.models.base import OUTPUT_ACTIVATIONS, resize_like, unit_normal
@@ -52,7 +52,7 @@ def tensors_equal(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize("name", ["st_de", "mtnet", "mbmt_partial", "mtan"])
 def test_outputs_follow_the_task_contract(tiny_params, image, name):
-    model = create_model(name, tiny_params, load_init=False).eval()
+    model = create_model(model_settings(tiny_params, name), load_init=False).eval()
     with torch.no_grad():
         outputs = model(image)
     assert set(outputs) == set(model.tasks)
@@ -74,7 +74,7 @@ def prediction_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
 
 @pytest.mark.parametrize("name", ["st_ss", "mtnet", "mbmt_partial", "mtan"])
 def test_prediction_layers_run_in_float32_under_bf16_autocast(tiny_params, image, name):
-    model = create_model(name, tiny_params, load_init=False).eval()
+    model = create_model(model_settings(tiny_params, name), load_init=False).eval()
     activations = MTAN_ACTIVATIONS if name == "mtan" else OUTPUT_ACTIVATIONS
     features = {}
     for task, layers in prediction_layers(model).items():
@@ -109,14 +109,14 @@ def test_the_seed_alone_decides_the_initial_weights(tiny_params):
     weights = []
     for _ in range(2):
         torch.manual_seed(0)
-        weights.append(create_model("mtnet", tiny_params, load_init=False).state_dict())
+        weights.append(create_model(model_settings(tiny_params, "mtnet"), load_init=False).state_dict())
     assert tensors_equal(*weights)
 
 
 def test_single_task_nets_have_one_head(tiny_params):
     for name, task in [("st_ss", "semantic"), ("st_de", "depth"), ("st_snp", "normal")]:
-        assert create_model(name, tiny_params, load_init=False).tasks == (task,)
-    assert create_model("mtnet", tiny_params, load_init=False).tasks == ("semantic", "depth", "normal")
+        assert create_model(model_settings(tiny_params, name), load_init=False).tasks == (task,)
+    assert create_model(model_settings(tiny_params, "mtnet"), load_init=False).tasks == ("semantic", "depth", "normal")
 
 
 def test_two_way_fpn_mixes_every_level_both_ways():
@@ -143,7 +143,7 @@ def test_any_timm_backbone_plugs_in(tiny_params, image):
     params = with_model(params, "mbmt_full_scratch", backbones=["test_convnext", "test_efficientnet"],
                         extra_backbone="test_convnext")
     for name in ("st_de", "mbmt_full_scratch"):  # MBMT fuses backbones of different widths
-        outputs = create_model(name, params, load_init=False).eval()(image)
+        outputs = create_model(model_settings(params, name), load_init=False).eval()(image)
         assert outputs["depth"].shape == (2, 1, SIZE, SIZE)
 
 
@@ -155,7 +155,7 @@ def test_backbone_without_the_needed_strides_is_a_clear_error():
 
 
 def test_partial_mbmt_keeps_encoders_and_their_batchnorm_statistics(tiny_params, image):
-    model = create_model("mbmt_partial", tiny_params, load_init=False)
+    model = create_model(model_settings(tiny_params, "mbmt_partial"), load_init=False)
     backbones = model.encoder.backbones
     frozen = copy.deepcopy(backbones.state_dict())  # weights and BN running statistics
     trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -174,7 +174,7 @@ def test_partial_mbmt_keeps_encoders_and_their_batchnorm_statistics(tiny_params,
 
 
 def test_full_mbmt_trains_everything(tiny_params, image):
-    model = create_model("mbmt_full_pretrained", tiny_params, load_init=False)
+    model = create_model(model_settings(tiny_params, "mbmt_full_pretrained"), load_init=False)
     assert model.encoder.extra is not None
     counts = count_parameters(model)
     assert counts["trainable"] == counts["total"]
@@ -188,15 +188,15 @@ def test_full_mbmt_trains_everything(tiny_params, image):
 def save_st_models(params: dict, seed: int = 0) -> dict[str, torch.nn.Module]:
     models = {}
     for name in ("st_ss", "st_de", "st_snp"):
-        models[name] = create_model(name, params, load_init=False)
-        save_model(model_file(name, seed), models[name], name=name, params=params)
+        models[name] = create_model(model_settings(params, name), load_init=False)
+        save_model(model_file(name, seed), models[name], settings=model_settings(params, name))
     return models
 
 
 def test_mbmt_encoders_start_from_the_st_models_of_their_seed(project, tiny_params):
     st_models = {seed: save_st_models(tiny_params, seed) for seed in (0, 1)}
     for seed in (0, 1):
-        model = create_model("mbmt_partial", tiny_params, seed=seed)
+        model = create_model(model_settings(tiny_params, "mbmt_partial"), seed=seed)
         for encoder, source in zip(model.encoder.backbones, ("st_ss", "st_de", "st_snp")):
             assert tensors_equal(encoder.state_dict(), st_models[seed][source].encoder.state_dict())
             assert not tensors_equal(encoder.state_dict(), st_models[1 - seed][source].encoder.state_dict())
@@ -207,29 +207,31 @@ def test_mbmt_without_st_models_is_a_clear_error(project, tiny_params):
     save_st_models(tiny_params, seed=1)
     with pytest.raises(MbmtError, match=r"models/st_ss/seed0/model.pt not found; train st_ss first "
                                         r"\(mbmt train st_ss --seed 0\)"):
-        create_model("mbmt_partial", tiny_params, seed=0)
-    create_model("mbmt_partial", tiny_params, load_init=False)  # counting needs no ST model
+        create_model(model_settings(tiny_params, "mbmt_partial"), seed=0)
+    create_model(model_settings(tiny_params, "mbmt_partial"), load_init=False)  # counting needs no ST model
 
 
 def test_mbmt_with_a_mismatched_st_model_is_a_clear_error(project, tiny_params):
     save_st_models(tiny_params)
     other = with_model(tiny_params, "st_de", backbone="test_convnext")
-    save_model(model_file("st_de", 0), create_model("st_de", other, load_init=False), name="st_de", params=other)
+    model = model_settings(other, "st_de")
+    save_model(model_file("st_de", 0), create_model(model, load_init=False), settings=model)
     with pytest.raises(MbmtError, match=r"init_from: models/st_de/seed0/model.pt holds a 'st' model with backbones \['test_convnext'\]"):
-        create_model("mbmt_partial", tiny_params, seed=0)
-    save_model(model_file("st_de", 0), create_model("mtan", tiny_params, load_init=False), name="mtan", params=tiny_params)
+        create_model(model_settings(tiny_params, "mbmt_partial"), seed=0)
+    model = model_settings(tiny_params, "mtan")
+    save_model(model_file("st_de", 0), create_model(model, load_init=False), settings=model)
     with pytest.raises(MbmtError, match="holds a 'mtan' model"):
-        create_model("mbmt_partial", tiny_params, seed=0)
+        create_model(model_settings(tiny_params, "mbmt_partial"), seed=0)
 
 
 @pytest.mark.parametrize("name", ["st_de", "mbmt_partial", "mtan"])
 def test_model_file_round_trip(tmp_path, monkeypatch, tiny_params, image, name):
-    model = create_model(name, tiny_params, load_init=False).train()
+    model = create_model(model_settings(tiny_params, name), load_init=False).train()
     with torch.no_grad():
         model(image)  # BN statistics away from their initial values
     model.eval()
     path = tmp_path / "model.pt"
-    save_model(path, model, name=name, params=tiny_params, extra={"epochs": 2})
+    save_model(path, model, extra={"epochs": 2}, settings=model_settings(tiny_params, name))
     monkeypatch.chdir(tmp_path)  # no params.yaml here: the file alone defines the model
     loaded, meta = load_model(path)
     assert meta["name"] == name and meta["model"] == tiny_params["models"][name]
@@ -246,7 +248,8 @@ def test_load_model_rejects_other_files(tmp_path, tiny_params):
     with pytest.raises(MbmtError, match="not an mbmt model file"):
         load_model(tmp_path / "other.pt")
     path = tmp_path / "old.pt"
-    save_model(path, create_model("st_ss", tiny_params, load_init=False), name="st_ss", params=tiny_params)
+    model = model_settings(tiny_params, "st_ss")
+    save_model(path, create_model(model, load_init=False), settings=model)
     record = torch.load(path, weights_only=True)
     torch.save({**record, "version": 1}, path)  # as written before the prediction layers moved
     with pytest.raises(MbmtError, match=r"version 1, this code reads 2; retrain it with `mbmt train st_ss`"):
@@ -256,7 +259,8 @@ def test_load_model_rejects_other_files(tmp_path, tiny_params):
 def test_weights_that_do_not_fit_are_one_line_naming_the_file_and_the_fix(tmp_path, tiny_params):
     """A model file whose weights no longer fit what the code builds (e.g. after an architecture edit)."""
     path = tmp_path / "model.pt"
-    save_model(path, create_model("st_de", tiny_params, load_init=False), name="st_de", params=tiny_params)
+    model = model_settings(tiny_params, "st_de")
+    save_model(path, create_model(model, load_init=False), settings=model)
     record = torch.load(path, weights_only=True)
     key = next(k for k in record["state_dict"] if k.endswith("predict.0.weight"))
     record["state_dict"][key] = torch.zeros(1, 1, 1, 1)
@@ -273,9 +277,9 @@ def test_weights_that_do_not_fit_are_one_line_naming_the_file_and_the_fix(tmp_pa
 def test_groupnorm_decoder_has_the_same_parameter_count(tiny_params, image):
     params = copy.deepcopy(tiny_params)
     params["decoder"]["norm"] = "groupnorm"
-    model = create_model("st_snp", params, load_init=False)
+    model = create_model(model_settings(params, "st_snp"), load_init=False)
     assert any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
-    assert count_parameters(model) == count_parameters(create_model("st_snp", tiny_params, load_init=False))
+    assert count_parameters(model) == count_parameters(create_model(model_settings(tiny_params, "st_snp"), load_init=False))
     assert model.eval()(image[:1])["normal"].shape == (1, 3, SIZE, SIZE)  # per-sample norm: batch of 1
 
 
@@ -311,7 +315,7 @@ def head(task: str) -> int:
 def test_paper_size_counts_match_the_layer_arithmetic():
     params = load_params([REPO / "params.yaml"])
     b2 = B2_FEATURES + B2_HEAD_CONV
-    counts = {name: count_parameters(create_model(name, params, load_init=False))
+    counts = {name: count_parameters(create_model(model_settings(params, name), load_init=False))
               for name in ("st_ss", "st_de", "st_snp", "mtnet", "mbmt_partial")}
     for name, task in [("st_ss", "semantic"), ("st_de", "depth"), ("st_snp", "normal")]:
         assert counts[name]["total"] == b2 + fpn(B2_CHANNELS) + head(task) == counts[name]["trainable"]
@@ -326,7 +330,7 @@ def test_paper_size_counts_match_the_layer_arithmetic():
 
 def test_mtan_count_is_the_papers_without_mtans_uncertainty_weights():
     params = load_params([REPO / "params.yaml"])
-    counts = count_parameters(create_model("mtan", params, load_init=False))
+    counts = count_parameters(create_model(model_settings(params, "mtan"), load_init=False))
     # MTAN's SegNet also holds `logsigma` (3 task-uncertainty weights, unused by DWA), counted in the paper.
     assert counts["total"] == counts["trainable"] == PARAMETERS["mtan"]["total"] - 3 == 44_229_073
 

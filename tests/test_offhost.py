@@ -13,18 +13,19 @@ import torch
 from conftest import REPO
 from offhost import OffHostTensor, host, simulated_cuda
 
-from mbmt.config import load_params
+from mbmt.config import load_params, model_settings
 
 MODEL = "mtnet"  # three tasks (DWA, every metric), BatchNorm buffers
 
 
 def trainer(root, device: str, **train):
     from mbmt.training import distributed
+    from mbmt.stages.train import unpack as train_job
     from mbmt.training.trainer import Trainer
 
     params = load_params(["params.yaml"])
     params["train"].update(train)
-    return Trainer(MODEL, params, distributed.setup(device), seed=params["seeds"][0], run_root=root, progress=False)
+    return Trainer(train_job(params, MODEL), distributed.setup(device), seed=params["seeds"][0], run_root=root, progress=False)
 
 
 def fitted(root, device: str, **train) -> tuple[dict[str, torch.Tensor], list[dict], dict]:
@@ -107,14 +108,15 @@ def test_evaluation_on_the_device_writes_the_cpu_metrics(project, processed_data
     from mbmt.evaluation import evaluate_model_file
     from mbmt.models import create_model, save_model
     from mbmt.paths import model_file
+    from mbmt.stages.evaluate import unpack
 
     processed_data()
     params = load_params(["params.yaml"])
-    save_model(model_file(MODEL, 0), create_model(MODEL, params, seed=0), name=MODEL, params=params)
-    cpu_metrics, cpu_rows = evaluate_model_file(MODEL, 0, params)
+    save_model(model_file(MODEL, 0), create_model(model_settings(params, MODEL), seed=0), settings=model_settings(params, MODEL))
+    cpu_metrics, cpu_rows = evaluate_model_file(MODEL, 0, **vars(unpack(params)))
     params["train"]["device"] = "cuda"
     with simulated_cuda():
-        metrics, rows = evaluate_model_file(MODEL, 0, params)
+        metrics, rows = evaluate_model_file(MODEL, 0, **vars(unpack(params)))
     assert {k: v for k, v in metrics.items() if k != "context"} == {k: v for k, v in cpu_metrics.items() if k != "context"}
     assert rows.keys() == cpu_rows.keys()
     for key in rows:
@@ -147,7 +149,7 @@ def test_prediction_on_the_device_gives_the_cpu_arrays(tiny_params):
     from mbmt.models import create_model
     from mbmt.predict import predict
 
-    model = create_model(MODEL, tiny_params, seed=0)
+    model = create_model(model_settings(tiny_params, MODEL), seed=0)
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     expected = predict(model, images)
     with simulated_cuda():

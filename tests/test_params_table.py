@@ -7,6 +7,7 @@ import json
 import yaml
 
 from mbmt.cli import main
+from mbmt.config import model_settings
 from mbmt.models import count_parameters, create_model
 from mbmt.stages.params import format_table
 
@@ -28,7 +29,7 @@ def test_params_command_writes_the_counts_of_every_model(project, tiny_params, c
     counts = json.loads((project / "out" / "params.json").read_text())
     assert list(counts) == list(tiny_params["models"])
     for name in ("st_snp", "mbmt_partial"):
-        assert counts[name] == count_parameters(create_model(name, tiny_params, load_init=False))
+        assert counts[name] == count_parameters(create_model(model_settings(tiny_params, name), load_init=False))
     assert counts["mbmt_partial"]["trainable"] < counts["mbmt_partial"]["total"]
     table = capsys.readouterr().out
     assert "profile 'tiny'" in table and "44,229,076" in table  # the paper's MTAN beside ours

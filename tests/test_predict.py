@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from mbmt import cli
-from mbmt.config import load_params
+from mbmt.config import load_params, model_settings
 from mbmt.models import create_model, save_model
 from mbmt.predict import (
     SEMANTIC_PALETTE,
@@ -77,8 +77,8 @@ def test_colorize_normal_encodes_xyz_as_rgb():
 def mtnet_file(project):
     params = load_params()
     torch.manual_seed(0)
-    model = create_model("mtnet", params, load_init=False)
-    save_model(project / "mtnet.pt", model, name="mtnet", params=params, extra={"input_size": TRAINED_SIZE})
+    model = create_model(model_settings(params, "mtnet"), load_init=False)
+    save_model(project / "mtnet.pt", model, extra={"input_size": TRAINED_SIZE}, settings=model_settings(params, "mtnet"))
     return project / "mtnet.pt"
 
 

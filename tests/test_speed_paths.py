@@ -11,9 +11,11 @@ import torch
 from test_ddp import assert_same_moments
 
 from mbmt.config import load_params
+from mbmt.stages.train import unpack as train_job
 from mbmt.training import distributed
 from mbmt.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from mbmt.training.trainer import DivergedError, Trainer
+from mbmt.training.guard import DivergedError
+from mbmt.training.trainer import Trainer
 
 MODEL = "mtnet"  # three tasks (DWA), BatchNorm: everything the step does
 # Adam's moments (of every parameter, relative to each one's norm) of the device-side guard's run
@@ -27,7 +29,7 @@ def trainer(root, name: str = MODEL, device: str = "cpu", **train) -> Trainer:
     """A Trainer of the project's params with ``train`` settings changed, its runs under ``root``."""
     params = load_params(["params.yaml"])
     params["train"].update(train)
-    return Trainer(name, params, distributed.setup(device), seed=params["seeds"][0], run_root=root, progress=False)
+    return Trainer(train_job(params, name), distributed.setup(device), seed=params["seeds"][0], run_root=root, progress=False)
 
 
 def fitted(root, name: str = MODEL, device: str = "cpu", **train) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -183,7 +185,7 @@ def test_a_compile_failure_is_one_error_naming_the_setting(project, processed_da
     """No silent eager fallback: torch.compile failing on the step stops the run with the fix."""
     import torch._dynamo.exc
 
-    from mbmt.training.trainer import CompileError
+    from mbmt.training.compile import CompileError
 
     def no_toolchain(*args, **kwargs):
         def forward(*a, **k):

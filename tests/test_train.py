@@ -14,7 +14,8 @@ import torch
 import yaml
 
 from mbmt import cli, dag
-from mbmt.config import load_params
+from mbmt.config import load_params, model_settings
+from mbmt.stages.train import unpack as train_job
 from mbmt.models import create_model
 from mbmt.paths import live_dir, metrics_file, model_file
 from mbmt.io import sha256_file
@@ -228,7 +229,7 @@ def test_divergence_stops_with_one_error_and_keeps_the_checkpoint(fault, project
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1, error
     [run] = run_dirs("mtnet")
-    batchnorm = first_batchnorm(create_model("mtnet", load_params(), load_init=False))[0]
+    batchnorm = first_batchnorm(create_model(model_settings(load_params(), "mtnet"), load_init=False))[0]
     assert message.format(batchnorm=batchnorm) in error[0]
     assert f"the last good checkpoint {run / CHECKPOINT_FILE} (after epoch 1) is kept; nothing was published" in error[0]
     assert not model_file("mtnet", 0).exists()
@@ -247,14 +248,15 @@ def test_divergence_stops_with_one_error_and_keeps_the_checkpoint(fault, project
 def test_diverging_learning_rate_stops_before_publishing(project, processed_data):
     """lr 1e8 (which the schema now refuses, so the params are passed unvalidated): the training
     loss stays finite but BatchNorm's running variances overflow in epoch 1; nothing is written."""
-    from mbmt.training.trainer import DivergedError, train as train_model
+    from mbmt.training.guard import DivergedError
+    from mbmt.training.trainer import train as train_model
 
     processed_data()
     params = load_params()
     params["train"]["lr"] = 1.0e8
     with pytest.raises(DivergedError, match=r"after epoch 1 of 2 weights or buffers are not finite \(\d+ tensors, "
                                             r"e\.g\. [\w.]+\.running_var.* no checkpoint had been written yet"):
-        train_model("st_de", params, seed=0, progress=False)
+        train_model(train_job(params, "st_de"), seed=0, progress=False)
     assert not model_file("st_de", 0).exists()
     assert not list(Path("runs").rglob(CHECKPOINT_FILE))
 
@@ -286,7 +288,7 @@ def test_a_training_ending_beside_another_keeps_its_log(tmp_path, monkeypatch):
 
     from dvclive import Live
 
-    from mbmt.training.trainer import STEP_COMPLETED_SIGNAL, end_live, log_epoch
+    from mbmt.training.live import STEP_COMPLETED_SIGNAL, end_live, log_epoch
 
     (tmp_path / ".dvc").mkdir()
     monkeypatch.chdir(tmp_path)

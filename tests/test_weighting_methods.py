@@ -17,7 +17,8 @@ import torch
 
 from mbmt.errors import ParamsError
 from mbmt.training import distributed
-from mbmt.training.trainer import DivergedError, Trainer
+from mbmt.training.guard import DivergedError
+from mbmt.training.trainer import Trainer
 from mbmt.training.weighting import (
     GRADIENT_METHODS,
     WEIGHTINGS,

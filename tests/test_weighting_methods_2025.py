@@ -19,7 +19,8 @@ import torch
 from mbmt.config import load_params
 from mbmt.errors import ParamsError
 from mbmt.training import distributed
-from mbmt.training.trainer import DivergedError, Trainer
+from mbmt.training.guard import DivergedError
+from mbmt.training.trainer import Trainer
 from mbmt.training.weighting import GRADIENT_METHODS, WEIGHTINGS, build_weighting
 from mbmt.training.weighting.base import NonFiniteGradient
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from hub_server import HubServer, timm_weights
 
+from mbmt.config import model_params, model_settings
 from mbmt.models import create_model
 from mbmt.models.pretrained import WeightsError, fetch_weights
 from mbmt.paths import weights_file, weights_record
@@ -57,7 +58,7 @@ def test_weights_come_from_the_hub_verified_and_recorded(project, hub_env, serve
     import safetensors.torch
 
     reference = safetensors.torch.load(served_bytes)
-    encoder = create_model("st_ss", with_pretrained(tiny_params, "st_ss")).encoder
+    encoder = create_model(model_settings(with_pretrained(tiny_params, "st_ss"), "st_ss")).encoder
     torch.testing.assert_close(encoder.body.conv_stem.weight, reference["conv_stem.weight"], rtol=0, atol=0)
     torch.testing.assert_close(encoder.head[0].weight, reference["conv_head.weight"], rtol=0, atol=0)
 
@@ -197,7 +198,7 @@ def test_a_training_without_its_weights_says_how_to_get_them(project, tiny_param
     with pytest.raises(WeightsError, match=r"data/weights/test_efficientnet.safetensors: the ImageNet weights of "
                                            r"backbone 'test_efficientnet' are not there; run `mbmt weights "
                                            r"test_efficientnet`"):
-        create_model("mtnet", with_pretrained(tiny_params, "mtnet"))
+        create_model(model_settings(with_pretrained(tiny_params, "mtnet"), "mtnet"))
 
 
 def test_the_weights_files_are_part_of_a_runs_identity(project, tiny_params, processed_data, tmp_path, hub_env):
@@ -211,7 +212,7 @@ def test_the_weights_files_are_part_of_a_runs_identity(project, tiny_params, pro
         torch.manual_seed(seed)
         torch.save(timm.create_model(BACKBONE).state_dict(), tmp_path / f"w{seed}.pth")
     fetch_weights(BACKBONE, {BACKBONE: str(tmp_path / "w0.pth")})
-    first = imagenet_weights("mtnet", params)
+    first = imagenet_weights(model_params(params, "mtnet"))
     fetch_weights(BACKBONE, {BACKBONE: str(tmp_path / "w1.pth")})
-    assert first.keys() == {BACKBONE} and imagenet_weights("mtnet", params) != first
-    assert imagenet_weights("mtan", params) == {}
+    assert first.keys() == {BACKBONE} and imagenet_weights(model_params(params, "mtnet")) != first
+    assert imagenet_weights(model_params(params, "mtan")) == {}

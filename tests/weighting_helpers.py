@@ -5,6 +5,7 @@ overridden, the exception a test raises to stop a run part-way, and a run's logg
 from __future__ import annotations
 
 from mbmt.config import load_params
+from mbmt.stages.train import unpack as train_job
 from mbmt.training import distributed
 from mbmt.training.trainer import Trainer
 
@@ -14,7 +15,7 @@ MODEL = "mtnet"
 def trainer(root, **train) -> Trainer:
     params = load_params(["params.yaml"])
     params["train"].update(train)
-    return Trainer(MODEL, params, distributed.setup("cpu"), seed=params["seeds"][0], run_root=root, progress=False)
+    return Trainer(train_job(params, MODEL), distributed.setup("cpu"), seed=params["seeds"][0], run_root=root, progress=False)
 
 
 class Interrupted(Exception):

@@ -95,9 +95,10 @@ def output_lock(args: argparse.Namespace) -> contextlib.AbstractContextManager:
 
     seed = None
     if args.stage in ("train", "evaluate"):
-        from mbmt.config import job_seed, load_params
+        from mbmt.config import job_seed
+        from mbmt.stages import job_params
 
-        seed = job_seed(load_params(args.params), args.seed)
+        seed = job_seed(job_params(args), args.seed)
     lock = stage_lock(args.stage, getattr(args, "model", None), seed)
     if lock is None or os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
@@ -109,10 +110,10 @@ def gpu_claim(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     while it runs; nothing for the other stages, on one GPU, or where CUDA_VISIBLE_DEVICES is set."""
     if args.stage not in ("train", "evaluate"):
         return contextlib.nullcontext()
-    from mbmt.config import load_params
-    from mbmt.dag import job_params
+    from mbmt.config import ExecutionSettings
     from mbmt.gpus import place
+    from mbmt.stages import job_params
 
-    # The job's own params: a study variant may train on another device than the main models.
-    params = job_params(load_params(args.params), args.model)
-    return place(args.stage, params["train"]["device"]) or contextlib.nullcontext()
+    # The job's own params (loaded once per command): a study variant may train on another device.
+    execution = ExecutionSettings.from_train(job_params(args)["train"])
+    return place(args.stage, execution.device) or contextlib.nullcontext()

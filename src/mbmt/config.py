@@ -11,9 +11,10 @@ import copy
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import jsonschema
@@ -77,6 +78,103 @@ TRAIN_KEYS = {
 }
 TRAIN_RESULT_KEYS = tuple(key for key, entry in TRAIN_KEYS.items() if entry.kind == RESULT)
 TRAIN_EXECUTION_KEYS = tuple(key for key, entry in TRAIN_KEYS.items() if entry.kind == EXECUTION)
+
+
+# --- Settings: what a stage hands the library, unpacked from params at the stage ---------------
+
+
+def freeze(value: Any) -> Any:
+    """``value`` (params' YAML types) read-only: mappings as MappingProxyType, lists as tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({key: freeze(item) for key, item in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(item) for item in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A frozen value as the plain dicts and lists params had (JSON, torch.save, run identities)."""
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """Where and how a stage runs a model, shared by every stage that does (train, evaluate): the
+    device (auto | cpu | cuda), the memory layout, the DataLoader workers. The keys live in params
+    `train` (EXECUTION_PARAMS); each stage that reads them declares them (mbmt.dag.STAGE_PARAMS)."""
+
+    device: str
+    channels_last: bool
+    num_workers: int
+
+    @classmethod
+    def from_train(cls, train: Mapping) -> ExecutionSettings:
+        """From params' `train` section (not the whole params)."""
+        return cls(**{field.name: train[field.name] for field in fields(cls)})
+
+
+# The params keys of ExecutionSettings.
+EXECUTION_PARAMS = tuple(f"train.{field.name}" for field in fields(ExecutionSettings))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Params `train`, read-only, as the trainer uses it: one field per TRAIN_KEYS key, those shared
+    with other stages under ``execution``. Built from TRAIN_KEYS, so a schema key cannot be left out
+    (tests/test_train_keys.py)."""
+
+    execution: ExecutionSettings
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    lr_step: int
+    lr_gamma: float
+    weighting: str
+    dwa_temperature: float
+    weighting_options: Mapping[str, Any]
+    augment: Any
+    steps_per_epoch: int | None
+    val_every: int
+    amp: bool
+    split_on_device: bool
+    sync_every: int | str
+    val_batch_size: int | str
+    compile: str
+
+    @classmethod
+    def from_train(cls, train: Mapping) -> TrainSettings:
+        """From params' `train` section (not the whole params)."""
+        shared = {field.name for field in fields(ExecutionSettings)}
+        return cls(execution=ExecutionSettings.from_train(train),
+                   **{key: freeze(train[key]) for key in TRAIN_KEYS if key not in shared})
+
+    def value(self, key: str) -> Any:
+        """The value of TRAIN_KEYS key ``key`` as params wrote it (plain dicts and lists)."""
+        owner = self.execution if key in {field.name for field in fields(ExecutionSettings)} else self
+        return thaw(getattr(owner, key))
+
+    def weighting_keys(self) -> dict[str, Any]:
+        """The keys the weighting is built from (TRAIN_KEYS recorded as WEIGHTING), as params wrote them:
+        what mbmt.training.weighting reads, narrowed here."""
+        return {key: self.value(key) for key, entry in TRAIN_KEYS.items() if entry.recorded == WEIGHTING}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """One model of params: its name, its `models` entry and the shared `decoder`, read-only."""
+
+    name: str
+    entry: Mapping[str, Any]
+    decoder: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, name: str, entry: Mapping, decoder: Mapping) -> ModelSettings:
+        return cls(name, freeze(entry), freeze(decoder))
 
 
 def deep_merge(base: Mapping, overlay: Mapping) -> dict:
@@ -231,6 +329,11 @@ def model_params(params: Mapping, name: str) -> dict:
         return dict(params["models"][name])
     except KeyError:
         raise ParamsError(f"unknown model {name!r}; models in params: {', '.join(params['models'])}") from None
+
+
+def model_settings(params: Mapping, name: str) -> ModelSettings:
+    """Model ``name`` of ``params`` as its stage hands it to the library (unknown names fail here)."""
+    return ModelSettings.of(name, model_params(params, name), params["decoder"])
 
 
 def imagenet_backbones(entry: Mapping) -> list[str]:

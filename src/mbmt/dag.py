@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mbmt import environment, paths
-from mbmt.config import TRAIN_KEYS, TRAIN_RESULT_KEYS, WEIGHTING, fingerprint, variant_params
+from mbmt.config import EXECUTION_PARAMS, TRAIN_KEYS, TRAIN_RESULT_KEYS, WEIGHTING, fingerprint, variant_params
 from mbmt.config import imagenet_backbones as entry_imagenet_backbones
 from mbmt.tasks import HEADLINE_METRICS, TASK_TITLES, TASKS
 
@@ -35,8 +35,12 @@ STAGE_PARAMS = {
     # another model's entry must not touch the weight files that every training depends on.
     "weights": ["backbone_weights"],
     "preprocess": ["data.source", "data.height", "data.width", "data.real_images"],
+    # The train stage also reads train's execution keys (config.TRAIN_EXECUTION_KEYS) and deliberately does not
+    # declare them: they change where and how fast, not what is computed, so a change re-runs no training and a
+    # run resumes under another value (docs/workflow.md). tests/test_stage_reads.py ties both lists to the reads.
     "train": [f"train.{key}" for key in TRAIN_RESULT_KEYS] + ["decoder", "models.{model}"],
-    "evaluate": ["evaluate"],
+    # Evaluation runs as config.ExecutionSettings says (keys of params `train`): declared, as every key it reads.
+    "evaluate": ["evaluate", *EXECUTION_PARAMS],
     # data.real_images: whether the report draws the real frames (real.h5); seeds: what it averages.
     "report": ["report", "data.real_images", "seeds"],
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import platform
 import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -41,6 +43,28 @@ def hardware(device: str = "cpu") -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} ({torch.cuda.device_count()} GPU); {cpu}"
     return f"CPU only; {cpu}"
+
+
+# The params a provenance record names a run by: labels of what ran, not inputs to what it computes,
+# so no stage declares them (mbmt.dag.STAGE_PARAMS) and a new label re-runs nothing.
+PROVENANCE_PARAMS = ("profile", "data.source")
+
+
+@dataclass(frozen=True)
+class ProvenanceLabels:
+    """params ``profile`` and ``data.source``, as a stage hands them to the library."""
+
+    profile: str
+    dataset: str
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> ProvenanceLabels:
+        return cls(profile=params["profile"], dataset=params["data"]["source"])
+
+
+def collect_for(labels: ProvenanceLabels, device: str = "cpu") -> dict:
+    """Provenance of a run labelled ``labels`` on ``device`` (collect, from the labels a stage unpacked)."""
+    return collect(profile=labels.profile, dataset=labels.dataset, device=device)
 
 
 def collect(*, profile: str, dataset: str, device: str = "cpu") -> dict:

@@ -16,6 +16,7 @@ from mbmt.dag import code_files
 from mbmt.errors import MbmtError, ParamsError
 from mbmt.reporting.document import RUN_TITLE
 from mbmt.reporting.tables import OURS, TABLE_TITLES, TITLES
+from mbmt.stages.train import planned_training
 from mbmt.training.cost import cpu_training_refusal
 
 # The code each stage runs is an input (Snakemake's code trigger sees only the shell text), so
@@ -196,7 +197,9 @@ def refuse_unasked_cpu_training():
         for job in workflow.dag.needrun_jobs()
     ):
         return
-    message = cpu_training_refusal(config, source=" + ".join(PARAM_FILES))
+    message = cpu_training_refusal(
+        planned_training(config), source=" + ".join(PARAM_FILES)
+    )
     if message:
         raise WorkflowError(message)
 

@@ -1,6 +1,7 @@
 """Evaluation: a trained model over a whole split, batched, without augmentation -> the metrics JSON."""
 
 from mbmt.evaluation.evaluate import (
+    EvaluateSettings,
     accumulate_metrics,
     evaluate_model_file,
     non_finite_metrics,
@@ -8,4 +9,5 @@ from mbmt.evaluation.evaluate import (
     write_per_image,
 )
 
-__all__ = ["accumulate_metrics", "evaluate_model_file", "non_finite_metrics", "read_per_image", "write_per_image"]
+__all__ = ["EvaluateSettings", "accumulate_metrics", "evaluate_model_file", "non_finite_metrics", "read_per_image",
+           "write_per_image"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,29 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from mbmt.config import ExecutionSettings
 from mbmt.device import non_finite_tensors, resolve_device, to_device
 from mbmt.errors import MbmtError
 from mbmt.evaluation.protocol import VAL_METRIC_BATCH, last_k_blocks
 from mbmt.io import atomic_path
 from mbmt.metrics import AVERAGINGS, MetricAccumulator
+from mbmt.provenance import ProvenanceLabels
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """Params ``evaluate``, read-only: the split, its batches, the averaging and reporting protocol."""
+
+    split: str
+    batch_size: int
+    averaging: str
+    protocol: str
+    k: int
+
+    @classmethod
+    def from_section(cls, evaluate: Mapping) -> EvaluateSettings:
+        """From params' `evaluate` section (not the whole params)."""
+        return cls(**{field.name: evaluate[field.name] for field in fields(cls)})
 
 
 def accumulate_metrics(model: torch.nn.Module, loader: Iterable[dict], tasks: Iterable[str], *,
@@ -75,23 +94,24 @@ def trained_augmentation(meta: Mapping[str, Any]) -> str | None:
     return augment_mode(settings["augment"]) or "none"
 
 
-def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The metrics JSON of model ``name`` trained with ``seed`` (its model file) on split params
-    evaluate.split, and the trained model's per-image rows."""
+def evaluate_model_file(name: str, seed: int, *, settings: EvaluateSettings, execution: ExecutionSettings,
+                        labels: ProvenanceLabels) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The metrics JSON of model ``name`` trained with ``seed`` (its model file) on split
+    ``settings.split`` (params evaluate), run as ``execution`` says (params train.device,
+    channels_last, num_workers), and the trained model's per-image rows."""
     from mbmt.data.dataset import NYUv2Dataset
     from mbmt.models import load_model
     from mbmt.paths import live_dir, model_file, split_file
-    from mbmt.provenance import collect
+    from mbmt.provenance import collect_for
     from mbmt.io import sha256_file
 
     path = model_file(name, seed)
     train = f"mbmt train {name} --seed {seed}"
     if not path.is_file():
         raise MbmtError(f"{path}: trained model not found; run `{train}` first")
-    settings = params["evaluate"]
-    split, averaging, protocol = settings["split"], settings["averaging"], settings["protocol"]
-    device = resolve_device(params["train"]["device"])
-    channels_last = bool(params["train"]["channels_last"])
+    split, averaging, protocol = settings.split, settings.averaging, settings.protocol
+    device = resolve_device(execution.device)
+    channels_last = bool(execution.channels_last)
 
     model, meta = load_model(path, map_location="cpu")
     retrain = f"retrain it with a lower train.lr (`{train}`)"
@@ -101,8 +121,8 @@ def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, A
                         f"the training that wrote it diverged; {retrain}")
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     dataset = NYUv2Dataset(split_file(split))
-    loader = DataLoader(dataset, batch_size=settings["batch_size"], shuffle=False,
-                        num_workers=params["train"]["num_workers"], pin_memory=device.type == "cuda")
+    loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
+                        num_workers=execution.num_workers, pin_memory=device.type == "cuda")
     accumulator = accumulate_metrics(model, loader, model.tasks, device=device, channels_last=channels_last,
                                      per_image=True)
 
@@ -119,9 +139,9 @@ def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, A
         if epochs is None:
             raise MbmtError(f"{path}: records no training epochs, so evaluate.protocol last_k has no validation "
                             f"log to average; retrain it (`{train}`) or set evaluate.protocol: final")
-        reported, averaged = last_k_blocks(live_dir(name, seed), blocks, settings["k"], epochs, train, averaging)
+        reported, averaged = last_k_blocks(live_dir(name, seed), blocks, settings.k, epochs, train, averaging)
         reported = {**reported, "final": blocks}
-        protocol_context |= {"k": settings["k"], "epochs_averaged": averaged}
+        protocol_context |= {"k": settings.k, "epochs_averaged": averaged}
         if averaging == "batch":
             # The reported blocks' batches: training's validation pairs, not evaluate.batch_size's.
             protocol_context["val_batch_size"] = VAL_METRIC_BATCH
@@ -139,10 +159,10 @@ def evaluate_model_file(name: str, seed: int, params: dict) -> tuple[dict[str, A
             "checkpoint_sha256": sha256_file(path),
             "averaging": averaging,
             **protocol_context,
-            "batch_size": settings["batch_size"],
+            "batch_size": settings.batch_size,
             "units": "percent: miou, pix_acc, within_*; metres: depth loss, abs_err; rel_err: fraction of "
                      "the true depth; normal loss: 1 - cosine; degrees: normal mean, median",
-            "provenance": collect(profile=params["profile"], dataset=params["data"]["source"], device=str(device)),
+            "provenance": collect_for(labels, str(device)),
             "training_provenance": (meta.get("extra") or {}).get("provenance"),
         },
     }

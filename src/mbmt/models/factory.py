@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from mbmt.config import imagenet_backbones, model_params
+from mbmt.config import ModelSettings, imagenet_backbones, thaw
 from mbmt.errors import MbmtError
 from mbmt.io import save_torch
 from mbmt.models.base import TaskModel, load_weights
@@ -102,12 +102,12 @@ def build_model(name: str, entry: Mapping, decoder: Mapping, *, load_init: bool 
     return _Builder(name, entry, decoder, load_init, seed).build()
 
 
-def create_model(name: str, params: dict, *, load_init: bool = True, seed: int | None = None) -> TaskModel:
-    """Model ``name`` of ``params`` (the full validated params). ``load_init``: load its initial
-    weights (ImageNet where ``pretrained``, from data/weights/; for MBMT ``init_from`` the encoders
-    of the ST-Nets trained with ``seed``); False builds the same architecture with random weights
-    (counting, or before load_state_dict)."""
-    return build_model(name, model_params(params, name), params["decoder"], load_init=load_init, seed=seed)
+def create_model(model: ModelSettings, *, load_init: bool = True, seed: int | None = None) -> TaskModel:
+    """The model of ``model`` (a params model, unpacked by its stage: mbmt.config.model_settings).
+    ``load_init``: load its initial weights (ImageNet where ``pretrained``, from data/weights/; for
+    MBMT ``init_from`` the encoders of the ST-Nets trained with ``seed``); False builds the same
+    architecture with random weights (counting, or before load_state_dict)."""
+    return build_model(model.name, thaw(model.entry), thaw(model.decoder), load_init=load_init, seed=seed)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
@@ -123,15 +123,15 @@ def backbone_names(entry: Mapping) -> list[str]:
     return []
 
 
-def save_model(path: str | os.PathLike, model: TaskModel, *, name: str, params: dict, extra: dict | None = None) -> None:
-    """Write ``model`` (model ``name`` of ``params``) as a model file, atomically."""
-    entry = model_params(params, name)
+def save_model(path: str | os.PathLike, model: TaskModel, *, settings: ModelSettings, extra: dict | None = None) -> None:
+    """Write ``model`` (built from ``settings``) as a model file, atomically."""
+    entry = thaw(settings.entry)
     record = {
         "format": FILE_FORMAT,
         "version": FILE_VERSION,
-        "name": name,
+        "name": settings.name,
         "model": entry,
-        "decoder": dict(params["decoder"]),
+        "decoder": thaw(settings.decoder),
         "tasks": list(model.tasks),
         "backbones": backbone_names(entry),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},

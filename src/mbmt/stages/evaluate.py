@@ -17,6 +17,14 @@ written.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: the stage's --help stays fast
+    from mbmt.config import ExecutionSettings
+    from mbmt.evaluation import EvaluateSettings
+    from mbmt.provenance import ProvenanceLabels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,20 +32,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="one of params seeds (default: the only one)")
 
 
+@dataclass(frozen=True)
+class EvaluateJob:
+    """What the evaluate stage hands the library, unpacked from the job's params at this boundary:
+    params ``evaluate``, the execution settings of params ``train`` (mbmt.config.ExecutionSettings)
+    and the provenance labels: the keys the stage declares (mbmt.dag.STAGE_PARAMS), and the labels
+    no stage declares (mbmt.provenance.PROVENANCE_PARAMS)."""
+
+    settings: EvaluateSettings
+    execution: ExecutionSettings
+    labels: ProvenanceLabels
+
+
+def unpack(params: Mapping) -> EvaluateJob:
+    """The evaluate job of a model's ``params`` (the job's own: a study job's variant included)."""
+    from mbmt.config import ExecutionSettings
+    from mbmt.evaluation import EvaluateSettings
+    from mbmt.provenance import ProvenanceLabels
+
+    return EvaluateJob(EvaluateSettings.from_section(params["evaluate"]), ExecutionSettings.from_train(params["train"]),
+                       ProvenanceLabels.from_params(params))
+
+
 def main(args: argparse.Namespace) -> int:
-    from mbmt.config import job_seed, load_params, model_params
-    from mbmt.dag import job_params
+    from mbmt.config import job_seed, model_params
+    from mbmt.stages import job_params
 
     # A study job (mbmt.dag.study_jobs) runs with its variant's params, its models named as its jobs.
-    params = job_params(load_params(args.params), args.model)
+    params = job_params(args)
     model_params(params, args.model)
     seed = job_seed(params, args.seed)
+    job = unpack(params)
 
     from mbmt.evaluation import evaluate_model_file, write_per_image
     from mbmt.io import write_json
     from mbmt.paths import metrics_file, per_image_file
 
-    metrics, rows = evaluate_model_file(args.model, seed, params)
+    metrics, rows = evaluate_model_file(args.model, seed, settings=job.settings, execution=job.execution,
+                                        labels=job.labels)
     write_per_image(per_image_file(args.model, seed), rows)  # before the metrics file, which marks the job done
     write_json(metrics_file(args.model, seed), metrics)
     print(f"{metrics_file(args.model, seed)}: {args.model} on {metrics['context']['images']} "

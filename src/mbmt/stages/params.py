@@ -20,9 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parameter_counts(params: dict) -> dict[str, dict[str, int]]:
     """{model: {"trainable", "total"}} for every model of ``params`` (built without weights)."""
+    from mbmt.config import model_settings
     from mbmt.models import count_parameters, create_model
 
-    return {name: count_parameters(create_model(name, params, load_init=False)) for name in params["models"]}
+    return {name: count_parameters(create_model(model_settings(params, name), load_init=False))
+            for name in params["models"]}
 
 
 def format_table(counts: dict[str, dict[str, int]], paper: dict[str, dict[str, int]]) -> str:

@@ -16,6 +16,12 @@ saying so; train.device: cpu goes on deliberately. Started by torchrun (WORLD_SI
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: the stage's --help stays fast
+    from mbmt.training.cost import PlannedTraining
+    from mbmt.training.trainer import TrainJob
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,22 +34,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no per-step progress bar (one line per epoch remains)")
 
 
+def unpack(params: Mapping, model: str) -> TrainJob:
+    """The training job of model ``model`` under ``params`` (the job's own: a study job's variant
+    included), unpacked at this boundary: its model entry and params ``decoder``, params ``train``
+    (every key: mbmt.config.TRAIN_KEYS) and the provenance labels."""
+    from mbmt.config import TrainSettings, model_settings
+    from mbmt.provenance import ProvenanceLabels
+    from mbmt.training.trainer import TrainJob
+
+    return TrainJob(model_settings(params, model), TrainSettings.from_train(params["train"]),
+                    ProvenanceLabels.from_params(params))
+
+
+def planned_training(params: Mapping) -> PlannedTraining:
+    """What the CPU-cost estimate (mbmt.training.cost) needs of ``params``: every model once per seed."""
+    from mbmt.training.cost import PlannedTraining, training_images
+
+    train, data = params["train"], params["data"]
+    return PlannedTraining(
+        profile=params.get("profile", "?"), models=tuple(params["models"]), seeds=len(params["seeds"]),
+        epochs=train["epochs"], batch_size=train["batch_size"], steps_per_epoch=train["steps_per_epoch"],
+        height=data["height"], width=data["width"], device=train["device"],
+        images=training_images(data["source"], data["synthetic"]["train_size"]))
+
+
 def main(args: argparse.Namespace) -> int:
-    from mbmt.config import job_seed, load_params, model_params
-    from mbmt.dag import job_params
+    from mbmt.config import job_seed, model_params
+    from mbmt.stages import job_params
 
     # A study job (mbmt.dag.study_jobs) runs with its variant's params, its models named as its jobs.
-    params = job_params(load_params(args.params), args.model)
+    params = job_params(args)
     model_params(params, args.model)  # an unknown name or seed fails here, before torch is imported
     seed = job_seed(params, args.seed)
     from mbmt.errors import ParamsError
     from mbmt.training.cost import cpu_training_refusal
 
-    refusal = cpu_training_refusal(params, source=" + ".join(args.params or ["params.yaml"]))
+    refusal = cpu_training_refusal(planned_training(params), source=" + ".join(args.params or ["params.yaml"]))
     if refusal:
         raise ParamsError(refusal)
 
     from mbmt.training.trainer import train
 
-    train(args.model, params, seed=seed, restart=args.restart, progress=not args.no_progress)
+    train(unpack(params, args.model), seed=seed, restart=args.restart, progress=not args.no_progress)
     return 0

@@ -13,13 +13,14 @@ running it, and the state must survive that.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mbmt.config import AS_WRITTEN, TRAIN_KEYS, fingerprint, imagenet_backbones, model_params
+from mbmt.config import AS_WRITTEN, TRAIN_KEYS, ModelSettings, TrainSettings, fingerprint, imagenet_backbones, thaw
 from mbmt.dag import code_digest
 from mbmt.environment import identity as environment_identity
 from mbmt.errors import DataError, MbmtError
@@ -49,32 +50,33 @@ def dataset_identity() -> dict[str, str]:
     return {f.name: sha256_file(f) for f in files}
 
 
-def imagenet_weights(name: str, params: dict) -> dict[str, str]:
-    """sha256 of each ImageNet weight file the model starts from (data/weights/), by backbone:
-    other weights, from wherever they came, are another run."""
+def imagenet_weights(entry: Mapping) -> dict[str, str]:
+    """sha256 of each ImageNet weight file the model of params entry ``entry`` starts from
+    (data/weights/), by backbone: other weights, from wherever they came, are another run."""
     from mbmt.models.pretrained import weight_file
 
-    return {backbone: sha256_file(weight_file(backbone))
-            for backbone in imagenet_backbones(model_params(params, name))}
+    return {backbone: sha256_file(weight_file(backbone)) for backbone in imagenet_backbones(entry)}
 
 
-def init_checkpoints(name: str, params: dict, seed: int) -> dict[str, str]:
-    """sha256 of each trained model this model starts from (MBMT-Net's init_from, the same seed's), by model name."""
+def init_checkpoints(model: ModelSettings, seed: int) -> dict[str, str]:
+    """sha256 of each trained model ``model`` starts from (MBMT-Net's init_from, the same seed's), by model name."""
     hashes = {}
-    for source in model_params(params, name).get("init_from") or ():
+    for source in model.entry.get("init_from") or ():
         path = model_file(source, seed)
         if not path.is_file():
-            raise MbmtError(f"{path}: model {name!r} starts from the trained {source!r}; "
+            raise MbmtError(f"{path}: model {model.name!r} starts from the trained {source!r}; "
                             f"run `mbmt train {source} --seed {seed}` first")
         hashes[source] = sha256_file(path)
     return hashes
 
 
-def run_settings(name: str, params: dict, *, seed: int, tasks: tuple[str, ...], device_type: str, world_size: int) -> dict:
+def run_settings(model: ModelSettings, train: TrainSettings, *, seed: int, tasks: tuple[str, ...], device_type: str,
+                 world_size: int) -> dict:
     """Everything that determines a run's result, as JSON (its fingerprint names the run directory)."""
-    train = params["train"]
-    weighting = weighting_name(tasks, train)  # the strategy the trainer builds (one task: equal)
+    weighting_keys = train.weighting_keys()
+    weighting = weighting_name(tasks, weighting_keys)  # the strategy the trainer builds (one task: equal)
     cuda = device_type == "cuda"
+    entry = thaw(model.entry)
     return {
         # The code of the train stage, the same files Snakemake and DVC declare (mbmt.dag), so that
         # an edit which re-runs the stage also starts a fresh run instead of republishing the old
@@ -85,21 +87,21 @@ def run_settings(name: str, params: dict, *, seed: int, tasks: tuple[str, ...], 
         # timm, numpy, torchjd and its solvers: mbmt.environment), and any of them installed at
         # another version: an upgrade that re-runs the stage also starts a fresh run.
         "environment": environment_identity("train"),
-        "model": name,
+        "model": model.name,
         "seed": seed,
         "train": {
-            **{key: train[key] for key in RESULT_KEYS},
-            "weighting": {"name": weighting, **weighting_options(weighting, train)},
-            "amp_bf16": bool(train["amp"] and cuda),
-            "channels_last": train["channels_last"],
+            **{key: train.value(key) for key in RESULT_KEYS},
+            "weighting": {"name": weighting, **weighting_options(weighting, weighting_keys)},
+            "amp_bf16": bool(train.amp and cuda),
+            "channels_last": train.value("channels_last"),
         },
         "device": device_type,
         "world_size": world_size,
-        "architecture": model_params(params, name),
-        "decoder": params["decoder"],
-        "imagenet_weights": imagenet_weights(name, params),
+        "architecture": entry,
+        "decoder": thaw(model.decoder),
+        "imagenet_weights": imagenet_weights(entry),
         "dataset": dataset_identity(),
-        "init_checkpoints": init_checkpoints(name, params, seed),
+        "init_checkpoints": init_checkpoints(model, seed),
     }
 
 

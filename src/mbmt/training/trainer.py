@@ -18,12 +18,11 @@ history stored in the checkpoint, so it always matches the weights.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,12 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from mbmt.config import ModelSettings, TrainSettings
 from mbmt.data.dataset import NYUv2Dataset
 from mbmt.data.device_split import DeviceSplit
-from mbmt.device import non_finite_tensors, to_device
+from mbmt.device import to_device
 from mbmt.errors import MbmtError, ParamsError
-from mbmt.evaluation import accumulate_metrics, non_finite_metrics
+from mbmt.evaluation import accumulate_metrics
 from mbmt.evaluation.protocol import VAL_METRIC_BATCH, val_record
 from mbmt.io import atomic_path
 from mbmt.losses import LOSS_TERMS
@@ -47,7 +47,7 @@ from mbmt.metrics import AVERAGINGS
 from mbmt.models import create_model, save_model
 from mbmt.models.base import load_weights
 from mbmt.paths import RUNS_DIR, run_dir, split_file
-from mbmt.tasks import HEADLINE_METRICS
+from mbmt.provenance import ProvenanceLabels
 from mbmt.training import distributed
 from mbmt.training.checkpoint import (
     CHECKPOINT_FILE,
@@ -60,31 +60,35 @@ from mbmt.training.checkpoint import (
     set_rng_state,
     write_settings,
 )
+from mbmt.training.compile import CompileRecord, compile_errors, compiled
 from mbmt.training.distributed import DistributedContext, ShardSampler
-from mbmt.training.guard import loss_guard
+from mbmt.training.guard import DivergenceChecks, loss_guard
+from mbmt.training.live import LIVE_DIR, describe_epoch, end_live, log_epoch, open_live
 from mbmt.training.weighting import weighting_from_params
 from mbmt.training.weighting.base import NonFiniteGradient
 
-LIVE_DIR = "live"
-# dvclive.vscode's signal file, shared by every Live of a DVC repository (end_live).
-STEP_COMPLETED_SIGNAL = "DVCLIVE_STEP_COMPLETED"
 # train.sync_every and train.val_batch_size `auto` on CUDA: at the paper's batch of 2 a step is
 # bound by kernel launches and host synchronisation, not by arithmetic (docs/training.md).
 CUDA_SYNC_EVERY = 50
 CUDA_VAL_BATCH = 16
 
 
-class DivergedError(MbmtError):
-    """A loss, weight, buffer or validation metric is no longer finite. Raised before the update
-    or the checkpoint of that epoch, so the last good checkpoint stays and nothing is published."""
-
-
-class CompileError(MbmtError):
-    """torch.compile failed on the training step (train.compile): no silent eager fallback."""
-
-
 class CheckpointMismatchError(MbmtError):
     """The run's checkpoint does not fit the model, optimiser or weighting the code now builds."""
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What a training job is given, unpacked from params by the train stage (mbmt.stages.train):
+    the model, params `train` and the labels its provenance records."""
+
+    model: ModelSettings
+    train: TrainSettings
+    labels: ProvenanceLabels
+
+    @property
+    def name(self) -> str:
+        return self.model.name
 
 
 @dataclass
@@ -104,20 +108,20 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 class Trainer:
-    """Train model ``name`` of ``params`` in this process (one rank of ``context``).
+    """Train the model of ``job`` in this process (one rank of ``context``).
 
     ``fit()`` trains the remaining epochs of the run directory (resuming its checkpoint) and,
     on rank 0, publishes models/<name>/seed<seed>/{model.pt, live/}. ``run_root`` is where run
     directories live (default runs/).
     """
 
-    def __init__(self, name: str, params: dict, context: DistributedContext, *, seed: int,
+    def __init__(self, job: TrainJob, context: DistributedContext, *, seed: int,
                  run_root: str | Path = RUNS_DIR, restart: bool = False, progress: bool = True):
-        self.name, self.params, self.context, self.progress = name, params, context, progress
+        self.job, self.name, self.context, self.progress = job, job.name, context, progress
         self.seed = seed
         # The phases' order is part of the result: the generators are seeded before the model is
         # built and again, per rank, once everything is built (nothing in between draws from them).
-        self._resolve_settings(params["train"])
+        self._resolve_settings(job.train)
         seed_everything(self.seed)  # same initial weights on every rank and in every run
         self._prepare_model()
         self._prepare_run_directory(run_root, restart)
@@ -134,37 +138,38 @@ class Trainer:
 
     # -- construction, in phases ----------------------------------------------------------
 
-    def _resolve_settings(self, train: dict[str, Any]) -> None:
+    def _resolve_settings(self, train: TrainSettings) -> None:
         """The train settings as this process uses them (``auto`` resolved for its device)."""
         context = self.context
-        self.train_params = train
-        self.epochs = train["epochs"]
-        self.local_batch = distributed.per_rank_batch_size(train["batch_size"], context.world_size)
-        self.amp = bool(train["amp"] and context.cuda)
-        self.channels_last = bool(train["channels_last"])
-        self.split_on_device = bool(train["split_on_device"])
-        self.sync_every = resolve_auto(train["sync_every"], cpu=1, cuda=CUDA_SYNC_EVERY, context=context)
-        self.val_batch = resolve_auto(train["val_batch_size"], cpu=self.local_batch, cuda=CUDA_VAL_BATCH,
+        self.train_settings = train
+        self.epochs = train.epochs
+        self.local_batch = distributed.per_rank_batch_size(train.batch_size, context.world_size)
+        self.amp = bool(train.amp and context.cuda)
+        self.channels_last = bool(train.execution.channels_last)
+        self.split_on_device = bool(train.split_on_device)
+        self.sync_every = resolve_auto(train.sync_every, cpu=1, cuda=CUDA_SYNC_EVERY, context=context)
+        self.val_batch = resolve_auto(train.val_batch_size, cpu=self.local_batch, cuda=CUDA_VAL_BATCH,
                                       context=context)
-        self.compile_mode = train["compile"]
+        self.compile_mode = train.compile
         if context.cuda:
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
     def _prepare_model(self) -> None:
         """The model with its initial weights (ImageNet, or the ST-Nets of init_from)."""
-        self.model = create_model(self.name, self.params, seed=self.seed)
+        self.model = create_model(self.job.model, seed=self.seed)
         self.tasks: tuple[str, ...] = tuple(self.model.tasks)
 
     def _prepare_run_directory(self, run_root: str | Path, restart: bool) -> None:
         """The run's identity, decided on rank 0 and shared, and its directory (emptied by ``restart``)."""
-        name, params, context, seed = self.name, self.params, self.context, self.seed
+        context, seed = self.context, self.seed
         settings = None
         if context.is_main:
-            settings = run_settings(name, params, seed=seed, tasks=self.tasks, device_type=context.device.type,
-                                    world_size=context.world_size)
+            settings = run_settings(self.job.model, self.job.train, seed=seed, tasks=self.tasks,
+                                    device_type=context.device.type, world_size=context.world_size)
         self.settings = distributed.broadcast_object(settings, context)
-        self.run_dir = run_directory(name, self.settings, run_root)
+        self.run_dir = run_directory(self.name, self.settings, run_root)
         self.checkpoint_path = self.run_dir / CHECKPOINT_FILE
+        self.checks = DivergenceChecks(self.name, seed, self.epochs, self.tasks, self.checkpoint_path)
         if context.is_main:
             if restart and self.run_dir.exists():
                 shutil.rmtree(self.run_dir)
@@ -186,9 +191,9 @@ class Trainer:
 
     def _prepare_optimizer(self) -> None:
         """Task weighting, the finiteness guard, Adam (the guard's kind), the schedule, the compiled step."""
-        train, context = self.train_params, self.context
+        train, context = self.train_settings, self.context
         # A single task weighs 1 whatever the strategy; learnable weightings bring their parameters.
-        self.weighting = weighting_from_params(self.tasks, train)
+        self.weighting = weighting_from_params(self.tasks, train.weighting_keys())
         self.check_weighting_fits()
         self.weighting.prepare(self.module, context.device)
         if self.weighting.host_sync:
@@ -197,11 +202,11 @@ class Trainer:
             self.sync_every = 1
         trainable = [p for p in self.module.parameters() if p.requires_grad] + list(self.weighting.parameters())
         self.guard = loss_guard(self.sync_every, context.device, len(self.tasks))
-        self.optimizer = torch.optim.Adam(trainable, lr=train["lr"], weight_decay=train["weight_decay"],
+        self.optimizer = torch.optim.Adam(trainable, lr=train.lr, weight_decay=train.weight_decay,
                                           fused=self.guard.fused_adam)
         self.forward = compiled(self.model, self.compile_mode)
         self.compile_record = CompileRecord(self.compile_mode, context.device)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=train["lr_step"], gamma=train["lr_gamma"])
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=train.lr_step, gamma=train.lr_gamma)
 
     def check_weighting_fits(self) -> None:
         """One error naming train.weighting and the fix where the strategy cannot run as set up."""
@@ -217,13 +222,14 @@ class Trainer:
 
     def _prepare_data(self) -> None:
         """The training and test splits (on the device, or read by DataLoader workers) and the sampler."""
-        train, context = self.train_params, self.context
+        train, context = self.train_settings, self.context
+        augment = train.value("augment")
         if self.split_on_device:
-            self.train_set = DeviceSplit(split_file("train"), context.device, augment=train["augment"], seed=self.seed)
-            self.val_set = DeviceSplit(split_file("test"), context.device) if train["val_every"] else None
+            self.train_set = DeviceSplit(split_file("train"), context.device, augment=augment, seed=self.seed)
+            self.val_set = DeviceSplit(split_file("test"), context.device) if train.val_every else None
         else:
-            self.train_set = NYUv2Dataset(split_file("train"), augment=train["augment"], seed=self.seed)
-            self.val_set = NYUv2Dataset(split_file("test")) if train["val_every"] else None
+            self.train_set = NYUv2Dataset(split_file("train"), augment=augment, seed=self.seed)
+            self.val_set = NYUv2Dataset(split_file("test")) if train.val_every else None
         self.train_sampler = DistributedSampler(self.train_set, num_replicas=context.world_size, rank=context.rank,
                                                 shuffle=True, seed=self.seed, drop_last=False)
 
@@ -284,12 +290,12 @@ class Trainer:
             return self.train_set.batches(self.train_sampler, self.local_batch, epoch)
         self.train_set.set_epoch(epoch)
         return DataLoader(self.train_set, batch_size=self.local_batch, sampler=self.train_sampler,
-                          num_workers=self.train_params["num_workers"], persistent_workers=False,
+                          num_workers=self.train_settings.execution.num_workers, persistent_workers=False,
                           pin_memory=self.context.cuda, generator=epoch_generator(self.seed, epoch))
 
     def steps_in_epoch(self) -> int:
         steps = math.ceil(len(self.train_sampler) / self.local_batch)
-        cap = self.train_params["steps_per_epoch"]
+        cap = self.train_settings.steps_per_epoch
         return min(steps, cap) if cap else steps
 
     def train_step(self, batch: dict[str, Any], epoch: int, step: int) -> torch.Tensor:
@@ -349,21 +355,9 @@ class Trainer:
             if parameter.grad is not None:
                 parameter.grad = distributed.all_reduce_sum(parameter.grad, self.context) / self.context.world_size
 
-    @contextlib.contextmanager
-    def compile_errors(self) -> Iterator[None]:
-        """A failure of torch.compile (train.compile) as one CompileError naming the setting and the fix."""
-        if self.compile_mode == "none":
-            yield
-            return
-        import torch._dynamo.exc
-
-        try:
-            yield
-        except torch._dynamo.exc.TorchDynamoException as exc:
-            reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-            raise CompileError(f"model {self.name}: torch.compile failed on the training step under train.compile: "
-                               f"{self.compile_mode} ({type(exc).__name__}: {reason.strip()}); set train.compile: none "
-                               f"to train eagerly (the same results up to rounding, slower)") from exc
+    def compile_errors(self):
+        """A failure of torch.compile on this training's step as one CompileError (mbmt.training.compile)."""
+        return compile_errors(self.compile_mode, self.name)
 
     def global_batch_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Each task's loss over the valid pixels of the global batch (all ranks' shares together).
@@ -411,38 +405,11 @@ class Trainer:
         bad = self.guard.first_bad()
         if bad is not None:
             step, values = bad
-            self.check_finite_losses(values / self.context.world_size, epoch, step, steps)
-
-    def check_finite_losses(self, values: torch.Tensor, epoch: int, step: int, steps: int) -> None:
-        if torch.isfinite(values).all():
-            return
-        task, value = next((t, float(v)) for t, v in zip(self.tasks, values) if not math.isfinite(v))
-        self.diverged(f"the {task} loss is {value} at epoch {epoch + 1} of {self.epochs}, step {step + 1} of {steps}; "
-                      f"training stopped before that update")
-
-    def check_finite_state(self, epoch: int) -> None:
-        """Weights and buffers after an epoch: in training mode BatchNorm normalises with batch
-        statistics, so its running statistics can overflow while every loss stays finite."""
-        bad = non_finite_tensors(self.module.state_dict())
-        if bad:
-            self.diverged(f"after epoch {epoch + 1} of {self.epochs} weights or buffers are not finite ({len(bad)} "
-                          f"tensors, e.g. {', '.join(bad[:3])}); training stopped")
-
-    def check_finite_metrics(self, val: dict[str, dict[str, dict[str, float | None]]], epoch: int) -> None:
-        bad = [*non_finite_metrics(val["pixel"]), *(f"batch-averaged {m}" for m in non_finite_metrics(val["batch"]))]
-        if bad:
-            self.diverged(f"the validation metrics after epoch {epoch + 1} of {self.epochs} are not finite "
-                          f"({', '.join(bad[:3])}); training stopped")
+            self.checks.losses(values / self.context.world_size, epoch, step, steps, self.epoch)
 
     def diverged(self, what: str) -> None:
-        """Raise DivergedError: ``what`` happened; what is kept and what to do."""
-        if self.checkpoint_path.is_file():
-            kept = (f"the last good checkpoint {self.checkpoint_path} (after epoch {self.epoch}) is kept; nothing was "
-                    f"published. Check the data or lower train.lr, or re-run `mbmt train {self.name} --seed {self.seed}` to resume from "
-                    f"it (add --restart to start over)")
-        else:
-            kept = "no checkpoint had been written yet; nothing was published. Check the data or lower train.lr"
-        raise DivergedError(f"model {self.name}: {what} and {kept}")
+        """Raise DivergedError: ``what`` happened (mbmt.training.guard.DivergenceChecks says what is kept)."""
+        raise self.checks.error(what, self.epoch)
 
     def validate(self) -> dict[str, dict[str, dict[str, float | None]]]:
         """Metrics of the test split (DESIGN §3 keys), summed over ranks' shards, in both averagings:
@@ -453,7 +420,7 @@ class Trainer:
             loader = self.val_set.batches(sampler, self.val_batch)
         else:
             loader = DataLoader(self.val_set, batch_size=self.val_batch, sampler=sampler,
-                                num_workers=self.train_params["num_workers"], pin_memory=self.context.cuda,
+                                num_workers=self.train_settings.execution.num_workers, pin_memory=self.context.cuda,
                                 generator=torch.Generator().manual_seed(self.seed))  # never the global RNG
         accumulator = accumulate_metrics(self.module, loader, self.tasks, device=self.context.device,
                                          channels_last=self.channels_last, batch_images=VAL_METRIC_BATCH)
@@ -474,7 +441,7 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, publish the model, return the training summary."""
-        live = self.open_live() if self.context.is_main else None
+        live = open_live(self.run_dir / LIVE_DIR, self.history) if self.context.is_main else None
         for epoch in range(self.epoch, self.epochs):
             start = time.perf_counter()
             self.weighting.start_epoch(epoch)
@@ -484,13 +451,13 @@ class Trainer:
             weights = self.weighting.logged_weights(epoch)
             stats.total_loss = sum(weights.get(task, 1.0) * stats.mean_losses[task] for task in self.tasks)
             distributed.broadcast_buffers(self.module, self.context)  # every rank validates rank 0's model
-            self.check_finite_state(epoch)
+            self.checks.state(self.module.state_dict(), epoch, self.epoch)
             self.weighting.record(epoch, stats.mean_losses)
             self.scheduler.step()
-            every = self.train_params["val_every"]
+            every = self.train_settings.val_every
             val = self.validate() if every and (epoch + 1) % every == 0 else None
             if val is not None:
-                self.check_finite_metrics(val, epoch)
+                self.checks.metrics(val, epoch, self.epoch)
             record = self.epoch_record(epoch, weights, lr, stats, val)
             self.history.append({"epoch": epoch, "metrics": record})
             self.epoch = epoch + 1
@@ -508,18 +475,8 @@ class Trainer:
         distributed.barrier(self.context)
         return self.summary
 
-    def open_live(self):
-        """The run's DVCLive log, rebuilt from the checkpoint's history (so it matches the weights)."""
-        from dvclive import Live
-
-        # dvcyaml=False, save_dvc_exp=False: parallel jobs must not touch dvc.yaml or take DVC's lock.
-        live = Live(str(self.run_dir / LIVE_DIR), dvcyaml=False, save_dvc_exp=False, resume=False)
-        for entry in self.history:
-            log_epoch(live, entry["metrics"])
-        return live
-
     def training_summary(self) -> dict[str, Any]:
-        from mbmt.provenance import collect
+        from mbmt.provenance import collect_for
 
         attrs = self.train_set.attrs
         summary = {
@@ -530,8 +487,7 @@ class Trainer:
             "run": {"directory": str(self.run_dir), "settings": self.settings},
             "world_size": self.context.world_size,
             "compile": self.compile_record.summary(),
-            "provenance": collect(profile=self.params["profile"], dataset=self.params["data"]["source"],
-                                  device=str(self.context.device)),
+            "provenance": collect_for(self.job.labels, str(self.context.device)),
         }
         # Plain JSON types only (torch.__version__ is a str subclass): files load with weights_only.
         return json.loads(json.dumps(summary))
@@ -539,7 +495,7 @@ class Trainer:
     def publish(self) -> None:
         """models/<name>/seed<seed>/{model.pt, live/}, replaced together in one rename."""
         with atomic_path(run_dir(self.name, self.seed), directory=True) as tmp:
-            save_model(tmp / "model.pt", self.module, name=self.name, params=self.params, extra=self.summary)
+            save_model(tmp / "model.pt", self.module, settings=self.job.model, extra=self.summary)
             shutil.copytree(self.run_dir / LIVE_DIR, tmp / LIVE_DIR)
 
 
@@ -565,103 +521,12 @@ def resolve_auto(value: int | str, *, cpu: int, cuda: int, context: DistributedC
     return cuda if context.cuda else cpu
 
 
-def compiled(model: torch.nn.Module, mode: str):
-    """``model`` under torch.compile (params train.compile), or itself for ``none``.
-
-    A compile failure (an unsupported operation, no compiler toolchain) is an error
-    (Trainer.compile_errors), never a silent eager run: a run that says it is compiled is. What
-    was compiled, broken into pieces or captured in CUDA graphs is recorded (CompileRecord).
-    """
-    if mode == "none":
-        return model
-    import torch._dynamo
-
-    torch._dynamo.config.suppress_errors = False  # an environment's TORCHDYNAMO_SUPPRESS_ERRORS included
-    # One input shape per run, except a smaller last batch: no dynamic-shape kernels.
-    return torch.compile(model, mode=None if mode == "default" else mode, dynamic=False)
-
-
-class CompileRecord:
-    """What torch.compile did for this process's training, for the training summary ("compile").
-
-    From torch's own process-wide counters (torch._dynamo.utils.counters), taken when the trainer is
-    built and again for the summary: ``graphs`` compiled (dynamo's stats/unique_graphs), ``graph_breaks``
-    (the forward ran in compiled pieces with eager code between them), and, under reduce-overhead on
-    CUDA, whether CUDA graphs were recorded (cudagraph trees' manager of the device has a recorded
-    graph) and how many compiled graphs inductor left out of them (inductor/cudagraph_skips).
-    ``compiled``: at least one graph ran compiled. A resumed run records its last process only.
-    """
-
-    def __init__(self, mode: str, device: torch.device):
-        self.mode, self.device = mode, device
-        self.start = self.counters() if mode != "none" else {}
-
-    @staticmethod
-    def counters() -> dict[str, int]:
-        from torch._dynamo.utils import counters
-
-        return {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
-                "cuda_graph_skips": counters["inductor"]["cudagraph_skips"]}
-
-    def cuda_graphs_recorded(self) -> bool | None:
-        """Whether cudagraph trees recorded a graph on this device; None if this torch does not say."""
-        if self.mode != "reduce-overhead" or self.device.type != "cuda":
-            return False
-        from torch._inductor import cudagraph_trees
-
-        manager = cudagraph_trees.get_manager(self.device.index or 0, create_if_none_exists=False)
-        roots = getattr(manager, "roots", None) if manager is not None else {}
-        return None if roots is None else any(roots.values())
-
-    def summary(self) -> dict[str, Any]:
-        if self.mode == "none":
-            return {"mode": "none", "compiled": False, "cuda_graphs": False}
-        now = self.counters()
-        delta = {key: value - self.start[key] for key, value in now.items()}
-        return {"mode": self.mode, "compiled": delta["graphs"] > 0, "cuda_graphs": self.cuda_graphs_recorded(), **delta}
-
-
-def end_live(live) -> None:
-    """``live.end()``, safe while other trainings of the same DVC repository end too.
-
-    The last thing ``Live.end`` does (dvclive 3.49) is to remove the repository-wide signal file
-    .dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED, which only tells the VS Code extension that a step
-    ended, if it exists: a training that ends between another's check and removal gets
-    FileNotFoundError after its log is complete (the same check-then-remove race as
-    treeverse/dvclive#624). Any other missing file is still an error.
-    """
-    try:
-        live.end()
-    except FileNotFoundError as exc:
-        if Path(exc.filename or "").name != STEP_COMPLETED_SIGNAL:
-            raise
-
-
-def log_epoch(live, record: dict[str, float]) -> None:
-    for key, value in record.items():
-        live.log_metric(key, value)
-    live.next_step()
-
-
-# The validation metrics the progress line shows: each task's headline metric.
-HEADLINE_CURVES = {headline.curve for headline in HEADLINE_METRICS.values()}
-
-
-def describe_epoch(name: str, epoch: int, epochs: int, record: dict[str, float]) -> str:
-    losses = ", ".join(f"{key.rsplit('/', 1)[1]} {value:.4f}" for key, value in record.items()
-                       if key.startswith("train/loss/") and not key.endswith("/total"))
-    line = (f"{name} epoch {epoch + 1}/{epochs}: loss {record['train/loss/total']:.4f} ({losses}), "
-            f"lr {record['train/lr']:.3g}, {record['train/images_per_second']:.1f} img/s")
-    val = [f"{key[4:]} {value:.4g}" for key, value in record.items() if key in HEADLINE_CURVES]
-    return line + (f"; val {', '.join(val)}" if val else "")
-
-
-def train(name: str, params: dict, *, seed: int, restart: bool = False, progress: bool = True,
+def train(job: TrainJob, *, seed: int, restart: bool = False, progress: bool = True,
           run_root: str | Path = RUNS_DIR) -> dict[str, Any]:
-    """Train (or resume, or just republish) model ``name`` with ``seed``; returns its training summary."""
-    context = distributed.setup(params["train"]["device"])
+    """Train (or resume, or just republish) the model of ``job`` with ``seed``; returns its training summary."""
+    context = distributed.setup(job.train.execution.device)
     try:
-        trainer = Trainer(name, params, context, seed=seed, run_root=run_root, restart=restart, progress=progress)
+        trainer = Trainer(job, context, seed=seed, run_root=run_root, restart=restart, progress=progress)
         return trainer.fit()
     finally:
         distributed.teardown(context)
