@@ -19,7 +19,8 @@ import yaml
 from test_workflow_project import (REPO, SNAKEMAKE_FAST, TINY, commit, copy_of, copy_project, dry_run_jobs,
                                    dvc_changed, init_git_dvc, planned, run)
 
-from mbmt import dag, paths
+from mbmt import paths
+from mbmt.plan import Plan, job_name
 from mbmt.config import load_params, read_yaml
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,7 @@ def write_params(root: Path, params: dict) -> None:
 
 def targets(params: dict) -> list[str]:
     """Every (variant, model) evaluation of every study (their trainings follow)."""
-    jobs = {job for name in dag.studies(params) for variant in dag.study_members(params, name).values()
+    jobs = {job for name in Plan(params).studies for variant in Plan(params).study_members(name).values()
             for job in variant.values()}
     return sorted(jobs)
 
@@ -126,13 +127,13 @@ def project(base, tmp_path) -> tuple[Path, dict]:
 
 def job_stages(params: dict, job: str) -> list[str]:
     """The training and the evaluation of ``job`` (seed 0), named as DVC names them."""
-    training = "train_from_st" if dag.init_from(params, job) else "train"
-    return [dag.job_name(training, job, 0), dag.job_name("evaluate", job, 0)]
+    training = "train_from_st" if Plan(params).init_from(job) else "train"
+    return [job_name(training, job, 0), job_name("evaluate", job, 0)]
 
 
 def study_stages(params: dict) -> set[str]:
     """The train and evaluate stages of the studies' own jobs (not the main models')."""
-    return {stage for job in dag.study_jobs(params) for stage in job_stages(params, job)}
+    return {stage for job in Plan(params).study_jobs for stage in job_stages(params, job)}
 
 
 def test_studies_run_with_snakemake_and_a_new_variant_plans_only_its_jobs(project):
@@ -143,7 +144,7 @@ def test_studies_run_with_snakemake_and_a_new_variant_plans_only_its_jobs(projec
     run(["snakemake", *files, *SNAKEMAKE_FAST], root)
     check_tables(root, params)
     write_params(root, with_added_variant(params))
-    others = {dag.job_name(s, m, 0) for s in ("train", "train_from_st", "evaluate")
+    others = {job_name(s, m, 0) for s in ("train", "train_from_st", "evaluate")
               for m in ("mtan", "mbmt_full_pretrained", "mbmt_full_scratch")}
     assert planned(root) - others - {"report"} == ADDED_JOBS
 
@@ -151,7 +152,7 @@ def test_studies_run_with_snakemake_and_a_new_variant_plans_only_its_jobs(projec
 def test_studies_run_with_dvc_and_a_new_variant_plans_only_its_jobs(project):
     root, params = project
     assert study_stages(params) <= dvc_changed(root)
-    run(["dvc", "repro", *(dag.job_name("evaluate", job, 0) for job in targets(params))], root)
+    run(["dvc", "repro", *(job_name("evaluate", job, 0) for job in targets(params))], root)
     check_tables(root, params)
     before = dvc_changed(root)  # what was not asked for: the other main models, the report
     assert not before & study_stages(params)

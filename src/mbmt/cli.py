@@ -110,9 +110,9 @@ def gpu_claim(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     if args.stage not in ("train", "evaluate"):
         return contextlib.nullcontext()
     from mbmt.config import load_params
-    from mbmt.dag import job_params
+    from mbmt.plan import Plan
     from mbmt.gpus import place
 
     # The job's own params: a study variant may train on another device than the main models.
-    params = job_params(load_params(args.params), args.model)
+    params = Plan(load_params(args.params)).job_params(args.model)
     return place(args.stage, params["train"]["device"]) or contextlib.nullcontext()

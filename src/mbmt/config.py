@@ -51,7 +51,7 @@ class TrainKey:
 
 # Every key of the schema's `train` section, in the schema's order (tests/test_train_keys.py fails
 # when the schema gains a key that is not here). mbmt.training.checkpoint.RESULT_KEYS and
-# mbmt.dag.STAGE_PARAMS["train"] follow from it, and docs/training.md's and docs/workflow.md's lists.
+# mbmt.stage_specs.STAGE_PARAMS["train"] follow from it, and docs/training.md's and docs/workflow.md's lists.
 TRAIN_KEYS = {
     "epochs": TrainKey(RESULT, "how long it trains", AS_WRITTEN),
     "batch_size": TrainKey(RESULT, "the samples of each update", AS_WRITTEN),

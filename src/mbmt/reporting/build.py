@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mbmt import paths
-from mbmt.dag import single_task_models
+from mbmt.plan import Plan
 from mbmt.io import atomic_path, write_json
 from mbmt.environment import describe as describe_environment
 from mbmt.provenance import git_revision
@@ -163,14 +163,14 @@ def summarise(results: Mapping[str, ModelResult], dataset: dict[str, Any]) -> di
 def read_studies(params: Mapping) -> list[tuple[str, Mapping, dict, dict, dict]]:
     """Each study of the params as (name, study, members, metrics, per-image rows): the metrics and
     per-image rows of its jobs, one per seed of params seeds."""
-    from mbmt.dag import study_members, studies
     from mbmt.evaluation import read_per_image
     from mbmt.io import read_json
     from mbmt.reporting.sources import require
 
     found = []
-    for name, study in studies(params).items():
-        members = study_members(params, name)
+    plan = Plan(params)
+    for name, study in plan.studies.items():
+        members = plan.study_members(name)
         jobs = sorted({job for variant in members.values() for job in variant.values()})
         seeds = params["seeds"]
         metrics = {job: [read_json(require(paths.metrics_file(job, seed), f"mbmt evaluate {job} --seed {seed}"))
@@ -187,7 +187,7 @@ def build_study_tables(params: Mapping, found: Sequence[tuple[str, Mapping, dict
     from mbmt.reporting.study import study_intervals, study_paired_table, study_table
 
     tables = []
-    single_task = single_task_models(params)
+    single_task = Plan(params).single_task_models
     for name, study, members, metrics, per_image in read_studies(params) if found is None else found:
         intervals = study_intervals(members, per_image, study["baseline"], study["models"],
                                     params["report"]["bootstrap"])
@@ -238,7 +238,7 @@ def write_report(params: dict) -> Path:
     samples = [read_samples(split, count) for split in splits]
     results = {name: read_model(name, params["seeds"], samples) for name in params["models"]}
     dataset = read_dataset()
-    single_task = single_task_models(params)
+    single_task = Plan(params).single_task_models
 
     found = read_studies(params)
     tables = build_tables(results, params["report"]["bootstrap"], single_task) + build_study_tables(params, found)

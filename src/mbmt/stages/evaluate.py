@@ -20,16 +20,20 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a model name of params.yaml `models`; reads models/MODEL/seedSEED/model.pt")
+    parser.add_argument("model", help="a model name of params.yaml `models` or a study job; reads models/MODEL/seedSEED/model.pt "
+                        "(of the job that trains it: docs/workflow.md, \"Studies\")")
     parser.add_argument("--seed", type=int, help="one of params seeds (default: the only one)")
 
 
 def main(args: argparse.Namespace) -> int:
     from mbmt.config import job_seed, load_params, model_params
-    from mbmt.dag import job_params
+    from mbmt.plan import Plan
 
-    # A study job (mbmt.dag.study_jobs) runs with its variant's params, its models named as its jobs.
-    params = job_params(load_params(args.params), args.model)
+    # A study job (mbmt.plan.Plan.study_jobs) runs with its variant's params, its models named as its
+    # jobs; one of a variant that changes only `evaluate` evaluates the model file of the job that
+    # trains it (Plan.training).
+    plan = Plan(load_params(args.params))
+    params = plan.job_params(args.model)
     model_params(params, args.model)
     seed = job_seed(params, args.seed)
 
@@ -37,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     from mbmt.io import write_json
     from mbmt.paths import metrics_file, per_image_file
 
-    metrics, rows = evaluate_model_file(args.model, seed, params)
+    metrics, rows = evaluate_model_file(plan.training(args.model), seed, params)
     write_per_image(per_image_file(args.model, seed), rows)  # before the metrics file, which marks the job done
     write_json(metrics_file(args.model, seed), metrics)
     print(f"{metrics_file(args.model, seed)}: {args.model} on {metrics['context']['images']} "

@@ -30,10 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from mbmt.config import job_seed, load_params, model_params
-    from mbmt.dag import job_params
+    from mbmt.plan import Plan
 
-    # A study job (mbmt.dag.study_jobs) runs with its variant's params, its models named as its jobs.
-    params = job_params(load_params(args.params), args.model)
+    # A study job (mbmt.plan.Plan.study_jobs) runs with its variant's params, its models named as its jobs.
+    params = Plan(load_params(args.params)).job_params(args.model)
     model_params(params, args.model)  # an unknown name or seed fails here, before torch is imported
     seed = job_seed(params, args.seed)
     from mbmt.errors import ParamsError

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mbmt.config import AS_WRITTEN, TRAIN_KEYS, fingerprint, imagenet_backbones, model_params
-from mbmt.dag import code_digest
+from mbmt.stage_specs import code_digest
 from mbmt.environment import identity as environment_identity
 from mbmt.errors import DataError, MbmtError
 from mbmt.io import save_torch, sha256_file, write_json
@@ -76,7 +76,7 @@ def run_settings(name: str, params: dict, *, seed: int, tasks: tuple[str, ...], 
     weighting = weighting_name(tasks, train)  # the strategy the trainer builds (one task: equal)
     cuda = device_type == "cuda"
     return {
-        # The code of the train stage, the same files Snakemake and DVC declare (mbmt.dag), so that
+        # The code of the train stage, the same files Snakemake and DVC declare (mbmt.stage_specs), so that
         # an edit which re-runs the stage also starts a fresh run instead of republishing the old
         # weights. It replaces the package version: a version bump alone computes nothing new, and
         # an edit without one does.
