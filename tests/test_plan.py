@@ -110,3 +110,31 @@ def test_an_evaluate_only_variant_evaluates_the_shared_trainings():
     # The report reads their metrics, and the trainings' model files once.
     inputs = {str(path) for path in built.report_inputs}
     assert f"metrics/{job}/seed0.json" in inputs and not any(f"models/{job}/" in path for path in inputs)
+
+
+def test_the_evaluate_stage_of_an_evaluate_only_job_reads_the_shared_model_file(tmp_path, monkeypatch):
+    """`mbmt evaluate mtnet-weighting-batch` evaluates models/mtnet/ (the shared training) under its
+    variant's evaluate settings and writes its own metrics, which the study tables read."""
+    import argparse
+
+    import numpy as np
+
+    import mbmt.evaluation
+    from mbmt.paths import metrics_file, per_image_file
+    from mbmt.stages import evaluate
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(evaluate_only_params(), sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    calls = []
+
+    def fake_evaluation(name, seed, params):
+        calls.append((name, seed, params["evaluate"]["averaging"]))
+        return {"context": {"images": 1, "split": "test"}}, {"index": np.arange(1)}
+
+    monkeypatch.setattr(mbmt.evaluation, "evaluate_model_file", fake_evaluation)
+    assert evaluate.main(argparse.Namespace(params=["params.yaml"], model="mtnet-weighting-batch", seed=0)) == 0
+    assert calls == [("mtnet", 0, "batch")]
+    assert metrics_file("mtnet-weighting-batch", 0).is_file() and per_image_file("mtnet-weighting-batch", 0).is_file()
+    calls.clear()
+    assert evaluate.main(argparse.Namespace(params=["params.yaml"], model="mtnet-weighting-equal", seed=0)) == 0
+    assert calls == [("mtnet-weighting-equal", 0, "pixel")]

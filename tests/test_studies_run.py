@@ -20,8 +20,8 @@ from test_workflow_project import (REPO, SNAKEMAKE_FAST, TINY, commit, copy_of, 
                                    dvc_changed, init_git_dvc, planned, run)
 
 from mbmt import paths
-from mbmt.plan import Plan, job_name
 from mbmt.config import load_params, read_yaml
+from mbmt.plan import Plan, job_name
 
 pytestmark = pytest.mark.slow
 
