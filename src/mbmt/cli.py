@@ -110,8 +110,8 @@ def gpu_claim(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     if args.stage not in ("train", "evaluate"):
         return contextlib.nullcontext()
     from mbmt.config import load_params
-    from mbmt.plan import Plan
     from mbmt.gpus import place
+    from mbmt.plan import Plan
 
     # The job's own params: a study variant may train on another device than the main models.
     params = Plan(load_params(args.params)).job_params(args.model)

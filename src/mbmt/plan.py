@@ -145,12 +145,6 @@ class Plan:
         self.trained_from_st: list[str] = [name for name in self.trained_jobs if self.init_from(name)]
         self.trained_from_data: list[str] = [name for name in self.trained_jobs if not self.init_from(name)]
 
-    @classmethod
-    def from_files(cls, files=None) -> Plan:
-        from mbmt.config import load_params
-
-        return cls(load_params(files))
-
     # --- Studies -------------------------------------------------------------------------------
 
     def _resolve(self) -> None:
