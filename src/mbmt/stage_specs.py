@@ -35,8 +35,9 @@ STAGE_PARAMS = {
 }
 
 # The code each stage runs, relative to the package (a folder stands for every file in it).
-# Infrastructure (cli, config, stage_specs, plan, environment, locking, paths, io, errors, provenance) decides how a stage runs, not
-# what it computes, and is left out so that e.g. a new CLI option does not retrain every model.
+# Infrastructure (cli, config, stage_specs, plan, environment, locking, paths, io, errors, provenance)
+# decides how a stage runs, not what it computes, and is left out so that e.g. a new CLI option does
+# not retrain every model.
 STAGE_CODE = {
     "fetch": ["stages/fetch.py", "data/__init__.py", "data/fetch.py", "data/hdf5.py", "data/hub_mirror.py",
               "data/mtan_layout.py", "data/synthetic", "hub.py", "tasks.py"],

@@ -20,8 +20,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a model name of params.yaml `models` or a study job; reads models/MODEL/seedSEED/model.pt "
-                        "(of the job that trains it: docs/workflow.md, \"Studies\")")
+    parser.add_argument("model", help="a model name of params.yaml `models` or a study job; reads "
+                        "models/MODEL/seedSEED/model.pt of the job that trains it (docs/workflow.md, \"Studies\")")
     parser.add_argument("--seed", type=int, help="one of params seeds (default: the only one)")
 
 
