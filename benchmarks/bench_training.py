@@ -23,7 +23,7 @@ or --gpu-mem-gb), assuming that jobs sharing the GPU do not slow each other down
 --slowdown says by how much (benchmarks/gpu_check.sh measures it).
 
 With ``--study FILE`` (a study preset, config/studies/*.yaml, merged over each configuration) it
-measures every job of the study's variants instead (mbmt.dag.study_members: the main models the
+measures every job of the study's variants instead (mbmt.plan.Plan.study_members: the main models the
 variants share and the jobs they add, each with its variant's params) and estimates the study's
 protocol: all its jobs, and the jobs it adds beyond the main models.
 
@@ -49,8 +49,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 import yaml
 
-from mbmt import dag
 from mbmt.config import deep_merge, load_params, model_settings, validate
+from mbmt.plan import Plan
 from mbmt.data.hdf5 import MODALITIES, RENDERED, SplitWriter
 from mbmt.data.synthetic import generate
 from mbmt.device import to_device
@@ -104,10 +104,12 @@ def config_files(config: str, study: Path | None = None) -> list[Path]:
 
 
 def study_jobs(params: dict) -> list[str]:
-    """Every job of the studies' variants, in DAG order (mbmt.dag.job_names)."""
-    members = {job for name in dag.studies(params) for jobs in dag.study_members(params, name).values()
+    """Every training of the studies' variants, in DAG order (mbmt.plan.Plan.trained_jobs): a job
+    that evaluates another job's training (a variant changing only `evaluate`) trains nothing."""
+    plan = Plan(params)
+    members = {plan.training(job) for name in plan.studies for jobs in plan.study_members(name).values()
                for job in jobs.values()}
-    return [name for name in dag.job_names(params) if name in members]
+    return [name for name in plan.trained_jobs if name in members]
 
 
 def write_project(params: dict, images: int) -> None:
@@ -119,9 +121,10 @@ def write_project(params: dict, images: int) -> None:
                          modalities=dict.fromkeys(MODALITIES, RENDERED)) as writer:
             for index, sample in enumerate(generate(count, height, width, 0, split=split)):
                 writer.add(sample, f"{split}[{index}]")
-    for name in ("st_ss", "st_de", "st_snp", *(job for job in dag.study_jobs(params)
-                                                if len(dag.model_tasks(params, job)) == 1)):
-        model = model_settings(dag.job_params(params, name), name)
+    plan = Plan(params)
+    for name in ("st_ss", "st_de", "st_snp", *(job for job in plan.trained_jobs
+                                                if job in plan.study_jobs and len(plan.model_tasks(job)) == 1)):
+        model = model_settings(plan.job_params(name), name)
         save_model(model_file(name, params["seeds"][0]), create_model(model, load_init=False), settings=model)
 
 
@@ -202,7 +205,7 @@ def measure(name: str, params: dict, context, steps: int, repeats: int) -> dict:
         gc.collect()  # the previous model's memory back to the allocator, then count from here
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(context.device)
-    trainer = Trainer(train_job(dag.job_params(params, name), name), context, seed=params["seeds"][0], progress=False)
+    trainer = Trainer(train_job(Plan(params).job_params(name), name), context, seed=params["seeds"][0], progress=False)
     batch = to_device(next(iter(trainer.train_loader(0))), context.device, trainer.channels_last)
     live = open_live(trainer.run_dir / LIVE_DIR, trainer.history)
     trainer_steps(trainer, 0, steps)  # warm-up: allocator, kernels, page cache
@@ -244,7 +247,8 @@ def print_estimate(config: str, params: dict, speeds: dict[str, ModelSpeed], gpu
     train_images, test_images = split_sizes(params)
     trainings = {name: training_seconds(speed, train, train_images, test_images) for name, speed in speeds.items()}
     evaluations = {name: test_images * speed.val_image_s for name, speed in speeds.items()}
-    init_from = {name: [dep for dep in dag.init_from(params, name) if dep in speeds] for name in speeds}
+    plan = Plan(params)
+    init_from = {name: [dep for dep in plan.init_from(name) if dep in speeds] for name in speeds}
     print(f"\nEstimated full protocol, {config}: {train['epochs']} epochs of {train_images} images in batches of "
           f"{train['batch_size']}, validation every {train['val_every'] or 'never'} epoch(s) on {test_images} "
           f"images, evaluation on {test_images} (at the validation's speed; evaluate.batch_size "
@@ -255,9 +259,9 @@ def print_estimate(config: str, params: dict, speeds: dict[str, ModelSpeed], gpu
         print(f"| {name} | {train['batch_size'] / speed.step_s:.2f} | {1 / speed.val_image_s:.2f} "
               f"| {duration(trainings[name])} | {duration(evaluations[name])} |")
     parts = [("Whole DAG", list(speeds))]
-    if dag.studies(params):
+    if plan.studies:
         parts = [("The study's jobs", list(speeds)),
-                 ("The jobs the study adds beyond the main models", [n for n in speeds if n in dag.study_jobs(params)])]
+                 ("The jobs the study adds beyond the main models", [n for n in speeds if n in plan.study_jobs])]
     for title, names in parts:
         times = {name: trainings[name] for name in names}, {name: evaluations[name] for name in names}
         deps = {name: [dep for dep in init_from[name] if dep in names] for name in names}

@@ -78,9 +78,9 @@ def test_a_snakemake_run_registers_every_output_with_dvc(root, dvc_stages):
     """What a Snakemake run registers in DVC's lock table (workflow/rules/dvc.smk) covers every
     output of every DVC stage, so no `dvc repro` stage can start while it runs."""
     from mbmt.config import load_params
-    from mbmt.dag import outputs
+    from mbmt.plan import Plan
 
-    registered = {str(path) for path in outputs(load_params([root / "params.yaml"]))}
+    registered = {str(path) for path in Plan(load_params([root / "params.yaml"])).outputs}
     assert registered == set().union(*(stage.outs for stage in dvc_stages.values()))
 
 
@@ -132,7 +132,7 @@ def test_config_overrides_are_refused(root):
 def test_committed_dvc_yaml_is_generated_from_params():
     """dvc.yaml is what `mbmt dag` writes from the committed params.yaml (run `mbmt dag` if not)."""
     from mbmt.config import load_params
-    from mbmt.dag import render_dvc_yaml
+    from mbmt.dvc_yaml import render_dvc_yaml
 
     assert (REPO / "dvc.yaml").read_text() == render_dvc_yaml(load_params([REPO / "params.yaml"]))
 
@@ -150,7 +150,8 @@ def test_dag_check_fails_on_a_stale_dvc_yaml(project, capsys):
     assert main(["dag"]) == 0 and main(["dag", "--check"]) == 0
     (project / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": [0, 1]}, sort_keys=False))
     assert main(["dag", "--check"]) == 2  # dvc.yaml lists each seed's jobs
-    assert main(["dag"]) == 0 and "seed: [0, 1]" in (project / "dvc.yaml").read_text()
+    assert main(["dag"]) == 0
+    assert yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["evaluate"]["matrix"]["seed"] == [0, 1]
     # A lock that moves a result-affecting package: requirements/stages.yaml (dvc.yaml's params) is stale.
     lock = project / "requirements" / "base.txt"
     lock.write_text(lock.read_text().replace("\ntorchjd==0.18.0 ", "\ntorchjd==0.18.1 "))
@@ -241,7 +242,7 @@ def test_a_snakemake_run_is_recorded_for_dvc_only_as_dvc_yaml_describes_it(proje
     """The Snakefile's onsuccess handler records a run with `dvc commit` only when dvc.yaml (its
     params keys read from params.yaml) describes what ran; otherwise it says why and what to run."""
     from mbmt.config import load_params
-    from mbmt.dag import render_dvc_yaml
+    from mbmt.dvc_yaml import render_dvc_yaml
     from mbmt.sync import why_not_recorded
 
     from mbmt.environment import BASE_LOCK, STAGES_FILE, render_stages_file
@@ -263,7 +264,7 @@ def test_a_snakemake_run_is_recorded_for_dvc_only_as_dvc_yaml_describes_it(proje
 
 # Modules that decide how a stage runs, not what it computes (STAGE_CODE leaves them out; the
 # same list as tests/test_workflow.py's, which checks what a real run imported).
-INFRASTRUCTURE = {"__init__.py", "cli.py", "config.py", "dag.py", "environment.py", "errors.py", "io.py", "locking.py",
+INFRASTRUCTURE = {"__init__.py", "cli.py", "config.py", "environment.py", "plan.py", "stage_specs.py", "errors.py", "io.py", "locking.py",
                   "paths.py", "provenance.py", "stages/__init__.py", "stages/config.py"}
 PACKAGE = REPO / "src" / "mbmt"
 
@@ -308,7 +309,7 @@ def _closure(file: str) -> set[str]:
 def test_stage_code_covers_what_the_stage_module_imports(stage):
     """STAGE_CODE holds every module the stage's module imports, transitively (statically, at module
     level; tests/test_workflow.py also checks what a real run imported, functions' imports included)."""
-    from mbmt.dag import code_files
+    from mbmt.stage_specs import code_files
 
     declared = {path.relative_to(PACKAGE).as_posix() for path in code_files(stage)}
     missing = _closure(f"stages/{stage}.py") - INFRASTRUCTURE - declared
@@ -326,9 +327,10 @@ def test_no_import_runs_back_up_the_dag():
 def test_single_task_models_come_from_params():
     """The ST-Nets are the models with arch st, in params order; each predicts its own task."""
     from mbmt.config import load_params
-    from mbmt.dag import model_tasks, single_task_models
+    from mbmt.plan import Plan
 
     params = load_params([REPO / "params.yaml"])
-    assert single_task_models(params) == ["st_ss", "st_de", "st_snp"]
-    assert [model_tasks(params, name) for name in single_task_models(params)] == [["semantic"], ["depth"], ["normal"]]
-    assert all(len(model_tasks(params, name)) == 3 for name in params["models"] if name not in single_task_models(params))
+    plan = Plan(params)
+    assert plan.single_task_models == ["st_ss", "st_de", "st_snp"]
+    assert [plan.model_tasks(name) for name in plan.single_task_models] == [["semantic"], ["depth"], ["normal"]]
+    assert all(len(plan.model_tasks(name)) == 3 for name in params["models"] if name not in plan.single_task_models)

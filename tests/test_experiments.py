@@ -17,7 +17,8 @@ import pytest
 import yaml
 from test_workflow_project import SNAKEMAKE_FAST, commit, copy_project, dvc_changed, init_git_dvc, planned, run
 
-from mbmt import dag, paths
+from mbmt import paths
+from mbmt.plan import Plan, job_name
 from mbmt.config import load_params
 from mbmt.io import sha256_file
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 MODEL = "mtnet"  # multi-task: DWA's temperature changes how its losses are weighted
 EPOCHS = 3  # DWA weighs from the third epoch on (the first two have no loss history)
-TARGET = dag.job_name("evaluate", MODEL, 0)
+TARGET = job_name("evaluate", MODEL, 0)
 TEMPERATURES = (1.0, 8.0)
 METRICS_FILE = str(paths.metrics_file(MODEL, 0))
 TASKS = ("semantic", "depth", "normal")
@@ -95,13 +96,14 @@ def test_queued_experiments_run_and_show_with_their_metrics(tmp_path):
     # reads MT-Net's new metrics. `dvc repro` retrains the other multi-task models; the ST-Nets, whose
     # single task DWA does not weigh, republish their finished runs byte for byte (the run's identity
     # leaves DWA out for them), so their evaluations do not run again.
-    others = [model for model in dag.models(params) if model != MODEL]
-    multi_task = {model for model in others if len(dag.model_tasks(params, model)) > 1}
-    trainings = {dag.job_name("train_from_st" if dag.init_from(params, model) else "train", model, 0) for model in others}
+    plan = Plan(params)
+    others = [model for model in plan.models if model != MODEL]
+    multi_task = {model for model in others if len(plan.model_tasks(model)) > 1}
+    trainings = {job_name("train_from_st" if plan.init_from(model) else "train", model, 0) for model in others}
     assert dvc_changed(root) == trainings | {"report"}
     before = {model: sha256_file(root / paths.model_file(model, 0)) for model in others}
     ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], root).stdout))
-    assert ran == trainings | {dag.job_name("evaluate", model, 0) for model in multi_task} | {"report"}
+    assert ran == trainings | {job_name("evaluate", model, 0) for model in multi_task} | {"report"}
     after = {model: sha256_file(root / paths.model_file(model, 0)) for model in others}
     assert {model for model in others if after[model] != before[model]} == multi_task
     # Then Snakemake adopts the result: neither front end has anything to run.

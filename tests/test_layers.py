@@ -21,13 +21,13 @@ LAYERS = (
     # writing, files from the Hugging Face Hub, device placement (and a node's GPU claims), the
     # published numbers, colour maps, the stage definitions.
     ("foundation", ("mbmt", "mbmt.tasks", "mbmt.paths", "mbmt.config", "mbmt.errors", "mbmt.io", "mbmt.device",
-                    "mbmt.gpus", "mbmt.hub", "mbmt.locking", "mbmt.provenance", "mbmt.environment", "mbmt.paper", "mbmt.anchors", "mbmt.visual", "mbmt.dag")),
+                    "mbmt.gpus", "mbmt.hub", "mbmt.locking", "mbmt.provenance", "mbmt.environment", "mbmt.paper", "mbmt.anchors", "mbmt.visual", "mbmt.stage_specs", "mbmt.plan")),
     ("data", ("mbmt.data",)),
     ("models", ("mbmt.models",)),
     ("training and evaluation", ("mbmt.losses", "mbmt.metrics", "mbmt.training", "mbmt.evaluation")),
     ("prediction and reporting", ("mbmt.predict", "mbmt.reporting")),
     # mbmt.slurm: the checks a Snakemake run makes before its first submission to a Slurm cluster.
-    ("stages and front ends", ("mbmt.stages", "mbmt.cli", "mbmt.__main__", "mbmt.sync", "mbmt.slurm")),
+    ("stages and front ends", ("mbmt.stages", "mbmt.cli", "mbmt.__main__", "mbmt.sync", "mbmt.dvc_yaml", "mbmt.slurm")),
 )
 # (importer, imported) -> why that import may run up a layer. None remain; a new one needs its reason.
 EXCEPTIONS: dict[tuple[str, str], str] = {}

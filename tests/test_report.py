@@ -17,7 +17,7 @@ from mbmt.reporting.sources import Samples
 from mbmt.reporting.statistics import holm_adjusted
 from mbmt.reporting.tables import Num, relative_improvement
 
-# The single-task models of params.yaml (mbmt.dag.single_task_models), as the report gets them.
+# The single-task models of params.yaml (mbmt.plan.Plan.single_task_models), as the report gets them.
 ST_NETS = ("st_ss", "st_de", "st_snp")
 
 

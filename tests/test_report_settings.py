@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mbmt import dag
+from mbmt.plan import Plan
 from mbmt.config import load_params
 from mbmt.stages.report import report_settings
 
@@ -31,7 +31,7 @@ def test_the_stage_unpacks_the_report_keys_and_the_plans_models_and_study_jobs()
     assert settings.real_images is False
     [study] = settings.studies
     assert study.name == "weighting" and study.study == params["studies"]["weighting"]
-    assert study.members == dag.study_members(params, "weighting")
+    assert study.members == Plan(params).study_members("weighting")
     assert study.members["dwa"]["mtnet"] == "mtnet"  # the baseline variant runs the main model itself
     assert study.members["famo"]["mtnet"] == "mtnet-weighting-famo"
 
@@ -63,6 +63,6 @@ def test_reporting_and_provenance_take_named_values_not_the_params():
                            else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 names = [alias.name for alias in node.names] if isinstance(node, ast.ImportFrom) else []
                 for module in modules:
-                    if module in ("mbmt.dag", "mbmt.config") or (module == "mbmt" and {"dag", "config"} & set(names)):
+                    if module in ("mbmt.dag", "mbmt.plan", "mbmt.config") or (module == "mbmt" and {"dag", "plan", "config"} & set(names)):
                         offenders.append(f"{path.relative_to(PACKAGE)}: imports {module} {names}")
     assert not offenders, offenders

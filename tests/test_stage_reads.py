@@ -4,7 +4,7 @@ settings, never the params dict.
 The train and evaluate stages unpack their job's params at their boundary (``unpack`` of
 mbmt.stages.train and mbmt.stages.evaluate); everything the library computes with comes from
 there. Unpacking a params mapping that records every key path read shows what each stage depends
-on, which must be what mbmt.dag.STAGE_PARAMS declares (what re-runs it under DVC and Snakemake):
+on, which must be what mbmt.stage_specs.STAGE_PARAMS declares (what re-runs it under DVC and Snakemake):
 evaluate exactly its declared keys, train its declared keys and its execution keys (declared by
 design as no trigger: mbmt.config.TRAIN_KEYS). Both also read the provenance labels
 (mbmt.provenance.PROVENANCE_PARAMS), which name a run and compute nothing.
@@ -70,10 +70,10 @@ def reads_of(unpack, params: dict, *args) -> set[str]:
 
 @pytest.mark.parametrize("model", ["mtnet", "st_de", "mbmt_partial"])
 def test_the_evaluate_stage_reads_exactly_its_declared_params(tiny_params, model):
-    from mbmt.dag import params_keys
+    from mbmt.plan import Plan
     from mbmt.stages.evaluate import unpack
 
-    declared = params_keys(tiny_params, "evaluate", model)
+    declared = Plan(tiny_params).params_keys("evaluate", model)
     read, undeclared = covering(reads_of(unpack, tiny_params), declared)
     assert undeclared == set(PROVENANCE_PARAMS), "the evaluate stage reads params it does not declare"
     assert read == set(declared), "the evaluate stage declares params it does not read"
@@ -82,10 +82,10 @@ def test_the_evaluate_stage_reads_exactly_its_declared_params(tiny_params, model
 
 @pytest.mark.parametrize("model", ["mtnet", "st_de", "mbmt_partial"])
 def test_the_train_stage_reads_its_declared_params_and_its_execution_keys(tiny_params, model):
-    from mbmt.dag import params_keys
+    from mbmt.plan import Plan
     from mbmt.stages.train import unpack
 
-    declared = params_keys(tiny_params, "train", model)
+    declared = Plan(tiny_params).params_keys("train", model)
     execution = [f"train.{key}" for key in TRAIN_EXECUTION_KEYS]
     assert not set(declared) & set(execution)  # the execution keys re-run no training (docs/workflow.md)
     read, undeclared = covering(reads_of(unpack, tiny_params, model), declared + execution)
@@ -95,12 +95,12 @@ def test_the_train_stage_reads_its_declared_params_and_its_execution_keys(tiny_p
 
 def test_the_recording_sees_a_read_of_an_undeclared_key(tiny_params):
     """The check above can fail: a library handed the whole params that reads train.device is caught."""
-    from mbmt.dag import params_keys
+    from mbmt.plan import Plan
 
     def unpack(params):
         return params["evaluate"]["split"], params["train"]["device"]
 
-    _, undeclared = covering(reads_of(unpack, tiny_params), params_keys(tiny_params, "evaluate", "mtnet")[:1])
+    _, undeclared = covering(reads_of(unpack, tiny_params), Plan(tiny_params).params_keys("evaluate", "mtnet")[:1])
     assert undeclared == {"train.device"}
 
 

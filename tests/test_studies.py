@@ -1,4 +1,4 @@
-"""Studies as a dimension of the DAG (params `studies`, mbmt.dag.study_jobs; docs/workflow.md,
+"""Studies as a dimension of the DAG (params `studies`, mbmt.plan; docs/workflow.md,
 "Studies"): which jobs a study adds, that both front ends declare them alike, that the weighting
 study on the paper's params runs the ST-Nets once, that adding a variant adds only its jobs, and
 the study tables. Nothing is trained (tests/test_studies_run.py runs them, slow tier)."""
@@ -13,9 +13,9 @@ import pytest
 import yaml
 from test_workflow_project import REPO, copy_project, dry_run_jobs, dvc_view, run, snakemake_view
 
-from mbmt import dag
 from mbmt.config import load_params
 from mbmt.errors import ParamsError
+from mbmt.plan import Plan
 
 WEIGHTING = REPO / "config" / "studies" / "weighting.yaml"
 BACKBONES = REPO / "config" / "studies" / "backbones.yaml"
@@ -31,20 +31,22 @@ def test_weighting_study_shares_the_st_nets():
     main ST-Nets, DWA (the paper's) is the main models themselves, each other variant adds its MT-Net
     and MBMT-Net."""
     params = paper_with(WEIGHTING)
+    plan = Plan(params)
     variants = list(params["studies"]["weighting"]["variants"])
-    members = dag.study_members(params, "weighting")
+    members = plan.study_members("weighting")
     assert list(members) == variants
     for variant, jobs in members.items():
         assert {jobs[st] for st in ST_NETS} == set(ST_NETS), variant
         expected = ({"mtnet", "mbmt_partial"} if variant == "dwa"
                     else {f"mtnet-weighting-{variant}", f"mbmt_partial-weighting-{variant}"})
         assert {jobs["mtnet"], jobs["mbmt_partial"]} == expected
-    assert len(dag.study_jobs(params)) == 2 * (len(variants) - 1)
+    assert len(plan.study_jobs) == 2 * (len(variants) - 1)
+    assert plan.trained_jobs == plan.job_names  # every study job trains
     # Each MBMT-Net starts from the main ST-Nets, under its variant's weighting.
-    job = dag.job_params(params, "mbmt_partial-weighting-pcgrad")
+    job = plan.job_params("mbmt_partial-weighting-pcgrad")
     assert job["models"]["mbmt_partial-weighting-pcgrad"]["init_from"] == list(ST_NETS)
     assert job["train"]["weighting"] == "pcgrad"
-    assert dag.job_params_keys(params, "train", "mbmt_partial-weighting-pcgrad")[-2:] == [
+    assert plan.job_params_keys("train", "mbmt_partial-weighting-pcgrad")[-2:] == [
         "models.mbmt_partial", "studies.weighting.variants.pcgrad"]
 
 
@@ -53,18 +55,19 @@ def test_backbone_study_runs_each_backbones_st_nets():
     ST-Nets, and its MBMT-Net starts from them; b2's ST-Nets and MBMT-Net are the main ones (MT-Net
     on b2, not the paper's b5, is new)."""
     params = paper_with(BACKBONES)
-    members = dag.study_members(params, "backbones")
+    plan = Plan(params)
+    members = plan.study_members("backbones")
     assert set(members["paper"].values()) == {*ST_NETS, "mtnet", "mbmt_partial"}
     assert members["efficientnet_b2"] == {**{st: st for st in ST_NETS}, "mtnet": "mtnet-backbones-efficientnet_b2",
                                           "mbmt_partial": "mbmt_partial"}
     resnet = members["resnet50"]
     assert resnet["st_ss"] == "st_ss-backbones-resnet50"
-    assert dag.init_from(params, resnet["mbmt_partial"]) == [f"{st}-backbones-resnet50" for st in ST_NETS]
-    assert dag.job_params(params, "st_de-backbones-resnet50")["models"]["st_de-backbones-resnet50"]["backbone"] == "resnet50"
+    assert plan.init_from(resnet["mbmt_partial"]) == [f"{st}-backbones-resnet50" for st in ST_NETS]
+    assert plan.job_params("st_de-backbones-resnet50")["models"]["st_de-backbones-resnet50"]["backbone"] == "resnet50"
     # One weights job per backbone the jobs start from ImageNet weights of.
-    assert dag.imagenet_backbones(params) == sorted(
+    assert plan.imagenet_backbones == sorted(
         {"convnext_tiny", "efficientnet_b0", "efficientnet_b2", "efficientnet_b4", "efficientnet_b5", "resnet50"})
-    assert len(dag.study_jobs(params)) == 4 * 5 + 1
+    assert len(plan.study_jobs) == 4 * 5 + 1
 
 
 def test_study_validation():
@@ -84,7 +87,7 @@ def test_study_validation():
     with pytest.raises(ParamsError, match="unknown key"):
         validate(broken)
     with pytest.raises(ParamsError, match="study jobs: mtnet-weighting-equal"):
-        dag.job_params(params, "mtnet-weighting-nope")
+        Plan(params).job_params("mtnet-weighting-nope")
 
 
 def test_snakemake_dry_run_of_the_weighting_study_shows_the_st_nets_once(tmp_path):
@@ -106,15 +109,19 @@ def with_variants(params: dict, variants: dict) -> dict:
 
 VARIANTS = {"dwa": {}, "equal": {"train": {"weighting": "equal"}}}
 ADDED = {"hot": {"train": {"dwa_temperature": 4.0}}}
+# A variant that changes only how the models are evaluated (issue 24's review finding).
+EVALUATE_ONLY = {"batch": {"evaluate": {"averaging": "batch"}}}
 
 
 @pytest.fixture(scope="module")
 def views(tmp_path_factory):
-    """Both front ends' views of a project with two variants, and of the same with a third added."""
+    """Both front ends' views of a project with two variants, and of the same with a third added
+    (after: one that trains; evaluate_only: one that changes only `evaluate`)."""
     from dvc.repo import Repo
 
     result = {}
-    for label, variants in (("before", VARIANTS), ("after", {**VARIANTS, **ADDED})):
+    for label, variants in (("before", VARIANTS), ("after", {**VARIANTS, **ADDED}),
+                            ("evaluate_only", {**VARIANTS, **EVALUATE_ONLY})):
         root = copy_project(tmp_path_factory.mktemp(label) / "project", preset=None)
         params = with_variants(yaml.safe_load((root / "params.yaml").read_text()), variants)
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -150,6 +157,31 @@ def test_adding_a_variant_adds_only_its_jobs(views):
         for name in set(before) - {"report"}:
             old, new = before[name], after[name]
             assert (old.cmd, old.deps, old.outs, old.params) == (new.cmd, new.deps, new.outs, new.params), name
+
+
+def test_an_evaluate_only_variant_adds_evaluations_of_the_shared_trainings(views):
+    """Both front ends plan, for a variant that changes only `evaluate`, one evaluate job per model
+    of its closure (the study's models and the ST-Nets), each reading the main model's file and
+    writing its own metrics, and no training; every other job is declared as before."""
+    closure = [*ST_NETS, "mtnet", "mbmt_partial"]
+    snakemake_jobs, dvc_stages = views["evaluate_only"]
+    assert sorted(snakemake_jobs) == sorted(dvc_stages)
+    for name, stage in dvc_stages.items():
+        view = snakemake_jobs[name]
+        assert (view.cmd, view.deps, view.outs, view.params) == (stage.cmd, stage.deps, stage.outs, stage.params), name
+    for before, after in zip(views["before"], views["evaluate_only"]):
+        assert set(after) - set(before) == {f"evaluate@{model}-weighting-batch-0" for model in closure}
+        for name in set(before) - {"report"}:
+            old, new = before[name], after[name]
+            assert (old.cmd, old.deps, old.outs, old.params) == (new.cmd, new.deps, new.outs, new.params), name
+    for model in closure:
+        job = dvc_stages[f"evaluate@{model}-weighting-batch-0"]
+        assert job.cmd == f"mbmt evaluate {model}-weighting-batch --seed 0"
+        assert {d for d in job.deps if d.endswith("model.pt")} == {f"models/{model}/seed0/model.pt"}
+        assert job.outs == {f"metrics/{model}-weighting-batch/seed0.json",
+                            f"metrics/{model}-weighting-batch/seed0.images.npz"}
+        assert job.params["studies.weighting.variants.batch"] == {"evaluate": {"averaging": "batch"}}
+    assert "metrics/mtnet-weighting-batch/seed0.json" in dvc_stages["report"].deps
 
 
 def test_study_tables_from_hand_made_metrics():

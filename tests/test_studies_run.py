@@ -23,8 +23,9 @@ import yaml
 from test_workflow_project import (REPO, SNAKEMAKE_FAST, TINY, commit, copy_of, copy_project, dry_run_jobs,
                                    dvc_changed, embedded, init_git_dvc, planned, run)
 
-from mbmt import dag, paths
+from mbmt import paths
 from mbmt.config import load_params, read_yaml
+from mbmt.plan import Plan, job_name
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +52,7 @@ def write_params(root: Path, params: dict) -> None:
 
 def targets(params: dict) -> list[str]:
     """Every (variant, model) evaluation of every study (their trainings follow)."""
-    jobs = {job for name in dag.studies(params) for variant in dag.study_members(params, name).values()
+    jobs = {job for name in Plan(params).studies for variant in Plan(params).study_members(name).values()
             for job in variant.values()}
     return sorted(jobs)
 
@@ -93,7 +94,7 @@ def check_html_report(root: Path, params: dict, report: Path) -> None:
     run(["snakemake", "--report", str(report)], root)
     data = embedded(report)
     expected = {f"reports/figures/study_{name}_{plot}.png": f"study {name}: {what}"
-                for name in dag.studies(params) for plot, what in STUDY_FIGURES.items()}
+                for name in Plan(params).studies for plot, what in STUDY_FIGURES.items()}
     assert len(expected) == 2 * len(KEEP)
     shown = {path for path in data["results"] if path.startswith("reports/figures/study_")}
     assert shown == set(expected), f"study figures in the HTML report: {sorted(shown)}; expected {sorted(expected)}"
@@ -105,8 +106,8 @@ def check_html_report(root: Path, params: dict, report: Path) -> None:
         assert path.removeprefix("reports/") in index, path  # and listed in reports/README.md
     assert data["categories"]["Studies"] == {
         f"Study {name}": sorted(path for path in expected if path.startswith(f"reports/figures/study_{name}_"))
-        for name in dag.studies(params)}
-    tables = {f"reports/tables/study_{name}{suffix}.html" for name in dag.studies(params) for suffix in ("", "_paired")}
+        for name in Plan(params).studies}
+    tables = {f"reports/tables/study_{name}{suffix}.html" for name in Plan(params).studies for suffix in ("", "_paired")}
     assert tables <= set(data["results"])
 
 
@@ -162,13 +163,13 @@ def project(base, tmp_path) -> tuple[Path, dict]:
 
 def job_stages(params: dict, job: str) -> list[str]:
     """The training and the evaluation of ``job`` (seed 0), named as DVC names them."""
-    training = "train_from_st" if dag.init_from(params, job) else "train"
-    return [dag.job_name(training, job, 0), dag.job_name("evaluate", job, 0)]
+    training = "train_from_st" if Plan(params).init_from(job) else "train"
+    return [job_name(training, job, 0), job_name("evaluate", job, 0)]
 
 
 def study_stages(params: dict) -> set[str]:
     """The train and evaluate stages of the studies' own jobs (not the main models')."""
-    return {stage for job in dag.study_jobs(params) for stage in job_stages(params, job)}
+    return {stage for job in Plan(params).study_jobs for stage in job_stages(params, job)}
 
 
 def test_studies_run_with_snakemake_into_the_html_report_and_a_new_variant_plans_only_its_jobs(project, tmp_path):
@@ -181,7 +182,7 @@ def test_studies_run_with_snakemake_into_the_html_report_and_a_new_variant_plans
     check_tables(root, params)
     check_html_report(root, params, tmp_path / "report.html")
     write_params(root, with_added_variant(params))
-    others = {dag.job_name(s, m, 0) for s in ("train", "train_from_st", "evaluate")
+    others = {job_name(s, m, 0) for s in ("train", "train_from_st", "evaluate")
               for m in ("mtan", "mbmt_full_pretrained", "mbmt_full_scratch")}
     assert planned(root) - others - {"report"} == ADDED_JOBS
 
@@ -189,7 +190,7 @@ def test_studies_run_with_snakemake_into_the_html_report_and_a_new_variant_plans
 def test_studies_run_with_dvc_and_a_new_variant_plans_only_its_jobs(project):
     root, params = project
     assert study_stages(params) <= dvc_changed(root)
-    run(["dvc", "repro", *(dag.job_name("evaluate", job, 0) for job in targets(params))], root)
+    run(["dvc", "repro", *(job_name("evaluate", job, 0) for job in targets(params))], root)
     check_tables(root, params)
     before = dvc_changed(root)  # what was not asked for: the other main models, the report
     assert not before & study_stages(params)

@@ -28,7 +28,7 @@ def test_the_published_improvements_have_a_column_per_catalogued_metric():
 
 
 def test_curves_figures_and_the_progress_line_read_the_headline_metrics():
-    from mbmt.dag import CURVES
+    from mbmt.dvc_yaml import CURVES
     from mbmt.training.live import describe_epoch
 
     for task, headline in HEADLINE_METRICS.items():

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from mbmt import cli, dag
+from mbmt import cli, stage_specs
 from mbmt.config import load_params, model_settings
 from mbmt.stages.train import unpack as train_job
 from mbmt.models import create_model
@@ -148,15 +148,15 @@ def test_finished_run_is_republished_identical_rerun_and_params_change(project, 
 
 
 def test_code_edit_starts_a_fresh_run_and_other_edits_do_not(project, processed_data, tmp_path_factory, monkeypatch):
-    """The run's identity holds the digest of the train stage's code (mbmt.dag), here of a copy of
+    """The run's identity holds the digest of the train stage's code (mbmt.stage_specs), here of a copy of
     the package that the test edits: an edit of a file the stage declares trains a new run, an edit
     of one it does not (the CLI) republishes the finished run."""
     from mbmt.training.trainer import Trainer
 
     processed_data()
     package = tmp_path_factory.mktemp("package") / "mbmt"
-    shutil.copytree(dag.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(checkpoint, "code_digest", lambda stage: dag.code_digest(stage, package))
+    shutil.copytree(stage_specs.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(checkpoint, "code_digest", lambda stage: stage_specs.code_digest(stage, package))
     assert train("st_de") == 0
     [run] = run_dirs("st_de")
 
@@ -173,7 +173,7 @@ def test_code_edit_starts_a_fresh_run_and_other_edits_do_not(project, processed_
     assert len(run_dirs("st_de")) == 2 and run in run_dirs("st_de")
     [fresh] = [r for r in run_dirs("st_de") if r != run]
     assert load_checkpoint(fresh / CHECKPOINT_FILE)["epoch"] == 2
-    assert json.loads((fresh / "settings.json").read_text())["code"] == dag.code_digest("train", package)
+    assert json.loads((fresh / "settings.json").read_text())["code"] == stage_specs.code_digest("train", package)
 
 
 def hook_trainer_model(monkeypatch, hook, *, before: bool) -> None:

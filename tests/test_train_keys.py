@@ -33,7 +33,7 @@ def test_each_key_is_result_or_execution_and_says_how_a_result_is_recorded():
 
 
 def test_the_train_stage_depends_on_the_result_keys_only():
-    from mbmt.dag import STAGE_PARAMS
+    from mbmt.stage_specs import STAGE_PARAMS
 
     train_keys = [key.removeprefix("train.") for key in STAGE_PARAMS["train"] if key.startswith("train.")]
     assert train_keys == list(TRAIN_RESULT_KEYS)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mbmt.config import load_params
-from mbmt.dag import REPORT_OUTPUTS, evaluate_outputs, job_name, models, train_outputs
+from mbmt.plan import REPORT_OUTPUTS, Plan, evaluate_outputs, job_name, train_outputs
 from mbmt.reporting.document import RUN_TITLE
 from mbmt.reporting.tables import TABLE_TITLES
 from mbmt.tasks import METRICS
@@ -35,8 +35,8 @@ from test_workflow_project import (SNAKEMAKE_FAST, assert_trained_per_seed, comm
 pytestmark = pytest.mark.slow
 
 # Modules that decide how a stage runs, not what it computes; no stage lists them as a dependency
-# (STAGE_CODE in src/mbmt/dag.py).
-INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/dag.py", "mbmt/environment.py",
+# (STAGE_CODE in src/mbmt/stage_specs.py).
+INFRASTRUCTURE = {"mbmt/__init__.py", "mbmt/cli.py", "mbmt/config.py", "mbmt/environment.py", "mbmt/plan.py", "mbmt/stage_specs.py",
                   "mbmt/errors.py", "mbmt/io.py",
                   "mbmt/gpus.py", "mbmt/locking.py", "mbmt/paths.py", "mbmt/provenance.py", "mbmt/stages/__init__.py",
                   "mbmt/stages/config.py"}
@@ -175,13 +175,13 @@ def test_params_change_reruns_one_model_with_dvc(project):
 
 def test_every_model_trained_once_per_seed(finished):
     """Each seed's own weights, metrics of those weights, each MBMT-Net from its seed's ST-Nets."""
-    assert_trained_per_seed(finished, models(load_params([finished / "params.yaml"])), SEEDS)
+    assert_trained_per_seed(finished, Plan(load_params([finished / "params.yaml"])).models, SEEDS)
 
 
 def added_seed(project: Path) -> tuple[set[str], set[str]]:
     """Seed 2 added to params.yaml (and dvc.yaml regenerated): its jobs and outputs, and the report's."""
     set_seeds(project, [*SEEDS, 2])
-    names = models(load_params([project / "params.yaml"]))
+    names = Plan(load_params([project / "params.yaml"])).models
     stages = {stage for stage, stage_view in dvc_view(project).items() if stage_view.cmd.endswith("--seed 2")}
     assert {stage.split("@")[1] for stage in stages} == {f"{name}-2" for name in names for _ in (0, 1)}
     outputs = {str(p) for name in names for p in train_outputs(name, 2) + evaluate_outputs(name, 2)}
@@ -195,7 +195,7 @@ def test_a_new_seed_runs_only_its_jobs_and_the_report_with_snakemake(project):
     run(["snakemake", *SNAKEMAKE_FAST], project)
     after = written(project)
     assert {out for out in after if after[out] != before.get(out)} == changed
-    assert_trained_per_seed(project, models(load_params([project / "params.yaml"])), [*SEEDS, 2])
+    assert_trained_per_seed(project, Plan(load_params([project / "params.yaml"])).models, [*SEEDS, 2])
     assert planned(project) == set() and dvc_changed(project) == set()  # the run was recorded for DVC
 
 

@@ -1,7 +1,7 @@
 """Helpers for the workflow tests (no tests here): a project copy, and each front end's view of the DAG.
 
 A job is named as DVC names its stage: the rule, "@", the model, "-" and the seed for a per-model,
-per-seed rule (train@st_ss-0; mbmt.dag.job_name), so Snakemake's jobs and DVC's stages can be
+per-seed rule (train@st_ss-0; mbmt.plan.job_name), so Snakemake's jobs and DVC's stages can be
 compared one to one.
 """
 
@@ -47,7 +47,7 @@ def copy_project(dest: Path, preset: Path | None = TINY) -> Path:
     """The project's workflow files and code in ``dest``, with ``preset`` merged into its params.yaml
     and dvc.yaml generated for them."""
     from mbmt.config import load_params
-    from mbmt.dag import render_dvc_yaml
+    from mbmt.dvc_yaml import render_dvc_yaml
 
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
@@ -136,7 +136,7 @@ def canonical(value):
 
 def job_name(rule: str, wildcards: dict[str, str]) -> str:
     """The DVC stage name of a Snakemake job of ``rule`` with ``wildcards``."""
-    from mbmt.dag import job_name as per_seed
+    from mbmt.plan import job_name as per_seed
 
     if "backbone" in wildcards:  # one weights job per backbone: weights@efficientnet_b2
         return f"{rule}@{wildcards['backbone']}"
@@ -274,7 +274,7 @@ def assert_trained_per_seed(root: Path, names: list[str], seeds: list[int], eval
     import torch
 
     from mbmt.config import load_params
-    from mbmt.dag import init_from
+    from mbmt.plan import Plan
     from mbmt.io import sha256_file
     from mbmt.paths import metrics_file, model_file
 
@@ -295,6 +295,6 @@ def assert_trained_per_seed(root: Path, names: list[str], seeds: list[int], eval
         assert not any(same(a, b) for i, a in enumerate(trained) for b in trained[i + 1:]), name
         if params["models"][name].get("freeze"):
             for seed in seeds:
-                for index, st in enumerate(init_from(params, name)):
+                for index, st in enumerate(Plan(params).init_from(name)):
                     frozen = weights(name, seed, f"encoder.backbones.{index}.")
                     assert {s for s in seeds if same(frozen, weights(st, s, "encoder."))} == {seed}, (name, st, seed)

@@ -52,7 +52,7 @@ class TrainKey:
 
 # Every key of the schema's `train` section, in the schema's order (tests/test_train_keys.py fails
 # when the schema gains a key that is not here). mbmt.training.checkpoint.RESULT_KEYS and
-# mbmt.dag.STAGE_PARAMS["train"] follow from it, and docs/training.md's and docs/workflow.md's lists.
+# mbmt.stage_specs.STAGE_PARAMS["train"] follow from it, and docs/training.md's and docs/workflow.md's lists.
 TRAIN_KEYS = {
     "epochs": TrainKey(RESULT, "how long it trains", AS_WRITTEN),
     "batch_size": TrainKey(RESULT, "the samples of each update", AS_WRITTEN),
@@ -105,7 +105,7 @@ def thaw(value: Any) -> Any:
 class ExecutionSettings:
     """Where and how a stage runs a model, shared by every stage that does (train, evaluate): the
     device (auto | cpu | cuda), the memory layout, the DataLoader workers. The keys live in params
-    `train` (EXECUTION_PARAMS); each stage that reads them declares them (mbmt.dag.STAGE_PARAMS)."""
+    `train` (EXECUTION_PARAMS); each stage that reads them declares them (mbmt.stage_specs.STAGE_PARAMS)."""
 
     device: str
     channels_last: bool

@@ -46,7 +46,7 @@ def hardware(device: str = "cpu") -> str:
 
 
 # The params a provenance record names a run by: labels of what ran, not inputs to what it computes,
-# so no stage declares them (mbmt.dag.STAGE_PARAMS) and a new label re-runs nothing.
+# so no stage declares them (mbmt.stage_specs.STAGE_PARAMS) and a new label re-runs nothing.
 PROVENANCE_PARAMS = ("profile", "data.source")
 
 
@@ -56,10 +56,6 @@ class ProvenanceLabels:
 
     profile: str
     dataset: str
-
-    @classmethod
-    def from_params(cls, params: Mapping) -> ProvenanceLabels:
-        return cls(profile=params["profile"], dataset=params["data"]["source"])
 
 
 def collect_for(labels: ProvenanceLabels, device: str = "cpu") -> dict:

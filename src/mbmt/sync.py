@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mbmt.dag import DVC_YAML, GENERATE_COMMAND, render_dvc_yaml
+from mbmt.dvc_yaml import DVC_YAML, GENERATE_COMMAND, render_dvc_yaml
 from mbmt.errors import MbmtError
 from mbmt.paths import PARAMS_FILE
 

@@ -1,6 +1,7 @@
 # Shared by the rules: the stage command line, the params keys and the code each stage
-# depends on, and the input functions, from the definitions `mbmt dag` writes dvc.yaml from
-# (src/mbmt/dag.py; tests/test_dag.py compares the two front ends).
+# depends on, and the input functions, from the plan and stage definitions `mbmt dag` writes
+# dvc.yaml from (src/mbmt/plan.py, src/mbmt/stage_specs.py; tests/test_dag.py compares the two
+# front ends).
 
 import os
 import re
@@ -10,9 +11,10 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from mbmt import dag, environment, paths
+from mbmt import environment, paths
 from mbmt.config import validate, validate_backbones
-from mbmt.dag import code_files
+from mbmt.plan import TRAINING_DATA, Plan, evaluate_outputs, weights_outputs
+from mbmt.stage_specs import code_files, environment_params
 from mbmt.errors import MbmtError, ParamsError
 from mbmt.reporting.document import RUN_TITLE
 from mbmt.reporting.tables import OURS, TABLE_TITLES, TITLES
@@ -20,7 +22,7 @@ from mbmt.stages.train import planned_training
 from mbmt.training.cost import cpu_training_refusal
 
 # The code each stage runs is an input (Snakemake's code trigger sees only the shell text), so
-# editing it re-runs the stage; mbmt.dag lists it once for both front ends and the trainer.
+# editing it re-runs the stage; mbmt.stage_specs lists it once for both front ends and the trainer.
 SRC = Path("src/mbmt")
 
 
@@ -39,15 +41,15 @@ def canonical(value):
 
 
 def tracked_params(stage):
-    """A ``params:`` function giving {key: value} for the params keys of the job (mbmt.dag.params_keys),
+    """A ``params:`` function giving {key: value} for the params keys of the job (mbmt.plan.Plan.params_keys),
     and the locked versions of the packages that can change what the stage computes (from
     requirements/base.txt, as dvc.yaml reads them from requirements/stages.yaml: mbmt.environment),
     so that a lock change moving one of them re-runs the stage."""
-    packages = canonical(dag.environment_params(stage))
+    packages = canonical(environment_params(stage))
 
     def values(wildcards):
         # A study job's keys include its variant's override; the report's, the studies.
-        keys = dag.params_keys(config, stage, getattr(wildcards, "model", None))
+        keys = PLAN.params_keys(stage, getattr(wildcards, "model", None))
         # Snakemake's lookup walks the config by a dpath: the params key data.height is data/height
         return {
             key: canonical(lookup(dpath=key.replace(".", "/"), within=config))
@@ -83,15 +85,19 @@ except ParamsError as exc:
     print(f"snakemake: error: {exc}", file=sys.stderr)
     sys.exit(1)
 
-# The MBMT-Net variants whose encoders start from trained ST-Nets (params init_from) train after
-# those ST-Nets (rule train_from_st); every other model trains straight from the data (rule train).
-# Both include the studies' jobs (params studies: mbmt.dag.study_jobs), named as models.
-MODELS = dag.job_names(config)
-FROM_ST = dag.trained_from_st(config)
-FROM_DATA = dag.trained_from_data(config)
+# The plan of the params, built once: the jobs (models, seeds, the studies' jobs) the rules use.
+PLAN = Plan(config)
+# Every job evaluated, the studies' jobs (params studies: mbmt.plan) named as models. The MBMT-Net
+# variants whose encoders start from trained ST-Nets (params init_from) train after those ST-Nets
+# (rule train_from_st); every other trained job trains straight from the data (rule train). A
+# study job of a variant that changes only `evaluate` is in neither: it evaluates another job's
+# training (PLAN.training).
+MODELS = PLAN.job_names
+FROM_ST = PLAN.trained_from_st
+FROM_DATA = PLAN.trained_from_data
 
 # Every model trains and is evaluated once per seed (params seeds), as separate jobs.
-SEEDS = dag.seeds(config)
+SEEDS = PLAN.seeds
 
 
 # What a wildcard may stand for, in every rule: the models and seeds of the params and the
@@ -100,7 +106,7 @@ SEEDS = dag.seeds(config)
 wildcard_constraints:
     model="|".join(MODELS),
     seed="|".join(map(str, SEEDS)),
-    backbone="|".join(map(re.escape, dag.imagenet_backbones(config))) or "(?!)",
+    backbone="|".join(map(re.escape, PLAN.imagenet_backbones)) or "(?!)",
 
 
 # Without presets the commands read params.yaml by default and are exactly dvc.yaml's.
@@ -157,7 +163,7 @@ def split_file(split):
 
 def processed_files():
     """preprocess's files: the splits, the manifest and, when params data.real_images is set, real.h5."""
-    return [str(path) for path in dag.processed_files(config)]
+    return [str(path) for path in PLAN.processed_files]
 
 
 def training_inputs(wildcards):
@@ -165,13 +171,18 @@ def training_inputs(wildcards):
     and the ImageNet weight files it starts from."""
     return {
         "code": code("train"),
-        "data": [str(path) for path in dag.TRAINING_DATA],
+        "data": [str(path) for path in TRAINING_DATA],
         "init": [
-            model_file(name, wildcards.seed)
-            for name in dag.init_from(config, wildcards.model)
+            model_file(name, wildcards.seed) for name in PLAN.init_from(wildcards.model)
         ],
-        "weights": [str(path) for path in dag.model_weights(config, wildcards.model)],
+        "weights": [str(path) for path in PLAN.model_weights(wildcards.model)],
     }
+
+
+def evaluated_model(wildcards):
+    """evaluate: the model file of the job that trains the evaluated one (itself, unless it is a
+    study job of a variant that changes only `evaluate`: PLAN.training)."""
+    return model_file(PLAN.training(wildcards.model), wildcards.seed)
 
 
 def refuse_environment_drift():

@@ -25,7 +25,7 @@ onstart:
         command = "snakemake " + " ".join(sys.argv[1:])
         try:
             DVC_LOCK.enter_context(
-                locking.dvc_write_lock(Path("."), dag.outputs(config), command)
+                locking.dvc_write_lock(Path("."), PLAN.outputs, command)
             )
         except locking.LockError as exc:
             raise WorkflowError(str(exc)) from None

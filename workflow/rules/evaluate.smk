@@ -6,10 +6,10 @@
 rule evaluate:
     input:
         code=code("evaluate"),
-        model=model_file(),
+        model=evaluated_model,
         split=split_file(config["evaluate"]["split"]),
     output:
-        [str(path) for path in dag.evaluate_outputs("{model}", "{seed}")],
+        [str(path) for path in evaluate_outputs("{model}", "{seed}")],
     log:
         "logs/evaluate/{model}/seed{seed}.log",
     benchmark:

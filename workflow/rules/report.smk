@@ -11,11 +11,11 @@ rule report:
         code=code("report"),
         results=[
             str(path)
-            for name, seed in dag.job_runs(config)
-            for path in dag.evaluate_outputs(name, seed)
+            for name, seed in PLAN.job_runs
+            for path in evaluate_outputs(name, seed)
         ],
-        models=[model_file(name, seed) for name, seed in dag.job_runs(config)],
-        live=[live_dir(name, seed) for name, seed in dag.job_runs(config)],
+        models=[model_file(name, seed) for name, seed in PLAN.training_runs],
+        live=[live_dir(name, seed) for name, seed in PLAN.training_runs],
         data=[split_file("test"), str(paths.manifest_file())],
         real=[split_file(paths.REAL_SPLIT)] if config["data"]["real_images"] else [],
     output:

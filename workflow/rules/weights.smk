@@ -13,7 +13,7 @@ rule weights:
     input:
         code=code("weights"),
     output:
-        [str(path) for path in dag.weights_outputs("{backbone}")],
+        [str(path) for path in weights_outputs("{backbone}")],
     log:
         "logs/weights/{backbone}.log",
     benchmark:

@@ -1,4 +1,4 @@
-"""The study tables: each study's variants × models (params `studies`, mbmt.dag.study_members).
+"""The study tables: each study's variants × models (params `studies`, mbmt.plan.Plan.study_members).
 
 One table per study, ``study_<name>``: a row per (variant, model) with the 12 metrics (mean ± the
 sample std over the seeds), Δm against the same variant's single-task models
@@ -51,7 +51,7 @@ StudyIntervals = dict[tuple[str, str, str, str], Interval]
 def study_intervals(members: Mapping[str, Mapping[str, str]], per_image: Mapping[str, Sequence[Mapping]],
                     baseline: str, models: Sequence[str], bootstrap: Mapping[str, int]) -> StudyIntervals:
     """Paired intervals of each variant's model minus the baseline variant's, task by task.
-    ``members``: variant -> model -> job (mbmt.dag.study_members); ``per_image``: job -> rows per seed."""
+    ``members``: variant -> model -> job (mbmt.plan.Plan.study_members); ``per_image``: job -> rows per seed."""
     intervals: StudyIntervals = {}
     for variant, jobs in members.items():
         if variant == baseline:

@@ -108,7 +108,7 @@ Runs = Sequence[Mapping]  # one model's metrics, one dict per seed
 
 def single_task_column(metrics: Mapping[str, Runs], single_task: Sequence[str]) -> list[dict]:
     """The EfficientPS column, per seed: each task's block from the model that predicts that task alone
-    (``single_task``: mbmt.dag.single_task_models of the params)."""
+    (``single_task``: mbmt.plan.Plan.single_task_models)."""
     column: dict[str, Runs] = {}
     for name in (name for name in single_task if name in metrics):
         task = next(task for task in TASKS if task in metrics[name][0])

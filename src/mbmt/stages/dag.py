@@ -1,4 +1,5 @@
-"""Write dvc.yaml from params.yaml and the stage definitions the Snakefile uses (src/mbmt/dag.py).
+"""Write dvc.yaml from params.yaml and the plan and stage definitions the Snakefile uses
+(src/mbmt/plan.py, src/mbmt/stage_specs.py).
 
 dvc.yaml is generated, so the two front ends cannot drift apart: run this after changing `models`,
 an `init_from`, `seeds` or `studies` in params.yaml, and commit the result. --check (for CI and the tests) writes
@@ -24,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mbmt.config import load_params
-    from mbmt.dag import DVC_YAML, GENERATE_COMMAND, render_dvc_yaml
+    from mbmt.dvc_yaml import DVC_YAML, GENERATE_COMMAND, render_dvc_yaml
     from mbmt.environment import BASE_LOCK, STAGES_FILE, render_stages_file
     from mbmt.errors import MbmtError
     from mbmt.io import atomic_path
@@ -46,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
                             f"{STAGES_FILE}")
         if not target.is_file() or target.read_text() != text:
             raise MbmtError(f"{target} is out of date with params.yaml (models, an init_from, seeds or studies changed, or "
-                            f"src/mbmt/dag.py): run `{GENERATE_COMMAND}` and commit {target}")
+                            f"src/mbmt/stage_specs.py or plan.py): run `{GENERATE_COMMAND}` and commit {target}")
         print(f"{target} is up to date")
         return 0
     with atomic_path(target) as tmp:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # imported where used: the stage's --help stays fast
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a model name of params.yaml `models`; reads models/MODEL/seedSEED/model.pt")
+    parser.add_argument("model", help="a model name of params.yaml `models` or a study job; reads "
+                        "models/MODEL/seedSEED/model.pt of the job that trains it (docs/workflow.md, \"Studies\")")
     parser.add_argument("--seed", type=int, help="one of params seeds (default: the only one)")
 
 
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class EvaluateJob:
     """What the evaluate stage hands the library, unpacked from the job's params at this boundary:
     params ``evaluate``, the execution settings of params ``train`` (mbmt.config.ExecutionSettings)
-    and the provenance labels: the keys the stage declares (mbmt.dag.STAGE_PARAMS), and the labels
+    and the provenance labels: the keys the stage declares (mbmt.stage_specs.STAGE_PARAMS), and the labels
     no stage declares (mbmt.provenance.PROVENANCE_PARAMS)."""
 
     settings: EvaluateSettings
@@ -48,17 +49,19 @@ def unpack(params: Mapping) -> EvaluateJob:
     """The evaluate job of a model's ``params`` (the job's own: a study job's variant included)."""
     from mbmt.config import ExecutionSettings
     from mbmt.evaluation import EvaluateSettings
-    from mbmt.provenance import ProvenanceLabels
+    from mbmt.stages import provenance_labels
 
     return EvaluateJob(EvaluateSettings.from_section(params["evaluate"]), ExecutionSettings.from_train(params["train"]),
-                       ProvenanceLabels.from_params(params))
+                       provenance_labels(params))
 
 
 def main(args: argparse.Namespace) -> int:
     from mbmt.config import job_seed, model_params
-    from mbmt.stages import job_params
+    from mbmt.stages import job_params, job_plan
 
-    # A study job (mbmt.dag.study_jobs) runs with its variant's params, its models named as its jobs.
+    # A study job (mbmt.plan.Plan.study_jobs) runs with its variant's params, its models named as its
+    # jobs; one of a variant that changes only `evaluate` evaluates the model file of the job that
+    # trains it (Plan.training).
     params = job_params(args)
     model_params(params, args.model)
     seed = job_seed(params, args.seed)
@@ -68,8 +71,8 @@ def main(args: argparse.Namespace) -> int:
     from mbmt.io import write_json
     from mbmt.paths import metrics_file, per_image_file
 
-    metrics, rows = evaluate_model_file(args.model, seed, settings=job.settings, execution=job.execution,
-                                        labels=job.labels)
+    metrics, rows = evaluate_model_file(job_plan(args).training(args.model), seed, settings=job.settings,
+                                        execution=job.execution, labels=job.labels)
     write_per_image(per_image_file(args.model, seed), rows)  # before the metrics file, which marks the job done
     write_json(metrics_file(args.model, seed), metrics)
     print(f"{metrics_file(args.model, seed)}: {args.model} on {metrics['context']['images']} "

@@ -28,19 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def report_settings(params: Mapping) -> ReportSettings:
     """The report's settings: its params keys (report, data.real_images, seeds, studies) unpacked here,
     and what the plan derives from the params (the models, the single-task ones, each study's jobs)."""
-    from mbmt import dag
+    from mbmt.plan import Plan
     from mbmt.reporting.build import ReportSettings, StudyPlan
 
-    report = params["report"]
+    plan, report = Plan(params), params["report"]
     return ReportSettings(
-        models=tuple(dag.models(params)),
-        single_task=tuple(dag.single_task_models(params)),
+        models=tuple(plan.models),
+        single_task=tuple(plan.single_task_models),
         seeds=tuple(params["seeds"]),
         qualitative_images=report["qualitative_images"],
         bootstrap=report["bootstrap"],
         real_images=bool(params["data"]["real_images"]),
-        studies=tuple(StudyPlan(name, study, dag.study_members(params, name))
-                      for name, study in dag.studies(params).items()),
+        studies=tuple(StudyPlan(name, study, plan.study_members(name))
+                      for name, study in plan.studies.items()),
     )
 
 

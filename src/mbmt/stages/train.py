@@ -39,11 +39,11 @@ def unpack(params: Mapping, model: str) -> TrainJob:
     included), unpacked at this boundary: its model entry and params ``decoder``, params ``train``
     (every key: mbmt.config.TRAIN_KEYS) and the provenance labels."""
     from mbmt.config import TrainSettings, model_settings
-    from mbmt.provenance import ProvenanceLabels
+    from mbmt.stages import provenance_labels
     from mbmt.training.trainer import TrainJob
 
     return TrainJob(model_settings(params, model), TrainSettings.from_train(params["train"]),
-                    ProvenanceLabels.from_params(params))
+                    provenance_labels(params))
 
 
 def planned_training(params: Mapping) -> PlannedTraining:
@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     from mbmt.config import job_seed, model_params
     from mbmt.stages import job_params
 
-    # A study job (mbmt.dag.study_jobs) runs with its variant's params, its models named as its jobs.
+    # A study job (mbmt.plan.Plan.study_jobs) runs with its variant's params, its models named as its jobs.
     params = job_params(args)
     model_params(params, args.model)  # an unknown name or seed fails here, before torch is imported
     seed = job_seed(params, args.seed)

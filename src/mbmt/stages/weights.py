@@ -21,12 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mbmt import dag
     from mbmt.config import load_params
     from mbmt.errors import ParamsError
+    from mbmt.plan import Plan
 
     params = load_params(args.params)
-    needed = dag.imagenet_backbones(params)
+    needed = Plan(params).imagenet_backbones
     backbones = args.backbones or needed
     unused = [name for name in backbones if name not in needed]
     if unused:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mbmt.config import AS_WRITTEN, TRAIN_KEYS, ModelSettings, TrainSettings, fingerprint, imagenet_backbones, thaw
-from mbmt.dag import code_digest
+from mbmt.stage_specs import code_digest
 from mbmt.environment import identity as environment_identity
 from mbmt.errors import DataError, MbmtError
 from mbmt.io import save_torch, sha256_file, write_json
@@ -78,7 +78,7 @@ def run_settings(model: ModelSettings, train: TrainSettings, *, seed: int, tasks
     cuda = device_type == "cuda"
     entry = thaw(model.entry)
     return {
-        # The code of the train stage, the same files Snakemake and DVC declare (mbmt.dag), so that
+        # The code of the train stage, the same files Snakemake and DVC declare (mbmt.stage_specs), so that
         # an edit which re-runs the stage also starts a fresh run instead of republishing the old
         # weights. It replaces the package version: a version bump alone computes nothing new, and
         # an edit without one does.
