@@ -99,7 +99,7 @@ def test_an_evaluate_only_variant_evaluates_the_shared_trainings():
     # The job evaluates under its variant's params and depends on its variant's override.
     job = batch["mtnet"]
     assert built.job_params(job)["evaluate"]["averaging"] == "batch"
-    assert built.params_keys("evaluate", job) == ["evaluate", "studies.weighting.variants.batch"]
+    assert built.params_keys("evaluate", job) == [*stage_specs.STAGE_PARAMS["evaluate"], "studies.weighting.variants.batch"]
     # dvc.yaml: no training stage for them; each evaluate item names the training whose model file it reads.
     content = dvc_yaml.dvc_yaml(built)
     trainings = {*content["stages"]["train"]["foreach"], *content["stages"].get("train_from_st", {}).get("foreach", {})}
@@ -127,8 +127,8 @@ def test_the_evaluate_stage_of_an_evaluate_only_job_reads_the_shared_model_file(
     monkeypatch.chdir(tmp_path)
     calls = []
 
-    def fake_evaluation(name, seed, params):
-        calls.append((name, seed, params["evaluate"]["averaging"]))
+    def fake_evaluation(name, seed, *, settings, execution, labels):
+        calls.append((name, seed, settings.averaging))
         return {"context": {"images": 1, "split": "test"}}, {"index": np.arange(1)}
 
     monkeypatch.setattr(mbmt.evaluation, "evaluate_model_file", fake_evaluation)
