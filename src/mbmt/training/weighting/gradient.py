@@ -322,7 +322,7 @@ class _IndependentBatchesBase(GradientWeighting):
     def load_aggregator_state(self, state: Mapping[str, Any]) -> None:
         value = state["weights"]
         device = next((p.device for p in self.module.parameters()), None) if self.module is not None else None
-        value = None if value is None else value.to(device).clone()
+        value = None if value is None else value.to(device or "cpu").clone()
         setattr(self.aggregator, self._STATE, value)
         # torchjd restarts from uniform weights where this key differs from A's (m, dtype, device).
         self.aggregator._state_key = None if value is None else (value.shape[0], value.dtype, value.device)
