@@ -13,6 +13,9 @@ share and combines them (projecting away conflicts, solving a small QP, ...). Th
 4. every other trainable parameter (one task's head) gets its own task's gradient, as under equal
    weighting, which is what LibMTL does for task-specific parameters.
 
+SDMGrad and MoDo weigh from the Jacobians of two independent batches and update on a third
+(`_IndependentBatchesBase`): the trainer hands them three batches per update.
+
 torchjd's aggregators normalise differently from a weighted sum: most weigh the rows so that
 non-conflicting gradients give about their mean (UPGrad, DualProj, Aligned-MTL: mean preference;
 MGDA, IMTL-G, random: weights on the simplex), where equal weighting sums them. That is each
@@ -259,6 +262,8 @@ class _IndependentBatchesBase(GradientWeighting):
     """
 
     batches_per_update = 3
+    distributed_refusal = ("each rank would weigh by the product of its own shares of two batches' Jacobians, "
+                           "not by the global batches' product")
 
     def __init__(self, tasks: Iterable[str], **options: Any):
         super().__init__(tasks, **options)
