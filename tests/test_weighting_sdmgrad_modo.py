@@ -223,6 +223,13 @@ def test_an_epoch_is_the_loaders_batches_in_order_for_dwa_one_each_for_sdmgrad_t
         run.fit()
         seen[name] = got
         assert len(expected) == 4
+        if name == "dwa":  # the weights of the loop as it was: train_step on each of the loader's batches
+            before = trainer(tmp_path / "before", weighting=name, epochs=1, val_every=0)
+            before.model.train()
+            for index, batch in enumerate(before.train_loader(0)):
+                before.train_step(batch, 0, index)
+            for key, value in before.module.state_dict().items():
+                assert torch.equal(value, run.module.state_dict()[key]), key
     assert [len(update) for update in seen["dwa"]] == [1, 1, 1, 1]
     assert [len(update) for update in seen["sdmgrad"]] == [3]
     dwa = [images for update in seen["dwa"] for images in update]

@@ -429,11 +429,11 @@ class Trainer:
                     break
                 if per_update == 1:
                     values = self.train_step(batch, epoch, step) / self.context.world_size
-                    images += len(batch["index"]) * self.context.world_size
-                else:
+                else:  # SDMGrad, MoDo: a group of batches per update (one process)
                     values = self.train_update(batch, epoch, step)
-                    images += sum(len(one["index"]) for one in batch)
                 loss_sum += values.double()
+                images += (len(batch["index"]) if per_update == 1 else sum(len(one["index"]) for one in batch)) \
+                    * self.context.world_size
                 if (step + 1) % self.sync_every == 0 or step + 1 == steps:
                     self.check_healthy(epoch, steps)
                     total = sum(weights[task] * float(v) for task, v in zip(self.tasks, values))
