@@ -10,6 +10,8 @@ steps of `Trainer.train_epoch` (the whole training step: batches, forward, the m
 Adam, the per-step loss read-back; FAMO's second forward after the update), side by side in one process, blocks alternating between the
 methods against drift, the fastest block of each kept. It prints seconds per step, the ratio to
 DWA's step of the same model, and the protocol's training time of that model under the method
+(a step is a batch: SDMGrad and MoDo update once per 3 batches, and their seconds per batch are an
+epoch's cost against DWA's)
 (benchmarks/protocol_estimate.py: the configuration's epochs over NYUv2's 795 training images,
 validation left out as it does not depend on the method).
 
@@ -46,14 +48,16 @@ BASELINE = "dwa"
 OPTIONS = {"stch": {"warmup_epochs": 0}}
 
 
-def step_seconds(trainer: Trainer, epoch: int, steps: int) -> float:
+def step_seconds(trainer: Trainer, epoch: int) -> float:
     sync = torch.cuda.synchronize if trainer.context.cuda else (lambda: None)
     trainer.weighting.start_epoch(epoch)
     sync()
     start = time.perf_counter()
     stats = trainer.train_epoch(epoch, trainer.weighting.weights(epoch))
     sync()
-    seconds = (time.perf_counter() - start) / steps
+    # Per batch: SDMGrad and MoDo make one update per 3 batches (an epoch is the same batches for every
+    # method, docs/training.md), so their seconds per batch are what an epoch costs against DWA's.
+    seconds = (time.perf_counter() - start) / (trainer.steps_in_epoch() * trainer.weighting.batches_per_update)
     trainer.weighting.record(epoch, stats.mean_losses)  # DWA needs the history from epoch 2 on
     return seconds
 
@@ -67,12 +71,12 @@ def measure(model: str, methods: list[str], config: str, steps: int, repeats: in
                                                                    "weighting_options": OPTIONS})
         trainers[method] = Trainer(train_job(params, model), context, seed=params["seeds"][0],
                                    run_root=Path("runs") / method, progress=False)
-        step_seconds(trainers[method], 0, steps)  # warm-up: allocator, kernels, the method's solver set-up
+        step_seconds(trainers[method], 0)  # warm-up: allocator, kernels, the method's solver set-up
     times: dict[str, list[float]] = {method: [] for method in methods}
     for repeat in range(repeats):
         order = methods if repeat % 2 == 0 else methods[::-1]
         for method in order:
-            times[method].append(step_seconds(trainers[method], 1 + repeat, steps))
+            times[method].append(step_seconds(trainers[method], 1 + repeat))
     return {method: min(values) for method, values in times.items()}
 
 
@@ -101,6 +105,10 @@ def main() -> None:
         results = {model: measure(model, methods, args.config, args.steps, args.repeats, args.device)
                    for model in args.models}
     train = load_params(CONFIGS[args.config])["train"]  # the protocol's epochs, whole split (the timed run caps them)
+    several = [m for m in methods if WEIGHTINGS[m].batches_per_update > 1]
+    if several:
+        print(f"# s/step: seconds per batch; {', '.join(several)} update once per "
+              f"{WEIGHTINGS[several[0]].batches_per_update} batches (--steps: a multiple of that)")
     header = "| method | " + " | ".join(f"{m} s/step | {m} / dwa | {m} protocol" for m in args.models) + " |"
     print(header)
     print("|" + "---|" * (1 + 3 * len(args.models)))

@@ -64,7 +64,7 @@ def step(name: str, gradients=CONFLICTING, **options) -> tuple[list[float], TwoT
 def test_every_method_of_the_issue_is_registered_and_gradient_methods_come_from_torchjd():
     assert set(WEIGHTINGS) == {"dwa", "equal", "uncertainty", "gls", "upgrad", "mgda", "pcgrad", "cagrad", "nash_mtl",
                                "imtl_g", "aligned_mtl", "graddrop", "dualproj", "random", "famo", "stch", "imtl_l",
-                               "constant", "fairgrad", "gradvac", "config", "excess_mtl"}
+                               "constant", "fairgrad", "gradvac", "config", "excess_mtl", "sdmgrad", "modo"}
     import torchjd.aggregation
 
     for name, cls in GRADIENT_METHODS.items():
@@ -76,7 +76,8 @@ def test_every_method_of_the_issue_is_registered_and_gradient_methods_come_from_
         build_weighting("pcgrad", TASKS, c=0.4)
 
 
-@pytest.mark.parametrize("name", sorted(GRADIENT_METHODS))
+# sdmgrad and modo update from three batches: tests/test_weighting_sdmgrad_modo.py checks their heads.
+@pytest.mark.parametrize("name", sorted(n for n in GRADIENT_METHODS if GRADIENT_METHODS[n].batches_per_update == 1))
 def test_heads_get_their_own_tasks_gradient_only(name):
     """A gradient method balances the shared parameters; each head's gradient is 2 h of its task."""
     _, model, _ = step(name, **({"c": 0.4} if name == "cagrad" else {}))

@@ -204,7 +204,10 @@ def test_a_non_finite_jacobian_raises_one_error_not_the_solvers(name):
     assert torch.isfinite(losses["a"])
     with pytest.raises(NonFiniteGradient,
                        match=r"gradients of the task losses on the shared parameters are not finite \(tasks a"):
-        weighting.backward(losses, 0)
+        if weighting.batches_per_update > 1:  # sdmgrad, modo: the update's first batch
+            weighting.backward_batch(0, losses, 0)
+        else:
+            weighting.backward(losses, 0)
     assert model.theta.grad is None
 
 
@@ -349,7 +352,8 @@ def test_the_schema_accepts_every_method_and_its_options_and_names_a_bad_one():
         validate({**params, "train": {**params["train"], "weighting": name}})
     options = {"famo": {"lr": 0.025, "weight_decay": 0.001}, "stch": {"mu": 1.0, "warmup_epochs": 4},
                "constant": {"weights": {"semantic": 1.0, "depth": 2.0}}, "fairgrad": {"alpha": 2.0, "max_iters": None},
-               "gradvac": {"beta": 0.01, "eps": 1e-8}, "excess_mtl": {"robust_step_size": 0.01, "n_warmup_steps": 0}}
+               "gradvac": {"beta": 0.01, "eps": 1e-8}, "excess_mtl": {"robust_step_size": 0.01, "n_warmup_steps": 0},
+               "sdmgrad": {"lr": 10.0, "momentum": 0.5, "n_iter": 20, "lambda_": 0.3}, "modo": {"gamma": 0.001, "rho": 0.1}}
     train = copy.deepcopy(params["train"])
     train["weighting_options"].update(options)
     validate({**params, "train": train})
@@ -358,3 +362,7 @@ def test_the_schema_accepts_every_method_and_its_options_and_names_a_bad_one():
     train["weighting_options"]["stch"] = {"mu": 0}
     with pytest.raises(ParamsError, match=r"train.weighting_options.stch.mu"):
         validate({**params, "train": train})
+    for name, bad in (("sdmgrad", {"momentum": 1.0}), ("modo", {"gamma": 0})):
+        train["weighting_options"] = {name: bad}
+        with pytest.raises(ParamsError, match=rf"train.weighting_options.{name}.{next(iter(bad))}"):
+            validate({**params, "train": train})

@@ -294,9 +294,18 @@ class Trainer:
                           pin_memory=self.context.cuda, generator=epoch_generator(self.seed, epoch))
 
     def steps_in_epoch(self) -> int:
+        """The epoch's updates: one per batch, or one per ``batches_per_update`` batches (SDMGrad,
+        MoDo), so an epoch is the same batches for every method (train.steps_per_epoch caps batches)."""
         steps = math.ceil(len(self.train_sampler) / self.local_batch)
         cap = self.train_settings.steps_per_epoch
-        return min(steps, cap) if cap else steps
+        batches = min(steps, cap) if cap else steps
+        per_update = self.weighting.batches_per_update
+        if batches < per_update:
+            raise ParamsError(f"model {self.name}: train.weighting: {self.weighting.name} draws {per_update} batches "
+                              f"per update, and an epoch has {batches} (train.steps_per_epoch {cap}, "
+                              f"{len(self.train_sampler)} training images, batch {self.local_batch}); set "
+                              f"train.steps_per_epoch to at least {per_update} or null")
+        return batches // per_update
 
     def train_step(self, batch: dict[str, Any], epoch: int, step: int) -> torch.Tensor:
         """Forward, loss, backward, update; returns the task losses summed over ranks.
@@ -333,6 +342,32 @@ class Trainer:
         if self.weighting.recomputes_losses:
             self.after_update(batch, epoch)
         return values
+
+    def train_update(self, batches: list[dict[str, Any]], epoch: int, step: int) -> torch.Tensor:
+        """One update from the weighting's ``batches_per_update`` consecutive batches (SDMGrad, MoDo):
+        each batch's forward and losses, checked by the guard, handed to ``weighting.backward_batch``
+        in order (the last fills the ``.grad``), then Adam's step. Returns the batches' mean task
+        losses. On one process (refused under DDP), eager (refused under train.compile) and with
+        the host guard (host_sync): no update is made from a group with a non-finite loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        values = []
+        for index, batch in enumerate(batches):
+            batch = to_device(batch, self.context.device, self.channels_last)
+            with torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                outputs = self.forward(batch["image"])
+            losses = self.global_batch_losses(outputs, batch)
+            checked, update = self.guard.before_update(torch.stack([losses[task].detach() for task in self.tasks]),
+                                                       step, self.optimizer)
+            values.append(checked)
+            if not update:
+                return checked
+            try:
+                self.weighting.backward_batch(index, losses, epoch)
+            except NonFiniteGradient as exc:
+                self.diverged(f"{exc} at epoch {epoch + 1} of {self.epochs}, step {step + 1} of "
+                              f"{self.steps_in_epoch()}; training stopped before that update")
+        self.optimizer.step()
+        return torch.stack(values).mean(dim=0)
 
     def after_update(self, batch: dict[str, Any], epoch: int) -> None:
         """The batch's losses again, after the update, for a weighting that learns from their change
@@ -381,12 +416,18 @@ class Trainer:
         bar = tqdm(total=steps, desc=f"{self.name} epoch {epoch + 1}/{self.epochs}", unit="step",
                    disable=not (self.progress and self.context.is_main), leave=False, dynamic_ncols=True)
         with bar:
-            for step, batch in enumerate(self.train_loader(epoch)):
+            per_update = self.weighting.batches_per_update
+            loader = self.train_loader(epoch)
+            for step, batch in enumerate(loader if per_update == 1 else batch_groups(loader, per_update)):
                 if step == steps:
                     break
-                values = self.train_step(batch, epoch, step) / self.context.world_size
+                if per_update == 1:
+                    values = self.train_step(batch, epoch, step) / self.context.world_size
+                else:  # SDMGrad, MoDo: a group of batches per update (one process)
+                    values = self.train_update(batch, epoch, step)
                 loss_sum += values.double()
-                images += len(batch["index"]) * self.context.world_size
+                images += (len(batch["index"]) if per_update == 1 else sum(len(one["index"]) for one in batch)) \
+                    * self.context.world_size
                 if (step + 1) % self.sync_every == 0 or step + 1 == steps:
                     self.check_healthy(epoch, steps)
                     total = sum(weights[task] * float(v) for task, v in zip(self.tasks, values))
@@ -512,6 +553,16 @@ def with_fused(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[
     own = {index: group["fused"] for index, group in enumerate(optimizer.param_groups)}
     groups = [{**group, "fused": own.get(index, group.get("fused"))} for index, group in enumerate(saved["param_groups"])]
     return {**saved, "param_groups": groups}
+
+
+def batch_groups(batches: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive groups of ``size`` batches, in the loader's order; a last, smaller group is left out."""
+    group: list[dict[str, Any]] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
 
 
 def resolve_auto(value: int | str, *, cpu: int, cuda: int, context: DistributedContext) -> int:

@@ -3,7 +3,8 @@
 A strategy is a `TaskWeighting` (base.py, the trainer's whole interface to it), registered here by
 its train.weighting name. Loss-based strategies (loss.py: equal, dwa, uncertainty, gls, famo, stch, imtl_l, constant) back-
 propagate one scalar; gradient methods (gradient.py: torchjd's aggregators) combine the tasks'
-gradients on the shared parameters. A single-task model weighs 1 whatever the setting ("equal").
+gradients on the shared parameters (sdmgrad and modo from three independent batches per update:
+``TaskWeighting.batches_per_update``). A single-task model weighs 1 whatever the setting ("equal").
 """
 
 from __future__ import annotations

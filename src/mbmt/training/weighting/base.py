@@ -11,6 +11,10 @@ to the trainer:
   combine the tasks' gradients on the shared parameters;
 - ``after_update(losses, epoch)``: where ``recomputes_losses`` (FAMO), the batch's losses again
   after the optimiser's step;
+- ``backward_batch(index, losses, epoch)``: instead of ``backward``, where ``batches_per_update``
+  is more than 1 (SDMGrad, MoDo): the trainer draws that many consecutive batches of the epoch's
+  order for one update and hands their losses over one batch at a time, in order; the last call
+  fills the ``.grad``;
 - ``parameters()``: learnable tensors the trainer adds to its optimiser (uncertainty weighting);
 - ``weights(epoch)``: the lambda_k known before epoch ``epoch`` (the progress line);
 - ``logged_weights(epoch)``: the lambda_k the epoch is logged with: ``weights(epoch)`` for fixed
@@ -61,6 +65,9 @@ class TaskWeighting(ABC):
     # It learns from the batch's losses recomputed after the update (FAMO): the trainer then calls
     # after_update once per step, at the cost of one more forward pass.
     recomputes_losses: ClassVar[bool] = False
+    # Independent mini-batches one update draws (SDMGrad, MoDo: 3, from the papers' stochastic
+    # algorithms): the trainer then calls backward_batch once per batch instead of backward.
+    batches_per_update: ClassVar[int] = 1
 
     def __init__(self, tasks: Iterable[str]):
         self.tasks = tuple(tasks)
@@ -93,6 +100,11 @@ class TaskWeighting(ABC):
         """Accumulate this step's gradients. ``global_losses``: the tasks' losses over the global
         batch, detached (equal on every rank), for strategies whose weights depend on them."""
         self.total_loss(losses, epoch).backward()
+
+    def backward_batch(self, index: int, losses: Mapping[str, torch.Tensor], epoch: int) -> None:
+        """Batch ``index`` (0 .. batches_per_update - 1) of one update, its task losses with their
+        graph; called only where ``batches_per_update`` > 1."""
+        raise NotImplementedError(f"weighting {self.name} draws one batch per update: the trainer calls backward")
 
     def after_update(self, losses: torch.Tensor, epoch: int) -> None:
         """The step's task losses (in task order, detached) recomputed on its batch after the update;

@@ -13,6 +13,9 @@ share and combines them (projecting away conflicts, solving a small QP, ...). Th
 4. every other trainable parameter (one task's head) gets its own task's gradient, as under equal
    weighting, which is what LibMTL does for task-specific parameters.
 
+SDMGrad and MoDo weigh from the Jacobians of two independent batches and update on a third
+(`_IndependentBatchesBase`): the trainer hands them three batches per update.
+
 torchjd's aggregators normalise differently from a weighted sum: most weigh the rows so that
 non-conflicting gradients give about their mean (UPGrad, DualProj, Aligned-MTL: mean preference;
 MGDA, IMTL-G, random: weights on the simplex), where equal weighting sums them. That is each
@@ -242,6 +245,102 @@ class _ExcessMTLBase(GradientWeighting):
         weighting._state_key = None if total is None else (*total.shape, total.dtype, total.device)
 
 
+class _IndependentBatchesBase(GradientWeighting):
+    """SDMGrad and MoDo: stochastic methods whose task weights come from ``A = J_1 J_2^T``, the product
+    of the Jacobians (on the shared parameters) of two independent mini-batches xi and xi', not from
+    one batch's Gramian (whose expectation is biased, which the papers' convergence proofs avoid); the
+    update is ``J_3^T lambda`` on a third batch zeta. Three batches per update, as SDMGrad's
+    algorithm, LibMTL's SDMGrad and MoDo and MoDo's official ``three_grads`` trainer draw them.
+
+    The trainer hands over one batch's losses at a time (``backward_batch``): batch 1's Jacobian is
+    kept, batch 2's multiplied into A and dropped, each graph freed after its Jacobian, so the memory
+    is one K x n Jacobian more than a single-batch gradient method's. The update batch back-propagates
+    one weighted sum (``sum_k lambda_k L_k`` on the shared parameters, torchjd's own example: no third
+    Jacobian), and each task's head gets its own task's gradient on that batch, as under every other
+    gradient method. The torchjd weighting carries its weights from step to step (the warm start of
+    SDMGrad's inner solver; MoDo's lambda, updated by one projected step per update): checkpointed.
+    """
+
+    batches_per_update = 3
+    distributed_refusal = ("each rank would weigh by the product of its own shares of two batches' Jacobians, "
+                           "not by the global batches' product")
+
+    def __init__(self, tasks: Iterable[str], **options: Any):
+        super().__init__(tasks, **options)
+        self._first: tuple[torch.Tensor, ...] | None = None  # batch 1's Jacobian, until batch 2's
+        self._update_weights: torch.Tensor | None = None  # lambda for the update batch
+
+    def make_aggregator(self):
+        import torchjd.aggregation
+
+        return getattr(torchjd.aggregation, self.aggregator_name)(**self.options)
+
+    def backward(self, losses, epoch, *, global_losses=None) -> None:
+        raise NotImplementedError(f"weighting {self.name} draws {self.batches_per_update} batches per update: "
+                                  f"the trainer calls backward_batch")
+
+    def backward_batch(self, index: int, losses: Mapping[str, torch.Tensor], epoch: int) -> None:
+        from torchjd.autojac import jac
+
+        ordered = [losses[task] for task in self.tasks]
+        if self.shared is None:
+            self.split_parameters(ordered)
+        if index < self.batches_per_update - 1:  # xi, then xi': a Jacobian each, the graph freed
+            jacobians = jac(ordered, self.shared, parallel_chunk_size=1)
+            self.check_finite_rows(jacobians, index)
+            if index == 0:
+                self._first = jacobians
+                return
+            first, self._first = self._first, None
+            matrix = sum(a.flatten(1) @ b.flatten(1).T for a, b in zip(first, jacobians))
+            self._update_weights = self.aggregator(matrix).detach()
+            return
+        weights, self._update_weights = self._update_weights, None
+        if self.specific:  # each head gets its own task's gradient; the graph stays for the shared part
+            torch.autograd.backward(torch.stack(ordered).sum(), inputs=self.specific, retain_graph=True)
+        torch.autograd.backward(torch.stack(ordered) @ weights.to(ordered[0].dtype), inputs=self.shared)
+        if not bool(torch.stack([torch.isfinite(p.grad).all() for p in self.shared]).all()):
+            for p in [*self.shared, *(self.specific or [])]:  # nothing of this step reaches the update
+                p.grad = None
+            raise NonFiniteGradient(f"the gradients of the task losses on the shared parameters are not finite "
+                                    f"(tasks {', '.join(self.tasks)} weighted together, batch {index + 1} of "
+                                    f"{self.batches_per_update}; the losses are finite)")
+        self.observe(weights)
+
+    def check_finite_rows(self, jacobians: tuple[torch.Tensor, ...], index: int) -> None:
+        """NonFiniteGradient naming the tasks whose row of batch ``index``'s Jacobian is not finite."""
+        rows = torch.stack([torch.isfinite(j.flatten(1)).all(dim=1) for j in jacobians]).all(dim=0)
+        if not bool(rows.all()):
+            self._first = None
+            bad = [task for task, ok in zip(self.tasks, rows.tolist()) if not ok]
+            raise NonFiniteGradient(f"the gradients of the task losses on the shared parameters are not finite "
+                                    f"(tasks {', '.join(bad)}, batch {index + 1} of {self.batches_per_update}; "
+                                    f"the losses are finite)")
+
+    # The torchjd weighting's state: its weights (SDMGrad's w, MoDo's lambda), None before the first update.
+    _STATE: ClassVar[str]
+
+    def aggregator_state(self) -> dict[str, Any]:
+        value = getattr(self.aggregator, self._STATE)
+        return {"weights": None if value is None else value.detach().cpu().clone()}
+
+    def load_aggregator_state(self, state: Mapping[str, Any]) -> None:
+        value = state["weights"]
+        device = next((p.device for p in self.module.parameters()), None) if self.module is not None else None
+        value = None if value is None else value.to(device or "cpu").clone()
+        setattr(self.aggregator, self._STATE, value)
+        # torchjd restarts from uniform weights where this key differs from A's (m, dtype, device).
+        self.aggregator._state_key = None if value is None else (value.shape[0], value.dtype, value.device)
+
+
+class _SDMGradBase(_IndependentBatchesBase):
+    _STATE = "_w"
+
+
+class _MoDoBase(_IndependentBatchesBase):
+    _STATE = "_lambda"
+
+
 GRADIENT_METHODS: dict[str, type[GradientWeighting]] = {cls.name: cls for cls in (
     _method("upgrad", "UPGrad", "UPGrad (Quinton & Rey, 2024; torchjd)"),
     _method("mgda", "MGDA", "MGDA (Sener & Koltun, NeurIPS 2018)", defaults={"epsilon": 0.001, "max_iters": 100}),
@@ -261,5 +360,12 @@ GRADIENT_METHODS: dict[str, type[GradientWeighting]] = {cls.name: cls for cls in
     _method("config", "ConFIG", "ConFIG (Liu et al., ICLR 2025)"),
     _method("excess_mtl", "ExcessMTL", "ExcessMTL (He et al., ICML 2024)",
             defaults={"robust_step_size": 0.01, "n_warmup_steps": 0}, base=_ExcessMTLBase),
+    # Three independent batches per update (_IndependentBatchesBase). SDMGrad: the official
+    # implementation's inner solver (lr 10, momentum 0.5, 20 iterations; torchjd's defaults) with
+    # lambda 0.3, as its own experiments and LibMTL set it; MoDo: LibMTL's gamma 1e-3 and rho 0.1.
+    _method("sdmgrad", "SDMGradWeighting", "SDMGrad (Xiao et al., NeurIPS 2023)", base=_SDMGradBase,
+            defaults={"lr": 10.0, "momentum": 0.5, "n_iter": 20, "lambda_": 0.3}),
+    _method("modo", "MoDoWeighting", "MoDo (Chen et al., NeurIPS 2023)", base=_MoDoBase,
+            defaults={"gamma": 0.001, "rho": 0.1}),
 )}
 
