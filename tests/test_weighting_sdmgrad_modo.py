@@ -21,7 +21,8 @@ from test_weighting_methods_2025 import CONFLICTING, ORTHOGONAL, TASKS, Interrup
 
 from mbmt.errors import ParamsError
 from mbmt.training import distributed
-from mbmt.training.trainer import DivergedError, Trainer
+from mbmt.training.guard import DivergedError
+from mbmt.training.trainer import Trainer
 from mbmt.training.weighting import GRADIENT_METHODS, WEIGHTINGS, build_weighting
 from mbmt.training.weighting.base import NonFiniteGradient
 
@@ -186,7 +187,7 @@ def test_distributed_is_refused_naming_the_method():
 def test_an_epoch_of_fewer_batches_than_one_update_names_steps_per_epoch():
     def steps(name, cap, images=8):
         rank = SimpleNamespace(name="mtnet", train_sampler=range(images), local_batch=2,
-                               train_params={"steps_per_epoch": cap}, weighting=build_weighting(name, TASKS))
+                               train_settings=SimpleNamespace(steps_per_epoch=cap), weighting=build_weighting(name, TASKS))
         return Trainer.steps_in_epoch(rank)
 
     assert steps("dwa", None) == 4 and steps("dwa", 2) == 2
