@@ -17,10 +17,10 @@ rule train:
         "benchmarks/results/train/{model}/seed{seed}.tsv"
     wildcard_constraints:
         model="|".join(FROM_DATA),
-    threads: 8
     # The ST-Nets first: the MBMT-Net variants with init_from wait for them, so on a few cores
     # (the CPU demo: two jobs at a time) they start the longest trainings early (docs/workflow.md).
     priority: training_priority
+    threads: 8
     resources:
         gpu=1,
         gpu_mem_gb=12,  # the default profile sets it too (profiles/default/config.yaml)
