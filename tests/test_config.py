@@ -24,8 +24,12 @@ def test_paper_params_and_presets_are_valid():
     demo = load_params([REPO / "params.yaml", REPO / "config" / "demo.yaml"])
     assert demo["data"]["source"] == "synthetic" and demo["profile"] == "demo"
     # A preset only overrides what it names; the rest stays the paper's.
-    assert demo["models"]["mtnet"]["backbone"] == paper["models"]["mtnet"]["backbone"]
+    assert demo["models"]["mbmt_partial"]["init_from"] == paper["models"]["mbmt_partial"]["init_from"]
+    assert demo["decoder"]["norm"] == paper["decoder"]["norm"]
     assert demo["models"]["mtnet"]["pretrained"] is False
+    # The demo's smaller models (the report's architecture table says so): b0 and narrower decoders.
+    assert demo["models"]["mtnet"]["backbone"] == "efficientnet_b0" != paper["models"]["mtnet"]["backbone"]
+    assert demo["decoder"]["fpn_channels"] < paper["decoder"]["fpn_channels"]
 
 
 def test_mtan_protocol_preset_sets_mtans_augmentation_and_reporting():

@@ -100,11 +100,16 @@ def test_parameter_table_beside_the_paper():
 
 
 def test_architecture_table_from_model_files():
-    meta = {"mbmt_full_pretrained": {"backbones": ["efficientnet_b2"] * 3 + ["efficientnet_b5"], "tasks": ["semantic", "depth", "normal"], "model": {}},
-            "mtan": {"backbones": [], "tasks": ["semantic", "depth", "normal"], "model": {"filters": [64, 128, 256, 512, 512]}}}
+    decoder = {"fpn_channels": 128, "head_channels": 64, "norm": "batchnorm", "backbone_head_conv": True}
+    meta = {"mbmt_full_pretrained": {"backbones": ["efficientnet_b2"] * 3 + ["efficientnet_b5"], "tasks": ["semantic", "depth", "normal"],
+                                     "model": {}, "decoder": decoder},
+            "mtan": {"backbones": [], "tasks": ["semantic", "depth", "normal"], "model": {"filters": [64, 128, 256, 512, 512]},
+                     "decoder": decoder}}
     rows = tables.architecture_table(meta).rows
     assert rows[0][5] == "3x efficientnet_b2 + 1x efficientnet_b5" and rows[0][1] is None
+    assert rows[0][7] == "FPN 128, heads 64 channels"  # the widths the model file records (the demo's)
     assert rows[1][1] == "MTAN" and rows[1][6] == "SS+DE+SNP" and "SegNet" in rows[1][5]
+    assert rows[1][7] is None  # MTAN has no EfficientPS decoder
 
 
 def test_read_curve_from_a_dvclive_log(tmp_path):
@@ -136,7 +141,8 @@ def test_prediction_figures_draw_every_panel(tmp_path):
     data = samples(absent_normals=True)
     predictions = {"semantic": np.zeros((2, 32, 48), int), "depth": np.ones((2, 32, 48)), "normal": np.ones((2, 32, 48, 3)) / 3**0.5}
     figures.qualitative(data, predictions, "MBMT-Net", tmp_path / "q.png")
-    figures.comparison(data, [("ST-Nets", {"depth": predictions["depth"]}), ("MBMT-Net", predictions)], tmp_path / "c.png")
+    figures.comparison(data, [("ST-Nets", {"depth": predictions["depth"]}, {"depth": "loss 0.90 -> 0.60"}),
+                              ("MBMT-Net", predictions, {})], tmp_path / "c.png")
     for name in ("q.png", "c.png"):
         image = matplotlib.image.imread(tmp_path / name)
         assert image.shape[0] > 200 and image.shape[1] > 400
@@ -424,3 +430,37 @@ def test_results_table_says_in_one_line_which_protocol_every_column_uses(context
     mixed = dict(metrics, mtan=[{**metrics["mtan"][0], "context": FINAL_PIXEL if context is MTAN_PROTOCOL else MTAN_PROTOCOL}])
     [line] = [note for note in tables.results_table(mixed, single_task=ST_NETS).notes if note.startswith("Protocols.")]
     assert line.count("final: the trained model") == 1 and line.count("last_k: the mean") == 1
+
+
+def test_comparison_rows_say_how_far_each_training_loss_fell(tmp_path, monkeypatch):
+    """The comparison figure's captions: each model's training loss of each task, first -> last epoch,
+    from its DVCLive log (a model that learned nothing, as MTAN in a short demo, reads as such)."""
+    from dvclive import Live
+
+    from mbmt import paths
+    from mbmt.reporting.build import comparison_rows, loss_change
+    from mbmt.reporting.sources import ModelResult, SeedRun
+
+    monkeypatch.chdir(tmp_path)
+    logged = {"st_de": {"depth": [0.9, 0.7, 0.61]},
+              "mtan": {"semantic": [2.6487, 2.6, 2.5586], "depth": [2.05, 1.8, 1.7736], "normal": [1.15, 1.0, 0.8748]}}
+    for name, curves in logged.items():
+        live = Live(str(paths.live_dir(name, 0)), dvcyaml=False, save_dvc_exp=False)
+        for epoch in range(3):
+            for task, values in curves.items():
+                live.log_metric(f"train/loss/{task}", values[epoch])
+            live.next_step()
+        live.end()
+    assert loss_change("mtan", 0, "semantic") == "loss 2.65 -> 2.56"
+    assert loss_change("mtan", 1, "semantic") == ""  # no log for that seed
+    predictions = {"semantic": np.zeros((1, 4, 4)), "depth": np.ones((1, 4, 4)), "normal": np.ones((1, 4, 4, 3))}
+
+    def result(name, tasks):
+        run = SeedRun(seed=0, metrics={}, per_image={}, meta={"tasks": tasks}, files={})
+        return ModelResult(name, [run], {}, {"test": {t: predictions[t] for t in tasks}})
+
+    rows = comparison_rows({"st_de": result("st_de", ["depth"]), "mtan": result("mtan", ["semantic", "depth", "normal"])},
+                           "test", ["st_ss", "st_de"])
+    assert [row[2] for row in rows] == [{"depth": "loss 0.90 -> 0.61"},
+                                        {"semantic": "loss 2.65 -> 2.56", "depth": "loss 2.05 -> 1.77",
+                                         "normal": "loss 1.15 -> 0.87"}]

@@ -267,3 +267,10 @@ def report_figure_labels(wildcards):
     if wildcards.kind == "qualitative":
         return {"figure": f"{TITLES[OURS]}: every task on the first images"}
     return {"figure": "every model on the first image"}
+
+
+def training_priority(wildcards):
+    """A training's priority: the single-task models, which the MBMT-Net variants with init_from
+    start from, above every other training, and trainings above evaluations (0)."""
+    entry = config["models"].get(wildcards.model, {})
+    return 2 if entry.get("arch") == "st" else 1

@@ -17,6 +17,9 @@ rule train:
         "benchmarks/results/train/{model}/seed{seed}.tsv"
     wildcard_constraints:
         model="|".join(FROM_DATA),
+    # The ST-Nets first: the MBMT-Net variants with init_from wait for them, so on a few cores
+    # (the CPU demo: two jobs at a time) they start the longest trainings early (docs/workflow.md).
+    priority: training_priority
     threads: 8
     resources:
         gpu=1,

@@ -12,6 +12,7 @@ from typing import Any
 from mbmt import paths
 from mbmt.io import atomic_path, write_json
 from mbmt.environment import describe as describe_environment
+from mbmt.evaluation.protocol import read_curve
 from mbmt.provenance import git_revision
 from mbmt.reporting import document, figures
 from mbmt.reporting.delta_m import delta_m_table, recent_anchors_table
@@ -122,13 +123,28 @@ def write_tables(tables: list[Table], directory: Path) -> None:
             (tmp / f"{table.name}.html").write_text(to_html(table))
 
 
+def loss_change(name: str, seed: int, task: str) -> str:
+    """How far model ``name``'s (seed ``seed``) training loss of ``task`` fell: "loss 2.65 -> 1.72" from
+    its first and last logged epochs; "" when none is logged."""
+    curve = read_curve(paths.live_dir(name, seed), f"train/loss/{task}")
+    if curve is None or not len(curve[1]):
+        return ""
+    values = curve[1]
+    return f"loss {values[0]:.2f} -> {values[-1]:.2f}"
+
+
 def comparison_rows(results: Mapping[str, ModelResult], split: str, single_task: Sequence[str]
-                    ) -> list[tuple[str, dict]]:
-    """One row per multi-task model, the single-task models (``single_task``) merged into one "ST-Nets" row."""
+                    ) -> list[tuple[str, dict, dict]]:
+    """One row per multi-task model, the single-task models (``single_task``) merged into one "ST-Nets"
+    row: (title, task -> predictions, task -> the first seed's `loss_change`)."""
     single = [name for name in single_task if name in results]
     st_row = {results[name].tasks[0]: results[name].predictions[split][results[name].tasks[0]] for name in single}
-    rows = [(TITLES["efficientps_st"], st_row)] if st_row else []
-    rows += [(TITLES.get(name, name), r.predictions[split]) for name, r in results.items() if name not in single]
+    st_losses = {results[name].tasks[0]: loss_change(name, results[name].runs[0].seed, results[name].tasks[0])
+                 for name in single}
+    rows = [(TITLES["efficientps_st"], st_row, st_losses)] if st_row else []
+    rows += [(TITLES.get(name, name), r.predictions[split],
+              {task: loss_change(name, r.runs[0].seed, task) for task in r.tasks})
+             for name, r in results.items() if name not in single]
     return rows
 
 

@@ -54,7 +54,7 @@ def _depth_range(samples: Samples, index: int, predictions: Sequence[np.ndarray]
     return 0.0, max(far, 1e-3)
 
 
-def _panel(ax, rgb: np.ndarray | None, title: str = "", note: str = "") -> None:
+def _panel(ax, rgb: np.ndarray | None, title: str = "", note: str = "", caption: str = "") -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
@@ -66,6 +66,8 @@ def _panel(ax, rgb: np.ndarray | None, title: str = "", note: str = "") -> None:
     if note:
         ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=7, color="white"
                 if rgb is not None else "black")
+    if caption:
+        ax.set_xlabel(caption, fontsize=6)
 
 
 def colour(task: str, array: np.ndarray, depth_range: tuple[float, float], predicted: bool = True) -> np.ndarray:
@@ -110,13 +112,14 @@ def qualitative(samples: Samples, predictions: Mapping[str, np.ndarray], model_t
     plt.close(fig)
 
 
-def comparison(samples: Samples, rows: Sequence[tuple[str, Mapping[str, np.ndarray]]], path: Path,
-               index: int = 0) -> None:
-    """Image ``index`` of ``samples``: the ground truth, then one row per model (its tasks only)."""
+def comparison(samples: Samples, rows: Sequence[tuple[str, Mapping[str, np.ndarray], Mapping[str, str]]],
+               path: Path, index: int = 0) -> None:
+    """Image ``index`` of ``samples``: the ground truth, then one row per model (its tasks only):
+    (title, task -> predictions, task -> the caption under its panel, e.g. how far its training loss fell)."""
     import matplotlib.pyplot as plt
 
     height, width = samples.image.shape[1:3]
-    depth_range = _depth_range(samples, index, [r["depth"][index] for _, r in rows if "depth" in r])
+    depth_range = _depth_range(samples, index, [r["depth"][index] for _, r, _ in rows if "depth" in r])
     fig, axes = plt.subplots(1 + len(rows), 1 + len(TASKS), squeeze=False, layout="constrained",
                              figsize=(1.9 * (1 + len(TASKS)) * width / height, 1.6 * (1 + len(rows)) + 0.9))
     _panel(axes[0, 0], samples.image[index], "RGB")
@@ -124,13 +127,17 @@ def comparison(samples: Samples, rows: Sequence[tuple[str, Mapping[str, np.ndarr
         absent = samples.modalities.get(task) == "absent"
         truth = None if absent else colour(task, _ground_truth(samples, task, index), depth_range, predicted=False)
         _panel(axes[0, 1 + t], truth, f"{TASK_ABBREVIATIONS[task]} truth", "no ground truth" if absent else "")
-    for r, (title, predictions) in enumerate(rows, start=1):
+    for r, (title, predictions, captions) in enumerate(rows, start=1):
         _panel(axes[r, 0], None, note=title)
         for t, task in enumerate(TASKS):
             rgb = colour(task, predictions[task][index], depth_range) if task in predictions else None
-            _panel(axes[r, 1 + t], rgb)
+            _panel(axes[r, 1 + t], rgb, caption=captions.get(task, "") if task in predictions else "")
     _legend(fig)
-    fig.suptitle(f"Every model on {samples.split} image {index} ({samples.source})", fontsize=9)
+    # A short training (the CPU demo's) may leave a model's prediction still noise: the loss under
+    # each panel says whether it learned the task, so such a row does not read as a bug.
+    fig.suptitle(f"Every model on {samples.split} image {index} ({samples.source}); under each prediction: the "
+                 "model's training loss of the task, first -> last epoch (a loss that barely fell: not yet "
+                 "learned in this training)", fontsize=8, wrap=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

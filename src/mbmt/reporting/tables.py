@@ -234,15 +234,21 @@ def architecture_table(models: Mapping[str, Mapping]) -> Table:
         measured_backbone = (" + ".join(f"{backbones.count(b)}x {b}" for b in dict.fromkeys(backbones))
                              if backbones else f"SegNet, filters {meta['model'].get('filters')}")
         tasks = "+".join(TASK_ABBREVIATIONS[t] for t in meta["tasks"])
-        rows.append([name, abbreviation, context, backbone, architecture, measured_backbone, tasks])
+        decoder = meta.get("decoder") or {}
+        # A profile may train narrower decoders than the paper's (the CPU demo does): say which.
+        widths = (f"FPN {decoder['fpn_channels']}, heads {decoder['head_channels']} channels"
+                  if backbones and decoder else None)
+        rows.append([name, abbreviation, context, backbone, architecture, measured_backbone, tasks, widths])
     return Table(
         "architectures", TABLE_TITLES["architectures"],
         ["model", "abbreviation (paper)", "context (paper)", "backbone (paper)", "architecture and tasks (paper)",
-         "backbones (ours)", "tasks (ours)"],
+         "backbones (ours)", "tasks (ours)", "decoder (ours)"],
         rows,
         ["The paper's table lists six models; the two full MBMT-Net variants appear in its training design "
          "(full training with EfficientNet-b2 and -b5, from ST-pretrained encoders or from scratch).",
-         "Backbones (ours) are the timm models the trained files record."],
+         "Backbones and decoder (ours) are the timm models and the EfficientPS-style decoder's widths the "
+         "trained files record (params.yaml: FPN 256, heads 128 channels; the CPU demo trains smaller models, "
+         "config/demo.yaml)."],
     )
 
 
