@@ -28,7 +28,7 @@ from mbmt.training.weighting import (
     weighting_from_params,
 )
 
-from weighting_helpers import MODEL, Interrupted, logged, trainer
+from weighting_helpers import MODEL, logged, stop_in_epoch_2, trainer
 
 TASKS = ("a", "b")
 CONFLICTING = ([1.0, 0.0], [-1.0, 1.0])  # g_a . g_b = -1
@@ -238,17 +238,7 @@ def test_a_resumed_run_continues_bit_for_bit(name, project, processed_data, tmp_
     uninterrupted = trainer(tmp_path / "uninterrupted", weighting=name)
     uninterrupted.fit()
 
-    first = trainer(tmp_path / "resumed", weighting=name)
-    fit_epoch = first.train_epoch
-
-    def stop_in_epoch_2(epoch, weights):
-        if epoch == 1:
-            raise Interrupted  # after the checkpoint of epoch 1
-        return fit_epoch(epoch, weights)
-
-    first.train_epoch = stop_in_epoch_2
-    with pytest.raises(Interrupted):
-        first.fit()
+    stop_in_epoch_2(tmp_path / "resumed", weighting=name)
     resumed = trainer(tmp_path / "resumed", weighting=name)
     assert resumed.epoch == 1
     resumed.fit()

@@ -17,7 +17,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from test_weighting_methods_2025 import CONFLICTING, ORTHOGONAL, TASKS, Interrupted, TwoTasks, logged, trainer
+from test_weighting_methods_2025 import CONFLICTING, ORTHOGONAL, TASKS, TwoTasks, logged, trainer
+from weighting_helpers import stop_in_epoch_2
 
 from mbmt.errors import ParamsError
 from mbmt.training import distributed
@@ -243,17 +244,7 @@ def test_a_resumed_sdmgrad_run_continues_bit_for_bit(project, processed_data, tm
     processed_data()
     uninterrupted = trainer(tmp_path / "uninterrupted", weighting="sdmgrad", val_every=0)
     uninterrupted.fit()
-    first = trainer(tmp_path / "resumed", weighting="sdmgrad", val_every=0)
-    fit_epoch = first.train_epoch
-
-    def stop_in_epoch_2(epoch, weights):
-        if epoch == 1:
-            raise Interrupted  # after the checkpoint of epoch 1
-        return fit_epoch(epoch, weights)
-
-    first.train_epoch = stop_in_epoch_2
-    with pytest.raises(Interrupted):
-        first.fit()
+    stop_in_epoch_2(tmp_path / "resumed", weighting="sdmgrad", val_every=0)
     resumed = trainer(tmp_path / "resumed", weighting="sdmgrad", val_every=0)
     assert resumed.epoch == 1
     assert resumed.weighting.aggregator._w is not None  # the first update's w, from the checkpoint

@@ -22,6 +22,24 @@ class Interrupted(Exception):
     pass
 
 
+def stop_in_epoch_2(root, **train) -> None:
+    """Train a run in ``root`` until the checkpoint of its first epoch, then stop it, as a killed
+    process would stop (the resume tests then continue it and compare with an uninterrupted run)."""
+    import pytest
+
+    run = trainer(root, **train)
+    fit_epoch = run.train_epoch
+
+    def stop(epoch, weights):
+        if epoch == 1:
+            raise Interrupted  # after the checkpoint of epoch 1
+        return fit_epoch(epoch, weights)
+
+    run.train_epoch = stop
+    with pytest.raises(Interrupted):
+        run.fit()
+
+
 def logged(run: Trainer) -> list[dict]:
     """The metrics of every epoch but the throughput, which differs from run to run."""
     return [{k: v for k, v in entry["metrics"].items() if k != "train/images_per_second"} for entry in run.history]

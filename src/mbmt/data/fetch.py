@@ -38,7 +38,8 @@ from mbmt import hub
 from mbmt.data import hub_mirror, mtan_layout
 from mbmt.data.archives import CorruptArchive, archive_kind, copy_mtan_folder, extract_mtan_archive
 from mbmt.data.hdf5 import GROUND_TRUTH, MODALITIES, RENDERED
-from mbmt.data.settings import DataSettings, NyuSources, Source, SyntheticScenes, thaw
+from mbmt.config import thaw
+from mbmt.data.settings import DataSettings, NyuSources, Source, SyntheticScenes
 from mbmt.data.transfer import DOWNLOAD_ATTEMPTS  # noqa: F401  (how often one source is tried, named here too)
 from mbmt.data.transfer import DownloadFailed, download, download_name
 from mbmt.errors import DataError

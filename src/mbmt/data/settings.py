@@ -12,29 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Union
+
+# One home for making params read-only and back (the training and evaluation settings use them too).
+from mbmt.config import freeze, thaw
 
 # One entry of data.nyuv2.sources: an archive URL, or a read-only mapping (split pair or Hub repository).
 Source = Union[str, Mapping[str, Any]]
-
-
-def freeze(value: Any) -> Any:
-    """``value`` with every mapping made a read-only view and every list a tuple, recursively."""
-    if isinstance(value, Mapping):
-        return MappingProxyType({key: freeze(item) for key, item in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(item) for item in value)
-    return value
-
-
-def thaw(value: Any) -> Any:
-    """The plain dicts and lists (as params writes them, for JSON) of a ``freeze``d value, in its order."""
-    if isinstance(value, Mapping):
-        return {key: thaw(item) for key, item in value.items()}
-    if isinstance(value, tuple):
-        return [thaw(item) for item in value]
-    return value
 
 
 @dataclass(frozen=True)
